@@ -1,0 +1,78 @@
+//! The Gureum binary: runs the platform, talks to it, and measures it.
+//!
+//! - `gureum up`: every service in one process on embedded storage.
+//! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
+//! - `gureum bench ledger …`: the ledger benchmark.
+
+mod bench;
+mod client;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Gureum (구름): cloud-native core banking.
+#[derive(Parser)]
+#[command(name = "gureum", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process on embedded storage (a data folder).
+    Up(server::UpArgs),
+    /// Work with the ledger: accounts, transfers, history; verify a data folder.
+    Ledger(client::LedgerArgs),
+    /// Measure Gureum.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// The ledger: transfers per second and batch latency, durable (fsync on).
+    Ledger(bench::LedgerBenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => server::up(args),
+        Command::Ledger(args) => client::run(args),
+        Command::Bench {
+            target: BenchTarget::Ledger(args),
+        } => bench::ledger(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The default data folder of `gureum up`.
+pub const DEFAULT_DATA_DIR: &str = "./gureum-data";
+
+/// The default listen address of `gureum up`.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Errors the commands report to the user.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The data folder argument, shared by commands that work on one.
+#[derive(clap::Args, Clone)]
+pub struct DataDir {
+    /// The data folder.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}

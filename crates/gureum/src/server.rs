@@ -1,0 +1,138 @@
+//! `gureum up`: every service in one process on embedded storage.
+
+use crate::Error;
+use axum::Router;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kernel::Problem;
+use ledger::engine::{Engine, EngineConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the ledger is asked to void pending transfers whose timeout passed.
+const EXPIRY_PULSE_MS: u64 = 100;
+
+/// Arguments of `gureum up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The data folder (created if missing).
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR, env = "GUREUM_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The address to serve HTTP on.
+    #[arg(long, default_value_t = crate::default_listen(), env = "GUREUM_LISTEN")]
+    listen: SocketAddr,
+}
+
+/// Runs until SIGINT or SIGTERM, then finishes in-flight work, flushes and returns.
+pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
+    init_tracing();
+    let (engine, report) = Engine::open(EngineConfig::new(&args.data_dir))?;
+    tracing::info!(
+        data_dir = %args.data_dir.display(),
+        snapshot_seq = report.snapshot_seq,
+        records_replayed = report.records_replayed,
+        accounts = report.accounts,
+        transfers = report.transfers,
+        millis = report.millis as u64,
+        "ledger recovered"
+    );
+    let engine = Arc::new(engine);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(serve(engine.clone(), args.listen));
+    // Stop the engine outside the runtime: it finishes queued work and writes a snapshot.
+    let stopped = engine.shutdown();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    served?;
+    stopped?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUREUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The whole HTTP surface of the one-process shape.
+pub fn app(engine: Arc<Engine>) -> Router {
+    let health = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .with_state(engine.clone());
+    ledger::api::router(engine)
+        .merge(health)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
+    if engine.is_failed() {
+        Problem::unavailable("the ledger stopped after a storage failure").into_response()
+    } else {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    }
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found("route_not_found", format!("no route serves {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> Problem {
+    Problem::new(405, "method_not_allowed", "Method not allowed")
+        .with_detail(format!("{} does not accept this method", uri.path()))
+}
+
+async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    // Scripts and tests wait for this line (also when --listen asks for port 0).
+    println!("gureum listening on http://{local}");
+    tracing::info!(%local, "serving");
+    let pulse = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(EXPIRY_PULSE_MS));
+            loop {
+                tick.tick().await;
+                if engine.expire().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    axum::serve(listener, app(engine))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    pulse.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,399 @@
+//! The ledger's imperative shell: one thread owns the state and the journal.
+//!
+//! Requests arrive on a bounded queue. The engine takes every request waiting (up to
+//! [`GROUP_EVENTS_MAX`] events), applies each write batch to the state and appends it to the
+//! journal, makes the whole group durable with one `fdatasync` (group commit), and only then
+//! answers. Reads run on the same thread after the group's commit, so no one ever sees state
+//! that is not durable. If a commit fails the in-memory state is ahead of the disk: the engine
+//! stops serving (every later request gets [`EngineError::Failed`]) rather than guess.
+
+use crate::codec;
+use crate::journal::{self, JournalError, JournalWriter, Position, RecordKind};
+use crate::snapshot;
+use crate::state::{AccountEvent, Ledger, TransferEvent};
+use crate::types::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events gathered into one group commit.
+pub const GROUP_EVENTS_MAX: usize = 8 * BATCH_EVENTS_MAX;
+
+/// Most requests waiting in the engine's queue; senders wait when it is full.
+pub const QUEUE_REQUESTS_MAX: usize = 4096;
+
+/// A clock reading in nanoseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// How to run the engine.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// The data folder (created if missing).
+    pub data_dir: PathBuf,
+    /// Write a snapshot once this many journal bytes follow the last one.
+    pub snapshot_after_bytes: u64,
+    /// Where timestamps come from.
+    pub clock: Clock,
+}
+
+impl EngineConfig {
+    /// Defaults for a data folder: snapshot every 256 MiB of journal, the wall clock.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            snapshot_after_bytes: 256 << 20,
+            clock: system_clock(),
+        }
+    }
+}
+
+/// Why a request was not served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The journal could not be made durable; the engine stopped serving.
+    #[error("the ledger stopped after a storage failure: {0}")]
+    Failed(String),
+    /// The engine is shutting down.
+    #[error("the ledger is shutting down")]
+    ShuttingDown,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The journal position the snapshot covered (seq 0 without one).
+    pub snapshot_seq: u64,
+    /// Journal records replayed after the snapshot.
+    pub records_replayed: u64,
+    /// A torn tail that was cut off: its offset and what was wrong.
+    pub torn_tail: Option<(u64, String)>,
+    /// Accounts after recovery.
+    pub accounts: usize,
+    /// Transfers after recovery.
+    pub transfers: usize,
+    /// Milliseconds recovery took.
+    pub millis: u128,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+type Query = Box<dyn FnOnce(&Ledger) + Send>;
+
+enum Request {
+    CreateAccounts(Vec<AccountEvent>, Reply<Vec<CreateAccountResult>>),
+    CreateTransfers(Vec<TransferEvent>, Reply<Vec<CreateTransferResult>>),
+    Expire,
+    Query(Query),
+    Shutdown,
+}
+
+impl Request {
+    fn events(&self) -> usize {
+        match self {
+            Request::CreateAccounts(e, _) => e.len(),
+            Request::CreateTransfers(e, _) => e.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// A running ledger engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    tx: mpsc::Sender<Request>,
+    thread: std::sync::Mutex<Option<JoinHandle<Result<(), JournalError>>>>,
+    failed: Arc<AtomicBool>,
+}
+
+/// Rebuilds the ledger from the data folder: the snapshot, then the journal after it. Cuts a
+/// torn tail off; refuses any other damage.
+pub fn recover(data_dir: &Path) -> Result<(Ledger, Position, RecoveryReport), JournalError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(data_dir)
+        .map_err(JournalError::io(format!("creating {}", data_dir.display())))?;
+    let (mut ledger, from) = snapshot::load(data_dir)?.unwrap_or_default();
+    let path = data_dir.join(journal::JOURNAL_FILE);
+    let mut replayed = 0;
+    let end = journal::read_records(&path, from, |header, payload| {
+        replayed += 1;
+        journal::replay(&mut ledger, header, payload)
+            .map_err(|e| format!("record {} does not decode: {e}", header.seq))
+    })?;
+    if let Some((offset, reason)) = &end.torn {
+        tracing::warn!(
+            journal = %path.display(),
+            offset,
+            reason = reason.as_str(),
+            "cutting off a torn journal tail (a write that was never acknowledged)"
+        );
+        journal::truncate(&path, *offset)?;
+    }
+    let report = RecoveryReport {
+        snapshot_seq: from.seq,
+        records_replayed: replayed,
+        torn_tail: end.torn.clone(),
+        accounts: ledger.account_count(),
+        transfers: ledger.transfer_count(),
+        millis: started.elapsed().as_millis(),
+    };
+    Ok((ledger, end.position, report))
+}
+
+impl Engine {
+    /// Recovers the ledger in `config.data_dir` and starts serving it.
+    pub fn open(config: EngineConfig) -> Result<(Engine, RecoveryReport), JournalError> {
+        let (ledger, position, report) = recover(&config.data_dir)?;
+        let journal_path = config.data_dir.join(journal::JOURNAL_FILE);
+        let writer = JournalWriter::open(&journal_path, position)?;
+        if position.offset == 0 {
+            // A new journal: make its directory entry durable.
+            std::fs::File::open(&config.data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(JournalError::io(format!(
+                    "syncing {}",
+                    config.data_dir.display()
+                )))?;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker {
+            ledger,
+            writer,
+            snapshot_offset: position.offset,
+            config,
+            failed: failed.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ledger-engine".into())
+            .spawn(move || worker.run(rx))
+            .map_err(JournalError::io("starting the ledger engine thread"))?;
+        Ok((
+            Engine {
+                tx,
+                thread: std::sync::Mutex::new(Some(thread)),
+                failed,
+            },
+            report,
+        ))
+    }
+
+    /// Whether the engine stopped after a storage failure.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Creates accounts; answers once the batch is durable.
+    pub async fn create_accounts(
+        &self,
+        events: Vec<AccountEvent>,
+    ) -> Result<Vec<CreateAccountResult>, EngineError> {
+        self.call(|reply| Request::CreateAccounts(events, reply))
+            .await
+    }
+
+    /// Creates transfers; answers once the batch is durable.
+    pub async fn create_transfers(
+        &self,
+        events: Vec<TransferEvent>,
+    ) -> Result<Vec<CreateTransferResult>, EngineError> {
+        self.call(|reply| Request::CreateTransfers(events, reply))
+            .await
+    }
+
+    /// Runs a read on the engine thread against durable state.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let query: Query = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        self.tx
+            .send(Request::Query(query))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Asks the engine to void pending transfers whose timeout has passed.
+    pub async fn expire(&self) -> Result<(), EngineError> {
+        self.tx
+            .send(Request::Expire)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Finishes queued work, writes a snapshot and stops the engine thread.
+    pub fn shutdown(&self) -> Result<(), JournalError> {
+        let Some(thread) = self.thread.lock().map(|mut t| t.take()).unwrap_or(None) else {
+            return Ok(());
+        };
+        // The queue may be full; the blocking send waits for room.
+        let _ = self.tx.blocking_send(Request::Shutdown);
+        match thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(JournalError::Io {
+                context: "the ledger engine thread panicked".into(),
+                source: std::io::Error::other("panic"),
+            }),
+        }
+    }
+}
+
+struct Worker {
+    ledger: Ledger,
+    writer: JournalWriter,
+    snapshot_offset: u64,
+    config: EngineConfig,
+    failed: Arc<AtomicBool>,
+}
+
+enum Answer {
+    Accounts(Reply<Vec<CreateAccountResult>>, Vec<CreateAccountResult>),
+    Transfers(Reply<Vec<CreateTransferResult>>, Vec<CreateTransferResult>),
+}
+
+impl Worker {
+    fn run(&mut self, mut rx: mpsc::Receiver<Request>) -> Result<(), JournalError> {
+        let mut group: Vec<Request> = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
+        let mut queries: Vec<Query> = Vec::new();
+        let mut shutdown = false;
+        while !shutdown {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut events = first.events();
+            group.push(first);
+            while events < GROUP_EVENTS_MAX {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        events += r.events();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.failed.load(Ordering::Relaxed) {
+                for r in group.drain(..) {
+                    fail(r, &self.failure());
+                }
+                continue;
+            }
+            let now = (self.config.clock)();
+            for request in group.drain(..) {
+                match request {
+                    Request::CreateAccounts(batch, reply) => {
+                        let results = self.ledger.create_accounts(now, &batch);
+                        self.writer.append(RecordKind::Accounts, now, |out| {
+                            codec::encode_account_batch(&batch, out)
+                        });
+                        answers.push(Answer::Accounts(reply, results));
+                    }
+                    Request::CreateTransfers(batch, reply) => {
+                        let results = self.ledger.create_transfers(now, &batch);
+                        self.writer.append(RecordKind::Transfers, now, |out| {
+                            codec::encode_transfer_batch(&batch, out)
+                        });
+                        answers.push(Answer::Transfers(reply, results));
+                    }
+                    Request::Expire => {
+                        if self
+                            .ledger
+                            .next_expiry()
+                            .is_some_and(|deadline| deadline <= now)
+                        {
+                            self.ledger.expire_pending(now);
+                            self.writer.append(RecordKind::Expire, now, |_| {});
+                        }
+                    }
+                    Request::Query(q) => queries.push(q),
+                    Request::Shutdown => shutdown = true,
+                }
+            }
+            if let Err(e) = self.writer.commit() {
+                tracing::error!(error = %e, "journal commit failed; the ledger stops serving");
+                self.failed.store(true, Ordering::Relaxed);
+                let error = self.failure();
+                for a in answers.drain(..) {
+                    match a {
+                        Answer::Accounts(reply, _) => drop(reply.send(Err(error.clone()))),
+                        Answer::Transfers(reply, _) => drop(reply.send(Err(error.clone()))),
+                    }
+                }
+                queries.clear();
+                continue;
+            }
+            for a in answers.drain(..) {
+                match a {
+                    Answer::Accounts(reply, results) => drop(reply.send(Ok(results))),
+                    Answer::Transfers(reply, results) => drop(reply.send(Ok(results))),
+                }
+            }
+            for q in queries.drain(..) {
+                q(&self.ledger);
+            }
+            let position = self.writer.position();
+            if position.offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
+                self.snapshot()?;
+            }
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.writer.commit()?;
+        if self.writer.position().offset != self.snapshot_offset {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<(), JournalError> {
+        let started = Instant::now();
+        let position = self.writer.position();
+        snapshot::write(&self.config.data_dir, &self.ledger, position)?;
+        self.snapshot_offset = position.offset;
+        tracing::info!(
+            seq = position.seq,
+            transfers = self.ledger.transfer_count(),
+            millis = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(())
+    }
+
+    fn failure(&self) -> EngineError {
+        EngineError::Failed(
+            "a journal write or fsync failed; restart to recover from the journal".into(),
+        )
+    }
+}
+
+fn fail(request: Request, error: &EngineError) {
+    match request {
+        Request::CreateAccounts(_, reply) => drop(reply.send(Err(error.clone()))),
+        Request::CreateTransfers(_, reply) => drop(reply.send(Err(error.clone()))),
+        Request::Query(_) | Request::Expire | Request::Shutdown => {}
+    }
+}

@@ -1,0 +1,22 @@
+//! Gureum's account system: a durable double-entry ledger.
+//!
+//! - [`types`] and [`state`]: the pure core. A deterministic state machine over batches of
+//!   account and transfer events; no I/O, no clock.
+//! - [`codec`]: the fixed-size binary encoding shared by the journal, snapshots and the binary API.
+//! - [`journal`] and [`snapshot`]: durability. An append-only, checksummed, hash-chained journal
+//!   with group commit, and snapshots that bound recovery time.
+//! - [`engine`]: the imperative shell. One thread owns the state and the journal, gathers
+//!   waiting batches, applies them, makes them durable with one fsync, then answers.
+//! - [`api`]: the HTTP API (JSON and binary) and its OpenAPI document.
+
+pub mod api;
+pub mod codec;
+pub mod engine;
+pub mod journal;
+pub mod snapshot;
+pub mod state;
+pub mod types;
+pub mod verify;
+
+pub use state::{AccountEvent, Ledger, Page, PageQuery, TransferEvent, TransferView};
+pub use types::*;

@@ -1,0 +1,1072 @@
+//! The ledger's pure core: a deterministic state machine over batches of events.
+//!
+//! No I/O, no clock: the caller passes the batch's wall-clock reading (`now`, nanoseconds) and
+//! the core assigns timestamps from it, so replaying the same batches with the same `now` values
+//! rebuilds exactly the same state. Linked chains are applied as they go and undone from an undo
+//! log if any event in the chain fails.
+
+use crate::types::*;
+use ahash::RandomState;
+use std::collections::{BTreeSet, HashMap};
+
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// One account create request: the account (balances and timestamp must be zero) and its
+/// canonical metadata JSON text, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountEvent {
+    /// The account to create.
+    pub account: Account,
+    /// Canonical JSON text of a metadata object.
+    pub metadata: Option<Box<str>>,
+}
+
+/// One transfer create request (timestamp must be zero) and its canonical metadata JSON text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferEvent {
+    /// The transfer to create.
+    pub transfer: Transfer,
+    /// Canonical JSON text of a metadata object.
+    pub metadata: Option<Box<str>>,
+}
+
+/// What the ledger knows about one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AccountEntry {
+    pub account: Account,
+    pub metadata: Option<Box<str>>,
+    /// Positions in `Ledger::transfers` of every committed transfer touching this account.
+    pub transfers: Vec<u64>,
+    /// Balance after every change, for accounts flagged `history`.
+    pub history: Vec<BalanceEntry>,
+}
+
+/// A page of results and the cursor for the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in the requested order.
+    pub items: Vec<T>,
+    /// The timestamp to pass as `after` for the next page; `None` when there is no more.
+    pub next: Option<u64>,
+}
+
+/// A page request over a timestamp-ordered list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Exclusive cursor (a timestamp) in the direction of travel.
+    pub after: Option<u64>,
+    /// Maximum number of items, 1..=[`PAGE_LIMIT_MAX`].
+    pub limit: usize,
+    /// Newest first instead of oldest first.
+    pub reverse: bool,
+    /// Inclusive lower bound on timestamps.
+    pub timestamp_min: u64,
+    /// Inclusive upper bound on timestamps.
+    pub timestamp_max: u64,
+}
+
+/// Largest page a query returns.
+pub const PAGE_LIMIT_MAX: usize = 8190;
+
+impl Default for PageQuery {
+    fn default() -> Self {
+        PageQuery {
+            after: None,
+            limit: 100,
+            reverse: false,
+            timestamp_min: 0,
+            timestamp_max: u64::MAX,
+        }
+    }
+}
+
+/// A committed transfer as queries return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferView {
+    /// The transfer.
+    pub transfer: Transfer,
+    /// Its metadata, if any.
+    pub metadata: Option<Box<str>>,
+    /// For a pending transfer: where it stands now.
+    pub pending_status: Option<PendingStatus>,
+}
+
+/// How to undo one applied event, for linked chains that fail part-way.
+enum Undo {
+    Account {
+        id: u128,
+    },
+    Transfer {
+        debit_index: u32,
+        credit_index: u32,
+        debit_before: Balances,
+        credit_before: Balances,
+        /// The pending transfer this event settled and its status before.
+        settled: Option<(u128, PendingStatus)>,
+    },
+}
+
+/// The ledger state machine.
+pub struct Ledger {
+    pub(crate) accounts: Vec<AccountEntry>,
+    account_index: Map<u128, u32>,
+    /// Every committed transfer, in timestamp order.
+    pub(crate) transfers: Vec<Transfer>,
+    transfer_index: Map<u128, u64>,
+    pub(crate) transfer_metadata: Map<u128, Box<str>>,
+    pub(crate) pending_status: Map<u128, PendingStatus>,
+    /// Pending transfers with a timeout, by (deadline, id).
+    expiries: BTreeSet<(u64, u128)>,
+    pub(crate) last_timestamp: u64,
+    undo: Vec<Undo>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::new()
+    }
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Ledger {
+            accounts: Vec::new(),
+            account_index: Map::default(),
+            transfers: Vec::new(),
+            transfer_index: Map::default(),
+            transfer_metadata: Map::default(),
+            pending_status: Map::default(),
+            expiries: BTreeSet::new(),
+            last_timestamp: 0,
+            undo: Vec::new(),
+        }
+    }
+
+    /// The timestamp of the last thing the ledger committed (0 for an empty ledger).
+    pub fn last_timestamp(&self) -> u64 {
+        self.last_timestamp
+    }
+
+    /// The earliest deadline of a pending transfer with a timeout.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Number of accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Number of committed transfers.
+    pub fn transfer_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    /// The first timestamp a batch read at `now` may use.
+    fn timestamp_base(&self, now: u64) -> u64 {
+        now.max(self.last_timestamp + 1)
+    }
+
+    /// Creates accounts, returning one result per event, in order.
+    pub fn create_accounts(
+        &mut self,
+        now: u64,
+        events: &[AccountEvent],
+    ) -> Vec<CreateAccountResult> {
+        use CreateAccountResult as R;
+        let base = self.timestamp_base(now);
+        let outcomes = [
+            R::Ok,
+            R::Exists,
+            R::LinkedEventFailed,
+            R::LinkedEventChainOpen,
+        ];
+        self.run_batch(
+            base,
+            events,
+            |e| e.account.flags.contains(AccountFlags::LINKED),
+            outcomes,
+            |ledger, ts, e| ledger.create_account(ts, e),
+        )
+    }
+
+    /// Applies a batch event by event, keeping linked chains all-or-nothing.
+    ///
+    /// `outcomes` is `[ok, exists, linked_event_failed, linked_event_chain_open]` of the result
+    /// type. An identical resubmission (`exists`) does not fail its chain, so retrying a chain
+    /// that committed answers `exists` for each event. Each applied event gets the next
+    /// timestamp from `timestamp`.
+    fn run_batch<E, R: Copy + PartialEq>(
+        &mut self,
+        mut timestamp: u64,
+        events: &[E],
+        linked: impl Fn(&E) -> bool,
+        [ok, exists, failed, open]: [R; 4],
+        mut apply: impl FnMut(&mut Ledger, u64, &E) -> R,
+    ) -> Vec<R> {
+        let mut results: Vec<R> = Vec::with_capacity(events.len());
+        let mut chain_start: Option<usize> = None;
+        let mut chain_failed = false;
+        self.undo.clear();
+        for (i, event) in events.iter().enumerate() {
+            let is_linked = linked(event);
+            if chain_start.is_none() && is_linked {
+                chain_start = Some(i);
+                chain_failed = false;
+            }
+            let result = if chain_failed {
+                failed
+            } else {
+                let r = apply(self, timestamp, event);
+                timestamp += 1;
+                r
+            };
+            results.push(result);
+            let Some(start) = chain_start else {
+                self.undo.clear();
+                continue;
+            };
+            let open_at_end = is_linked && i + 1 == events.len();
+            if !chain_failed && ((result != ok && result != exists) || open_at_end) {
+                chain_failed = true;
+                self.rollback();
+                for r in &mut results[start..i] {
+                    *r = failed;
+                }
+            }
+            if open_at_end {
+                results[i] = open;
+            }
+            if !is_linked || open_at_end {
+                chain_start = None;
+                chain_failed = false;
+                self.undo.clear();
+            }
+        }
+        self.undo.clear();
+        self.last_timestamp = self.last_timestamp.max(timestamp.saturating_sub(1));
+        debug_assert_eq!(results.len(), events.len());
+        results
+    }
+
+    fn create_account(&mut self, timestamp: u64, event: &AccountEvent) -> CreateAccountResult {
+        use CreateAccountResult as R;
+        let a = &event.account;
+        if a.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if a.id == u128::MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        if let Some(&index) = self.account_index.get(&a.id) {
+            let entry = &self.accounts[index as usize];
+            let e = &entry.account;
+            return if e.flags != a.flags {
+                R::ExistsWithDifferentFlags
+            } else if e.user_data_128 != a.user_data_128 {
+                R::ExistsWithDifferentUserData128
+            } else if e.user_data_64 != a.user_data_64 {
+                R::ExistsWithDifferentUserData64
+            } else if e.user_data_32 != a.user_data_32 {
+                R::ExistsWithDifferentUserData32
+            } else if e.ledger != a.ledger {
+                R::ExistsWithDifferentLedger
+            } else if e.code != a.code {
+                R::ExistsWithDifferentCode
+            } else if entry.metadata != event.metadata {
+                R::ExistsWithDifferentMetadata
+            } else {
+                R::Exists
+            };
+        }
+        if a.timestamp != 0 {
+            return R::TimestampMustBeZero;
+        }
+        if a.flags.contains(
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        ) {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if a.debits_pending != 0 {
+            return R::DebitsPendingMustBeZero;
+        }
+        if a.debits_posted != 0 {
+            return R::DebitsPostedMustBeZero;
+        }
+        if a.credits_pending != 0 {
+            return R::CreditsPendingMustBeZero;
+        }
+        if a.credits_posted != 0 {
+            return R::CreditsPostedMustBeZero;
+        }
+        if a.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if a.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        if event
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > METADATA_BYTES_MAX)
+        {
+            return R::MetadataTooLarge;
+        }
+        let index = u32::try_from(self.accounts.len()).expect("fewer than 2^32 accounts");
+        self.accounts.push(AccountEntry {
+            account: Account { timestamp, ..*a },
+            metadata: event.metadata.clone(),
+            transfers: Vec::new(),
+            history: Vec::new(),
+        });
+        self.account_index.insert(a.id, index);
+        self.undo.push(Undo::Account { id: a.id });
+        R::Ok
+    }
+
+    /// Voids every pending transfer whose deadline is at or before `now`, then creates the
+    /// transfers, returning one result per event, in order.
+    pub fn create_transfers(
+        &mut self,
+        now: u64,
+        events: &[TransferEvent],
+    ) -> Vec<CreateTransferResult> {
+        use CreateTransferResult as R;
+        let base = self.timestamp_base(now);
+        let base = self.expire_from(base, base);
+        let outcomes = [
+            R::Ok,
+            R::Exists,
+            R::LinkedEventFailed,
+            R::LinkedEventChainOpen,
+        ];
+        self.run_batch(
+            base,
+            events,
+            |e| e.transfer.flags.contains(TransferFlags::LINKED),
+            outcomes,
+            |ledger, ts, e| ledger.create_transfer(ts, e),
+        )
+    }
+
+    /// Voids every pending transfer due at or before `now` (the ledger's timeout pulse).
+    pub fn expire_pending(&mut self, now: u64) {
+        let base = self.timestamp_base(now);
+        let next = self.expire_from(base, base);
+        self.last_timestamp = self.last_timestamp.max(next.saturating_sub(1));
+    }
+
+    /// Expires transfers due at or before `now`, giving each expiry its own timestamp starting
+    /// at `timestamp`; returns the next free timestamp.
+    fn expire_from(&mut self, now: u64, mut timestamp: u64) -> u64 {
+        while let Some(&(deadline, id)) = self.expiries.first() {
+            if deadline > now {
+                break;
+            }
+            self.expiries.pop_first();
+            let position = self.transfer_index[&id];
+            let p = self.transfers[position as usize];
+            debug_assert_eq!(self.pending_status.get(&id), Some(&PendingStatus::Pending));
+            self.pending_status.insert(id, PendingStatus::Expired);
+            let (di, ci) = (
+                self.account_index[&p.debit_account_id],
+                self.account_index[&p.credit_account_id],
+            );
+            let [debit, credit] = self
+                .accounts
+                .get_disjoint_mut([di as usize, ci as usize])
+                .expect("a transfer's accounts differ");
+            debit.account.debits_pending -= p.amount;
+            credit.account.credits_pending -= p.amount;
+            for entry in [debit, credit] {
+                if entry.account.flags.contains(AccountFlags::HISTORY) {
+                    entry.history.push(BalanceEntry {
+                        timestamp,
+                        transfer_id: id,
+                        balances: entry.account.balances(),
+                    });
+                }
+            }
+            timestamp += 1;
+        }
+        self.last_timestamp = self.last_timestamp.max(timestamp.saturating_sub(1));
+        timestamp
+    }
+
+    fn create_transfer(&mut self, timestamp: u64, event: &TransferEvent) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        let t = &event.transfer;
+        if t.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if t.id == u128::MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        if let Some(&position) = self.transfer_index.get(&t.id) {
+            return self.transfer_exists(&self.transfers[position as usize], event);
+        }
+        if t.timestamp != 0 {
+            return R::TimestampMustBeZero;
+        }
+        let f = t.flags;
+        let settle = f.contains(TransferFlags::POST_PENDING_TRANSFER)
+            || f.contains(TransferFlags::VOID_PENDING_TRANSFER);
+        let kinds = [
+            TransferFlags::PENDING,
+            TransferFlags::POST_PENDING_TRANSFER,
+            TransferFlags::VOID_PENDING_TRANSFER,
+        ]
+        .iter()
+        .filter(|k| f.contains(**k))
+        .count();
+        let balancing = f.contains(TransferFlags::BALANCING_DEBIT)
+            || f.contains(TransferFlags::BALANCING_CREDIT);
+        if kinds > 1 || (settle && balancing) {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if event
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > METADATA_BYTES_MAX)
+        {
+            return R::MetadataTooLarge;
+        }
+        if settle {
+            self.settle_pending(timestamp, event)
+        } else {
+            self.transfer_new(timestamp, event)
+        }
+    }
+
+    fn transfer_exists(&self, e: &Transfer, event: &TransferEvent) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        let t = &event.transfer;
+        let settle = t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
+            || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+        // A post or void may leave fields to be taken from the pending transfer: an omitted
+        // (zero) field matches what was filled in.
+        let same = |asked: u128, stored: u128| asked == stored || (settle && asked == 0);
+        let amount_same = if settle && t.amount == 0 {
+            let full = self
+                .transfer_index
+                .get(&e.pending_id)
+                .map(|&p| self.transfers[p as usize].amount);
+            full == Some(e.amount)
+        } else if t.flags.contains(TransferFlags::BALANCING_DEBIT)
+            || t.flags.contains(TransferFlags::BALANCING_CREDIT)
+        {
+            t.amount >= e.amount
+        } else {
+            t.amount == e.amount
+        };
+        let metadata = self.transfer_metadata.get(&e.id);
+        if t.flags != e.flags {
+            R::ExistsWithDifferentFlags
+        } else if !same(t.debit_account_id, e.debit_account_id) {
+            R::ExistsWithDifferentDebitAccountId
+        } else if !same(t.credit_account_id, e.credit_account_id) {
+            R::ExistsWithDifferentCreditAccountId
+        } else if !amount_same {
+            R::ExistsWithDifferentAmount
+        } else if t.pending_id != e.pending_id {
+            R::ExistsWithDifferentPendingId
+        } else if t.user_data_128 != e.user_data_128 {
+            R::ExistsWithDifferentUserData128
+        } else if t.user_data_64 != e.user_data_64 {
+            R::ExistsWithDifferentUserData64
+        } else if t.user_data_32 != e.user_data_32 {
+            R::ExistsWithDifferentUserData32
+        } else if t.timeout != e.timeout {
+            R::ExistsWithDifferentTimeout
+        } else if !same(u128::from(t.code), u128::from(e.code)) {
+            R::ExistsWithDifferentCode
+        } else if !same(u128::from(t.ledger), u128::from(e.ledger)) {
+            R::ExistsWithDifferentLedger
+        } else if metadata != event.metadata.as_ref() {
+            R::ExistsWithDifferentMetadata
+        } else {
+            R::Exists
+        }
+    }
+
+    /// A plain, pending or balancing transfer.
+    fn transfer_new(&mut self, timestamp: u64, event: &TransferEvent) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        let t = &event.transfer;
+        let pending = t.flags.contains(TransferFlags::PENDING);
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.timeout != 0 && !pending {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if t.debit_account_id == 0 {
+            return R::DebitAccountIdMustNotBeZero;
+        }
+        if t.debit_account_id == u128::MAX {
+            return R::DebitAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == 0 {
+            return R::CreditAccountIdMustNotBeZero;
+        }
+        if t.credit_account_id == u128::MAX {
+            return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if t.debit_account_id == t.credit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if t.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if t.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        if t.amount == 0 {
+            return R::AmountMustNotBeZero;
+        }
+        let Some(&di) = self.account_index.get(&t.debit_account_id) else {
+            return R::DebitAccountNotFound;
+        };
+        let Some(&ci) = self.account_index.get(&t.credit_account_id) else {
+            return R::CreditAccountNotFound;
+        };
+        let dr = self.accounts[di as usize].account;
+        let cr = self.accounts[ci as usize].account;
+        if dr.ledger != cr.ledger {
+            return R::AccountsMustHaveTheSameLedger;
+        }
+        if t.ledger != dr.ledger {
+            return R::TransferMustHaveTheSameLedgerAsAccounts;
+        }
+        if dr.flags.contains(AccountFlags::CLOSED) {
+            return R::DebitAccountAlreadyClosed;
+        }
+        if cr.flags.contains(AccountFlags::CLOSED) {
+            return R::CreditAccountAlreadyClosed;
+        }
+        let mut amount = t.amount;
+        if t.flags.contains(TransferFlags::BALANCING_DEBIT) {
+            let used = dr.debits_pending.saturating_add(dr.debits_posted);
+            amount = amount.min(dr.credits_posted.saturating_sub(used));
+        }
+        if t.flags.contains(TransferFlags::BALANCING_CREDIT) {
+            let used = cr.credits_pending.saturating_add(cr.credits_posted);
+            amount = amount.min(cr.debits_posted.saturating_sub(used));
+        }
+        if pending {
+            if dr.debits_pending.checked_add(amount).is_none() {
+                return R::OverflowsDebitsPending;
+            }
+            if cr.credits_pending.checked_add(amount).is_none() {
+                return R::OverflowsCreditsPending;
+            }
+        } else {
+            if dr.debits_posted.checked_add(amount).is_none() {
+                return R::OverflowsDebitsPosted;
+            }
+            if cr.credits_posted.checked_add(amount).is_none() {
+                return R::OverflowsCreditsPosted;
+            }
+        }
+        let Some(dr_debits) = dr
+            .debits_pending
+            .checked_add(dr.debits_posted)
+            .and_then(|d| d.checked_add(amount))
+        else {
+            return R::OverflowsDebits;
+        };
+        let Some(cr_credits) = cr
+            .credits_pending
+            .checked_add(cr.credits_posted)
+            .and_then(|c| c.checked_add(amount))
+        else {
+            return R::OverflowsCredits;
+        };
+        let deadline = if pending && t.timeout != 0 {
+            match timestamp.checked_add(u64::from(t.timeout) * NANOS_PER_SECOND) {
+                Some(d) => Some(d),
+                None => return R::OverflowsTimeout,
+            }
+        } else {
+            None
+        };
+        if dr
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && dr_debits > dr.credits_posted
+        {
+            return R::ExceedsCredits;
+        }
+        if cr
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            && cr_credits > cr.debits_posted
+        {
+            return R::ExceedsDebits;
+        }
+
+        let stored = Transfer {
+            amount,
+            timestamp,
+            ..*t
+        };
+        let [debit, credit] = self
+            .accounts
+            .get_disjoint_mut([di as usize, ci as usize])
+            .expect("accounts differ");
+        let (debit_before, credit_before) = (debit.account.balances(), credit.account.balances());
+        if pending {
+            debit.account.debits_pending += amount;
+            credit.account.credits_pending += amount;
+        } else {
+            debit.account.debits_posted += amount;
+            credit.account.credits_posted += amount;
+        }
+        if pending {
+            self.pending_status.insert(t.id, PendingStatus::Pending);
+            if let Some(deadline) = deadline {
+                self.expiries.insert((deadline, t.id));
+            }
+        }
+        self.commit_transfer(
+            stored,
+            event.metadata.clone(),
+            di,
+            ci,
+            debit_before,
+            credit_before,
+            None,
+        );
+        R::Ok
+    }
+
+    /// A post or void of a pending transfer.
+    fn settle_pending(&mut self, timestamp: u64, event: &TransferEvent) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        let t = &event.transfer;
+        let post = t.flags.contains(TransferFlags::POST_PENDING_TRANSFER);
+        if t.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let Some(&position) = self.transfer_index.get(&t.pending_id) else {
+            return R::PendingTransferNotFound;
+        };
+        let p = self.transfers[position as usize];
+        if !p.flags.contains(TransferFlags::PENDING) {
+            return R::PendingTransferNotPending;
+        }
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return R::PendingTransferHasDifferentLedger;
+        }
+        if t.code != 0 && t.code != p.code {
+            return R::PendingTransferHasDifferentCode;
+        }
+        let amount = if post {
+            if t.amount > p.amount {
+                return R::ExceedsPendingTransferAmount;
+            }
+            if t.amount == 0 { p.amount } else { t.amount }
+        } else {
+            if t.amount != 0 {
+                return R::VoidAmountMustBeZero;
+            }
+            p.amount
+        };
+        let status = self.pending_status.get(&p.id).copied();
+        match status {
+            Some(PendingStatus::Pending) => {}
+            Some(PendingStatus::Posted) => return R::PendingTransferAlreadyPosted,
+            Some(PendingStatus::Voided) => return R::PendingTransferAlreadyVoided,
+            Some(PendingStatus::Expired) | None => return R::PendingTransferExpired,
+        }
+        let deadline =
+            (p.timeout != 0).then(|| p.timestamp + u64::from(p.timeout) * NANOS_PER_SECOND);
+        if deadline.is_some_and(|d| d <= timestamp) {
+            return R::PendingTransferExpired;
+        }
+        let di = self.account_index[&p.debit_account_id];
+        let ci = self.account_index[&p.credit_account_id];
+        let [debit, credit] = self
+            .accounts
+            .get_disjoint_mut([di as usize, ci as usize])
+            .expect("accounts differ");
+        if post {
+            if debit.account.debits_posted.checked_add(amount).is_none() {
+                return R::OverflowsDebitsPosted;
+            }
+            if credit.account.credits_posted.checked_add(amount).is_none() {
+                return R::OverflowsCreditsPosted;
+            }
+        }
+        let (debit_before, credit_before) = (debit.account.balances(), credit.account.balances());
+        debit.account.debits_pending -= p.amount;
+        credit.account.credits_pending -= p.amount;
+        if post {
+            debit.account.debits_posted += amount;
+            credit.account.credits_posted += amount;
+        }
+        self.pending_status.insert(
+            p.id,
+            if post {
+                PendingStatus::Posted
+            } else {
+                PendingStatus::Voided
+            },
+        );
+        if let Some(d) = deadline {
+            self.expiries.remove(&(d, p.id));
+        }
+        let stored = Transfer {
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            ledger: p.ledger,
+            code: p.code,
+            amount,
+            timestamp,
+            ..*t
+        };
+        self.commit_transfer(
+            stored,
+            event.metadata.clone(),
+            di,
+            ci,
+            debit_before,
+            credit_before,
+            Some((p.id, PendingStatus::Pending)),
+        );
+        R::Ok
+    }
+
+    /// Records a validated transfer whose balance changes are already applied.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_transfer(
+        &mut self,
+        stored: Transfer,
+        metadata: Option<Box<str>>,
+        debit_index: u32,
+        credit_index: u32,
+        debit_before: Balances,
+        credit_before: Balances,
+        settled: Option<(u128, PendingStatus)>,
+    ) {
+        let position = self.transfers.len() as u64;
+        self.transfers.push(stored);
+        self.transfer_index.insert(stored.id, position);
+        if let Some(m) = metadata {
+            self.transfer_metadata.insert(stored.id, m);
+        }
+        for index in [debit_index, credit_index] {
+            let entry = &mut self.accounts[index as usize];
+            entry.transfers.push(position);
+            if entry.account.flags.contains(AccountFlags::HISTORY) {
+                entry.history.push(BalanceEntry {
+                    timestamp: stored.timestamp,
+                    transfer_id: stored.id,
+                    balances: entry.account.balances(),
+                });
+            }
+        }
+        self.undo.push(Undo::Transfer {
+            debit_index,
+            credit_index,
+            debit_before,
+            credit_before,
+            settled,
+        });
+    }
+
+    /// Undoes every event recorded in the undo log, newest first.
+    fn rollback(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Account { id } => {
+                    let index = self
+                        .account_index
+                        .remove(&id)
+                        .expect("undo of a created account");
+                    debug_assert_eq!(index as usize, self.accounts.len() - 1);
+                    self.accounts.pop();
+                }
+                Undo::Transfer {
+                    debit_index,
+                    credit_index,
+                    debit_before,
+                    credit_before,
+                    settled,
+                } => {
+                    let t = self.transfers.pop().expect("undo of a created transfer");
+                    self.transfer_index.remove(&t.id);
+                    self.transfer_metadata.remove(&t.id);
+                    for (index, before) in
+                        [(debit_index, debit_before), (credit_index, credit_before)]
+                    {
+                        let entry = &mut self.accounts[index as usize];
+                        entry.transfers.pop();
+                        if entry.account.flags.contains(AccountFlags::HISTORY) {
+                            entry.history.pop();
+                        }
+                        entry.account.set_balances(before);
+                    }
+                    if t.flags.contains(TransferFlags::PENDING) {
+                        self.pending_status.remove(&t.id);
+                        if t.timeout != 0 {
+                            self.expiries.remove(&(
+                                t.timestamp + u64::from(t.timeout) * NANOS_PER_SECOND,
+                                t.id,
+                            ));
+                        }
+                    }
+                    if let Some((pending_id, before)) = settled {
+                        self.pending_status.insert(pending_id, before);
+                        let p = self.transfers[self.transfer_index[&pending_id] as usize];
+                        if p.timeout != 0 {
+                            self.expiries.insert((
+                                p.timestamp + u64::from(p.timeout) * NANOS_PER_SECOND,
+                                p.id,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- queries ----
+
+    /// The account with this id, with its metadata.
+    pub fn account(&self, id: u128) -> Option<(&Account, Option<&str>)> {
+        let index = *self.account_index.get(&id)?;
+        let entry = &self.accounts[index as usize];
+        Some((&entry.account, entry.metadata.as_deref()))
+    }
+
+    /// The committed transfer with this id.
+    pub fn transfer(&self, id: u128) -> Option<TransferView> {
+        let position = *self.transfer_index.get(&id)?;
+        Some(self.view(position))
+    }
+
+    fn view(&self, position: u64) -> TransferView {
+        let transfer = self.transfers[position as usize];
+        TransferView {
+            transfer,
+            metadata: self.transfer_metadata.get(&transfer.id).cloned(),
+            pending_status: self.pending_status.get(&transfer.id).copied(),
+        }
+    }
+
+    /// The committed transfers touching an account, a page at a time. `None` if the account is
+    /// unknown.
+    pub fn account_transfers(&self, id: u128, query: PageQuery) -> Option<Page<TransferView>> {
+        let entry = &self.accounts[*self.account_index.get(&id)? as usize];
+        let transfers = &self.transfers;
+        Some(page(
+            &entry.transfers,
+            query,
+            |&p| transfers[p as usize].timestamp,
+            |&p| self.view(p),
+        ))
+    }
+
+    /// The balance history of an account flagged `history`. `None` if the account is unknown;
+    /// an empty page if it does not keep history.
+    pub fn account_balances(&self, id: u128, query: PageQuery) -> Option<Page<BalanceEntry>> {
+        let entry = &self.accounts[*self.account_index.get(&id)? as usize];
+        Some(page(&entry.history, query, |e| e.timestamp, |e| *e))
+    }
+
+    /// Every account, in creation order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.iter().map(|e| &e.account)
+    }
+
+    /// Every committed transfer, in timestamp order.
+    pub fn transfers(&self) -> &[Transfer] {
+        &self.transfers
+    }
+
+    /// Checks the invariants that must hold between batches; returns what is wrong.
+    ///
+    /// Per ledger, posted debits equal posted credits and pending debits equal pending credits;
+    /// balances equal what the committed transfers imply; every limit holds.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut sums: std::collections::BTreeMap<u32, [u128; 4]> = Default::default();
+        let mut implied: Map<u128, Balances> = Map::default();
+        for t in &self.transfers {
+            let status = self.pending_status.get(&t.id).copied();
+            let (pending, posted) = if t.flags.contains(TransferFlags::PENDING) {
+                (
+                    if status == Some(PendingStatus::Pending) {
+                        t.amount
+                    } else {
+                        0
+                    },
+                    0,
+                )
+            } else if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+                (0, 0)
+            } else {
+                (0, t.amount)
+            };
+            let d = implied.entry(t.debit_account_id).or_default();
+            d.debits_pending += pending;
+            d.debits_posted += posted;
+            let c = implied.entry(t.credit_account_id).or_default();
+            c.credits_pending += pending;
+            c.credits_posted += posted;
+        }
+        for entry in &self.accounts {
+            let a = &entry.account;
+            let s = sums.entry(a.ledger).or_default();
+            s[0] += a.debits_posted;
+            s[1] += a.credits_posted;
+            s[2] += a.debits_pending;
+            s[3] += a.credits_pending;
+            let expect = implied.get(&a.id).copied().unwrap_or_default();
+            if a.balances() != expect {
+                return Err(format!(
+                    "account {} balances {:?} but transfers imply {:?}",
+                    a.id,
+                    a.balances(),
+                    expect
+                ));
+            }
+            if a.flags
+                .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                && a.debits_pending + a.debits_posted > a.credits_posted
+            {
+                return Err(format!("account {} debits exceed credits", a.id));
+            }
+            if a.flags
+                .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+                && a.credits_pending + a.credits_posted > a.debits_posted
+            {
+                return Err(format!("account {} credits exceed debits", a.id));
+            }
+        }
+        for (ledger, [dp, cp, dpe, cpe]) in sums {
+            if dp != cp || dpe != cpe {
+                return Err(format!(
+                    "ledger {ledger} unbalanced: posted {dp}/{cp}, pending {dpe}/{cpe}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- snapshot support ----
+
+    /// Rebuilds a ledger from its persisted parts (see [`crate::snapshot`]).
+    pub(crate) fn from_parts(
+        accounts: Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>,
+        transfers: Vec<Transfer>,
+        transfer_metadata: Vec<(u128, Box<str>)>,
+        pending_status: Vec<(u128, PendingStatus)>,
+        last_timestamp: u64,
+    ) -> Result<Ledger, String> {
+        let mut ledger = Ledger::new();
+        ledger.account_index.reserve(accounts.len());
+        for (account, metadata, history) in accounts {
+            let index = ledger.accounts.len() as u32;
+            if ledger.account_index.insert(account.id, index).is_some() {
+                return Err(format!("account {} appears twice", account.id));
+            }
+            ledger.accounts.push(AccountEntry {
+                account,
+                metadata,
+                transfers: Vec::new(),
+                history,
+            });
+        }
+        ledger.transfer_index.reserve(transfers.len());
+        for (position, t) in transfers.iter().enumerate() {
+            if ledger
+                .transfer_index
+                .insert(t.id, position as u64)
+                .is_some()
+            {
+                return Err(format!("transfer {} appears twice", t.id));
+            }
+            for id in [t.debit_account_id, t.credit_account_id] {
+                let Some(&index) = ledger.account_index.get(&id) else {
+                    return Err(format!("transfer {} names unknown account {id}", t.id));
+                };
+                ledger.accounts[index as usize]
+                    .transfers
+                    .push(position as u64);
+            }
+        }
+        ledger.transfers = transfers;
+        ledger.transfer_metadata.extend(transfer_metadata);
+        for (id, status) in pending_status {
+            if status == PendingStatus::Pending {
+                let Some(&p) = ledger.transfer_index.get(&id) else {
+                    return Err(format!("pending transfer {id} is unknown"));
+                };
+                let t = ledger.transfers[p as usize];
+                if t.timeout != 0 {
+                    ledger
+                        .expiries
+                        .insert((t.timestamp + u64::from(t.timeout) * NANOS_PER_SECOND, id));
+                }
+            }
+            ledger.pending_status.insert(id, status);
+        }
+        ledger.last_timestamp = last_timestamp;
+        Ok(ledger)
+    }
+}
+
+/// Pages through a timestamp-ordered list.
+fn page<S, T>(
+    items: &[S],
+    q: PageQuery,
+    timestamp: impl Fn(&S) -> u64,
+    view: impl Fn(&S) -> T,
+) -> Page<T> {
+    let limit = q.limit.clamp(1, PAGE_LIMIT_MAX);
+    // The window of items inside [timestamp_min, timestamp_max] and past the cursor.
+    let mut lo = items.partition_point(|s| timestamp(s) < q.timestamp_min);
+    let mut hi = items.partition_point(|s| timestamp(s) <= q.timestamp_max);
+    if let Some(after) = q.after {
+        if q.reverse {
+            hi = hi.min(items.partition_point(|s| timestamp(s) < after));
+        } else {
+            lo = lo.max(items.partition_point(|s| timestamp(s) <= after));
+        }
+    }
+    if lo >= hi {
+        return Page {
+            items: Vec::new(),
+            next: None,
+        };
+    }
+    let window = &items[lo..hi];
+    let chosen: Vec<&S> = if q.reverse {
+        window.iter().rev().take(limit).collect()
+    } else {
+        window.iter().take(limit).collect()
+    };
+    let next = (window.len() > limit).then(|| timestamp(chosen[chosen.len() - 1]));
+    Page {
+        items: chosen.into_iter().map(view).collect(),
+        next,
+    }
+}
