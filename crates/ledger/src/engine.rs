@@ -1,14 +1,19 @@
 //! The ledger's imperative shell: one thread owns the state and the journal.
 //!
-//! Requests arrive on a bounded queue. The engine takes every request waiting (up to
-//! [`GROUP_EVENTS_MAX`] events), applies each write batch to the state and appends it to the
-//! journal, makes the whole group durable with one `fdatasync` (group commit), and only then
-//! answers. Reads run on the same thread after the group's commit, so no one ever sees state
-//! that is not durable. If a commit fails the in-memory state is ahead of the disk: the engine
-//! stops serving (every later request gets [`EngineError::Failed`]) rather than guess.
+//! Requests arrive on a bounded queue. The engine thread takes every request waiting (up to
+//! [`GROUP_EVENTS_MAX`] events), applies each write batch to the state and encodes it as a
+//! journal record, runs the group's reads, and hands the encoded group with its answers to the
+//! journal thread. The journal thread writes every group waiting and makes them durable with one
+//! `fdatasync` (group commit), and only then releases their answers, in order. So the engine
+//! applies group N+1 while group N is on its way to disk, and no answer, not even a read's,
+//! leaves before the state it reflects is durable.
+//!
+//! If a write or fsync fails the in-memory state is ahead of the disk: the engine stops serving
+//! (every later request gets [`EngineError::Failed`]) rather than guess. Restarting recovers
+//! from the journal.
 
 use crate::codec;
-use crate::journal::{self, JournalError, JournalWriter, Position, RecordKind};
+use crate::journal::{self, JournalEncoder, JournalError, JournalFile, Position, RecordKind};
 use crate::snapshot;
 use crate::state::{AccountEvent, Ledger, TransferEvent};
 use crate::types::*;
@@ -89,7 +94,8 @@ pub struct RecoveryReport {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
-type Query = Box<dyn FnOnce(&Ledger) + Send>;
+/// A read: runs on the engine thread and returns the answer to send once durable.
+type Query = Box<dyn FnOnce(&Ledger) -> Box<dyn FnOnce() + Send> + Send>;
 
 enum Request {
     CreateAccounts(Vec<AccountEvent>, Reply<Vec<CreateAccountResult>>),
@@ -155,21 +161,22 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<(Engine, RecoveryReport), JournalError> {
         let (ledger, position, report) = recover(&config.data_dir)?;
         let journal_path = config.data_dir.join(journal::JOURNAL_FILE);
-        let writer = JournalWriter::open(&journal_path, position)?;
-        if position.offset == 0 {
-            // A new journal: make its directory entry durable.
-            std::fs::File::open(&config.data_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(JournalError::io(format!(
-                    "syncing {}",
-                    config.data_dir.display()
-                )))?;
-        }
+        let file = JournalFile::open(&journal_path, position.offset)?;
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let failed = Arc::new(AtomicBool::new(false));
+        let (commits, commits_rx) = std::sync::mpsc::sync_channel(COMMITS_IN_FLIGHT_MAX);
+        let (recycle_tx, recycled) = std::sync::mpsc::channel();
+        let io_failed = failed.clone();
+        let io_thread = std::thread::Builder::new()
+            .name("ledger-journal".into())
+            .spawn(move || journal_thread(file, commits_rx, recycle_tx, io_failed))
+            .map_err(JournalError::io("starting the ledger journal thread"))?;
         let mut worker = Worker {
             ledger,
-            writer,
+            encoder: JournalEncoder::new(position),
+            commits,
+            recycled,
+            io_thread: Some(io_thread),
             snapshot_offset: position.offset,
             config,
             failed: failed.clone(),
@@ -227,7 +234,8 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
         let query: Query = Box::new(move |ledger| {
-            let _ = reply.send(read(ledger));
+            let answer = read(ledger);
+            Box::new(move || drop(reply.send(answer)))
         });
         self.tx
             .send(Request::Query(query))
@@ -261,29 +269,37 @@ impl Engine {
     }
 }
 
+/// Most encoded groups waiting for the journal thread; the engine waits when it is full.
+const COMMITS_IN_FLIGHT_MAX: usize = 4;
+
+/// An answer released once its group is durable (or failed).
+type Release = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+
+/// Work for the journal thread.
+enum Commit {
+    /// Encoded records (possibly none) and the answers to release once they are durable.
+    Group(Vec<u8>, Vec<Release>),
+    /// Answer once everything before is durable.
+    Barrier(std::sync::mpsc::Sender<bool>),
+}
+
 struct Worker {
     ledger: Ledger,
-    writer: JournalWriter,
+    encoder: JournalEncoder,
+    commits: std::sync::mpsc::SyncSender<Commit>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    io_thread: Option<JoinHandle<()>>,
     snapshot_offset: u64,
     config: EngineConfig,
     failed: Arc<AtomicBool>,
 }
 
-enum Answer {
-    Accounts(Reply<Vec<CreateAccountResult>>, Vec<CreateAccountResult>),
-    Transfers(Reply<Vec<CreateTransferResult>>, Vec<CreateTransferResult>),
-}
-
 impl Worker {
     fn run(&mut self, mut rx: mpsc::Receiver<Request>) -> Result<(), JournalError> {
         let mut group: Vec<Request> = Vec::new();
-        let mut answers: Vec<Answer> = Vec::new();
-        let mut queries: Vec<Query> = Vec::new();
         let mut shutdown = false;
         while !shutdown {
-            let Some(first) = rx.blocking_recv() else {
-                break;
-            };
+            let Some(first) = rx.blocking_recv() else { break };
             let mut events = first.events();
             group.push(first);
             while events < GROUP_EVENTS_MAX {
@@ -297,81 +313,77 @@ impl Worker {
             }
             if self.failed.load(Ordering::Relaxed) {
                 for r in group.drain(..) {
-                    fail(r, &self.failure());
+                    fail(r, &failure());
                 }
                 continue;
             }
             let now = (self.config.clock)();
+            let mut releases: Vec<Release> = Vec::with_capacity(group.len());
             for request in group.drain(..) {
                 match request {
                     Request::CreateAccounts(batch, reply) => {
                         let results = self.ledger.create_accounts(now, &batch);
-                        self.writer.append(RecordKind::Accounts, now, |out| {
-                            codec::encode_account_batch(&batch, out)
-                        });
-                        answers.push(Answer::Accounts(reply, results));
+                        self.encoder.append(RecordKind::Accounts, now, |out| codec::encode_account_batch(&batch, out));
+                        releases.push(Box::new(move |outcome| drop(reply.send(outcome.map(|()| results)))));
                     }
                     Request::CreateTransfers(batch, reply) => {
                         let results = self.ledger.create_transfers(now, &batch);
-                        self.writer.append(RecordKind::Transfers, now, |out| {
-                            codec::encode_transfer_batch(&batch, out)
-                        });
-                        answers.push(Answer::Transfers(reply, results));
+                        self.encoder.append(RecordKind::Transfers, now, |out| codec::encode_transfer_batch(&batch, out));
+                        releases.push(Box::new(move |outcome| drop(reply.send(outcome.map(|()| results)))));
                     }
                     Request::Expire => {
-                        if self
-                            .ledger
-                            .next_expiry()
-                            .is_some_and(|deadline| deadline <= now)
-                        {
+                        if self.ledger.next_expiry().is_some_and(|deadline| deadline <= now) {
                             self.ledger.expire_pending(now);
-                            self.writer.append(RecordKind::Expire, now, |_| {});
+                            self.encoder.append(RecordKind::Expire, now, |_| {});
                         }
                     }
-                    Request::Query(q) => queries.push(q),
+                    Request::Query(q) => {
+                        let answer = q(&self.ledger);
+                        releases.push(Box::new(move |outcome| {
+                            if outcome.is_ok() {
+                                answer();
+                            }
+                        }));
+                    }
                     Request::Shutdown => shutdown = true,
                 }
             }
-            if let Err(e) = self.writer.commit() {
-                tracing::error!(error = %e, "journal commit failed; the ledger stops serving");
+            let recycled = self.recycled.try_recv().unwrap_or_default();
+            let bytes = self.encoder.take(recycled);
+            if self.commits.send(Commit::Group(bytes, releases)).is_err() {
                 self.failed.store(true, Ordering::Relaxed);
-                let error = self.failure();
-                for a in answers.drain(..) {
-                    match a {
-                        Answer::Accounts(reply, _) => drop(reply.send(Err(error.clone()))),
-                        Answer::Transfers(reply, _) => drop(reply.send(Err(error.clone()))),
-                    }
-                }
-                queries.clear();
-                continue;
             }
-            for a in answers.drain(..) {
-                match a {
-                    Answer::Accounts(reply, results) => drop(reply.send(Ok(results))),
-                    Answer::Transfers(reply, results) => drop(reply.send(Ok(results))),
-                }
-            }
-            for q in queries.drain(..) {
-                q(&self.ledger);
-            }
-            let position = self.writer.position();
+            let position = self.encoder.position();
             if position.offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
                 self.snapshot()?;
             }
         }
-        if self.failed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        self.writer.commit()?;
-        if self.writer.position().offset != self.snapshot_offset {
+        let durable = self.barrier();
+        if durable && self.encoder.position().offset != self.snapshot_offset {
             self.snapshot()?;
+        }
+        // Closing the channel ends the journal thread.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.commits, closed));
+        if let Some(io) = self.io_thread.take() {
+            let _ = io.join();
         }
         Ok(())
     }
 
+    /// Waits until everything encoded so far is durable; false if the journal failed.
+    fn barrier(&self) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.commits.send(Commit::Barrier(tx)).is_ok() && rx.recv().unwrap_or(false)
+    }
+
+    /// Writes a snapshot of durable state; skipped if the journal failed.
     fn snapshot(&mut self) -> Result<(), JournalError> {
+        if !self.barrier() {
+            return Ok(());
+        }
         let started = Instant::now();
-        let position = self.writer.position();
+        let position = self.encoder.position();
         snapshot::write(&self.config.data_dir, &self.ledger, position)?;
         self.snapshot_offset = position.offset;
         tracing::info!(
@@ -382,12 +394,53 @@ impl Worker {
         );
         Ok(())
     }
+}
 
-    fn failure(&self) -> EngineError {
-        EngineError::Failed(
-            "a journal write or fsync failed; restart to recover from the journal".into(),
-        )
+/// Writes groups as they come, all waiting groups with one fsync, then releases their answers.
+fn journal_thread(
+    mut file: JournalFile,
+    commits: std::sync::mpsc::Receiver<Commit>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    failed: Arc<AtomicBool>,
+) {
+    let mut waiting: Vec<Commit> = Vec::new();
+    while let Ok(first) = commits.recv() {
+        waiting.push(first);
+        while let Ok(more) = commits.try_recv() {
+            waiting.push(more);
+        }
+        let bytes: Vec<&[u8]> = waiting
+            .iter()
+            .filter_map(|c| match c {
+                Commit::Group(b, _) if !b.is_empty() => Some(b.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let mut ok = !failed.load(Ordering::Relaxed);
+        if ok
+            && !bytes.is_empty()
+            && let Err(e) = file.write_durable(&bytes)
+        {
+            tracing::error!(error = %e, "journal write failed; the ledger stops serving");
+            failed.store(true, Ordering::Relaxed);
+            ok = false;
+        }
+        for commit in waiting.drain(..) {
+            match commit {
+                Commit::Group(buffer, releases) => {
+                    for release in releases {
+                        release(if ok { Ok(()) } else { Err(failure()) });
+                    }
+                    let _ = recycle.send(buffer);
+                }
+                Commit::Barrier(done) => drop(done.send(ok)),
+            }
+        }
     }
+}
+
+fn failure() -> EngineError {
+    EngineError::Failed("a journal write or fsync failed; restart to recover from the journal".into())
 }
 
 fn fail(request: Request, error: &EngineError) {

@@ -132,40 +132,25 @@ impl JournalError {
     }
 }
 
-/// Appends records and makes them durable.
+/// Encodes records: assigns sequence numbers and chains hashes.
 ///
-/// [`JournalWriter::append`] only buffers; [`JournalWriter::commit`] writes every buffered
-/// record and calls `fdatasync` once (group commit). Nothing appended may be acknowledged until
-/// `commit` has returned `Ok`.
-pub struct JournalWriter {
-    file: File,
-    path: PathBuf,
+/// [`JournalEncoder::append`] only fills a buffer; [`JournalFile::write_durable`] writes it. The
+/// two halves are separate so the engine can encode the next group while the previous one is
+/// being written (see [`crate::engine`]). Nothing appended may be acknowledged until the
+/// bytes holding it are durable.
+pub struct JournalEncoder {
     buf: Vec<u8>,
-    /// Position after the last appended (not necessarily committed) record.
+    /// Position after the last appended record.
     position: Position,
-    /// Offset after the last committed record.
-    durable_offset: u64,
 }
 
-impl JournalWriter {
-    /// Opens the journal for appending after `position` (which recovery established).
-    pub fn open(path: &Path, position: Position) -> Result<JournalWriter, JournalError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(JournalError::io(format!("opening {}", path.display())))?;
-        file.seek(SeekFrom::Start(position.offset))
-            .map_err(JournalError::io(format!("seeking in {}", path.display())))?;
-        Ok(JournalWriter {
-            file,
-            path: path.to_owned(),
-            buf: Vec::with_capacity(1 << 20),
+impl JournalEncoder {
+    /// An encoder that continues after `position` (which recovery established).
+    pub fn new(position: Position) -> JournalEncoder {
+        JournalEncoder {
+            buf: Vec::new(),
             position,
-            durable_offset: position.offset,
-        })
+        }
     }
 
     /// Where the journal stands after the appended records.
@@ -173,26 +158,19 @@ impl JournalWriter {
         self.position
     }
 
-    /// Bytes appended but not yet committed.
-    pub fn buffered_bytes(&self) -> usize {
-        self.buf.len()
+    /// Takes the encoded bytes, leaving `recycled` (cleared) as the new buffer.
+    pub fn take(&mut self, mut recycled: Vec<u8>) -> Vec<u8> {
+        recycled.clear();
+        std::mem::replace(&mut self.buf, recycled)
     }
 
     /// Buffers one record whose payload `encode` writes; returns its header.
-    pub fn append(
-        &mut self,
-        kind: RecordKind,
-        now: u64,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> RecordHeader {
+    pub fn append(&mut self, kind: RecordKind, now: u64, encode: impl FnOnce(&mut Vec<u8>)) -> RecordHeader {
         let start = self.buf.len();
         self.buf.resize(start + HEADER_SIZE, 0);
         encode(&mut self.buf);
         let payload_len = self.buf.len() - start - HEADER_SIZE;
-        assert!(
-            payload_len <= PAYLOAD_BYTES_MAX,
-            "a batch is bounded well below the payload limit"
-        );
+        assert!(payload_len <= PAYLOAD_BYTES_MAX, "a batch is bounded well below the payload limit");
         let seq = self.position.seq + 1;
         let (header, payload) = self.buf[start..].split_at_mut(HEADER_SIZE);
         let payload_crc = crc32c::crc32c(payload);
@@ -222,22 +200,49 @@ impl JournalWriter {
             hash,
         }
     }
+}
 
-    /// Writes every buffered record and waits for the disk (one `fdatasync`).
-    ///
-    /// On error the journal's state on disk is unknown: the caller must stop accepting work.
-    pub fn commit(&mut self) -> Result<(), JournalError> {
-        if self.buf.is_empty() {
-            return Ok(());
+/// The journal file, open for appending.
+pub struct JournalFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalFile {
+    /// Opens (or creates) the journal for appending at `offset`, where recovery left it.
+    pub fn open(path: &Path, offset: u64) -> Result<JournalFile, JournalError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(JournalError::io(format!("opening {}", path.display())))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(JournalError::io(format!("seeking in {}", path.display())))?;
+        if offset == 0 {
+            // A new journal: make its directory entry durable too.
+            if let Some(dir) = path.parent() {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(JournalError::io(format!("syncing {}", dir.display())))?;
+            }
         }
+        Ok(JournalFile {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Writes encoded records and waits for the disk (one `fdatasync` for all of them).
+    ///
+    /// On error the file's state is unknown: the caller must stop accepting work.
+    pub fn write_durable(&mut self, bytes: &[&[u8]]) -> Result<(), JournalError> {
         let context = || format!("writing {}", self.path.display());
-        self.file
-            .write_all(&self.buf)
-            .map_err(JournalError::io(context()))?;
-        self.file.sync_data().map_err(JournalError::io(context()))?;
-        self.buf.clear();
-        self.durable_offset = self.position.offset;
-        Ok(())
+        for b in bytes {
+            self.file.write_all(b).map_err(JournalError::io(context()))?;
+        }
+        self.file.sync_data().map_err(JournalError::io(context()))
     }
 }
 

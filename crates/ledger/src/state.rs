@@ -11,6 +11,73 @@ use std::collections::{BTreeSet, HashMap};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 
+/// Shards of [`ShardedMap`]: a power of two.
+const SHARDS: usize = 64;
+
+/// A map from ids split into shards, so that growing it rehashes one shard at a time: with
+/// millions of transfers a single table's resize would stall the engine for a long moment.
+pub(crate) struct ShardedMap<V> {
+    shards: Box<[Map<u128, V>]>,
+}
+
+impl<V> ShardedMap<V> {
+    fn new() -> Self {
+        ShardedMap {
+            shards: (0..SHARDS).map(|_| Map::default()).collect(),
+        }
+    }
+
+    fn shard(id: u128) -> usize {
+        let folded = (id as u64) ^ ((id >> 64) as u64);
+        (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+    }
+
+    pub(crate) fn get(&self, id: &u128) -> Option<&V> {
+        self.shards[Self::shard(*id)].get(id)
+    }
+
+    fn insert(&mut self, id: u128, value: V) -> Option<V> {
+        self.shards[Self::shard(id)].insert(id, value)
+    }
+
+    fn remove(&mut self, id: &u128) -> Option<V> {
+        self.shards[Self::shard(*id)].remove(id)
+    }
+
+    fn reserve(&mut self, total: usize) {
+        for shard in self.shards.iter_mut() {
+            shard.reserve(total / SHARDS + 1);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u128, &V)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.shards.iter().flat_map(|s| s.values())
+    }
+}
+
+impl<V> Extend<(u128, V)> for ShardedMap<V> {
+    fn extend<I: IntoIterator<Item = (u128, V)>>(&mut self, items: I) {
+        for (k, v) in items {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<V> std::ops::Index<&u128> for ShardedMap<V> {
+    type Output = V;
+    fn index(&self, id: &u128) -> &V {
+        self.get(id).expect("id present")
+    }
+}
+
 /// One account create request: the account (balances and timestamp must be zero) and its
 /// canonical metadata JSON text, if any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,9 +179,9 @@ pub struct Ledger {
     account_index: Map<u128, u32>,
     /// Every committed transfer, in timestamp order.
     pub(crate) transfers: Vec<Transfer>,
-    transfer_index: Map<u128, u64>,
-    pub(crate) transfer_metadata: Map<u128, Box<str>>,
-    pub(crate) pending_status: Map<u128, PendingStatus>,
+    transfer_index: ShardedMap<u64>,
+    pub(crate) transfer_metadata: ShardedMap<Box<str>>,
+    pub(crate) pending_status: ShardedMap<PendingStatus>,
     /// Pending transfers with a timeout, by (deadline, id).
     expiries: BTreeSet<(u64, u128)>,
     pub(crate) last_timestamp: u64,
@@ -134,9 +201,9 @@ impl Ledger {
             accounts: Vec::new(),
             account_index: Map::default(),
             transfers: Vec::new(),
-            transfer_index: Map::default(),
-            transfer_metadata: Map::default(),
-            pending_status: Map::default(),
+            transfer_index: ShardedMap::new(),
+            transfer_metadata: ShardedMap::new(),
+            pending_status: ShardedMap::new(),
             expiries: BTreeSet::new(),
             last_timestamp: 0,
             undo: Vec::new(),
