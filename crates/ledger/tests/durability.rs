@@ -1,0 +1,293 @@
+//! Durability: recovery, torn tails, corruption, snapshots and verification.
+
+use ledger::engine::{Engine, EngineConfig, RecoveryReport};
+use ledger::journal::{HEADER_SIZE, JOURNAL_FILE, JournalError};
+use ledger::snapshot::SNAPSHOT_FILE;
+use ledger::*;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn config(dir: &Path) -> EngineConfig {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000_000_000));
+    EngineConfig {
+        clock: Arc::new(move || clock.fetch_add(1_000, Ordering::Relaxed)),
+        ..EngineConfig::new(dir)
+    }
+}
+
+fn open(dir: &Path) -> Result<(Engine, RecoveryReport), JournalError> {
+    Engine::open(config(dir))
+}
+
+fn accounts(ids: std::ops::RangeInclusive<u128>) -> Vec<AccountEvent> {
+    ids.map(|id| AccountEvent {
+        account: Account {
+            id,
+            ledger: 1,
+            code: 1,
+            flags: AccountFlags::HISTORY,
+            ..Account::default()
+        },
+        metadata: Some(format!("{{\"n\":{id}}}").into()),
+    })
+    .collect()
+}
+
+fn transfers(ids: std::ops::Range<u128>) -> Vec<TransferEvent> {
+    ids.map(|id| TransferEvent {
+        transfer: Transfer {
+            id,
+            debit_account_id: 1 + id % 3,
+            credit_account_id: 1 + (id + 1) % 3,
+            amount: id,
+            ledger: 1,
+            code: 1,
+            ..Transfer::default()
+        },
+        metadata: None,
+    })
+    .collect()
+}
+
+/// Creates 3 accounts and `batches` batches of 10 transfers; returns the engine still running.
+fn populate(dir: &Path, batches: u128) -> Engine {
+    let (engine, _) = open(dir).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let r = engine.create_accounts(accounts(1..=3)).await.unwrap();
+        assert!(r.iter().all(|r| *r == CreateAccountResult::Ok));
+        for b in 0..batches {
+            let r = engine.create_transfers(transfers(100 + b * 10..110 + b * 10)).await.unwrap();
+            assert!(r.iter().all(|r| *r == CreateTransferResult::Ok), "{r:?}");
+        }
+    });
+    engine
+}
+
+fn transfer_count(engine: &Engine) -> usize {
+    runtime().block_on(engine.query(|l| l.transfer_count())).unwrap()
+}
+
+/// Offsets where each journal record starts.
+fn record_offsets(dir: &Path) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    ledger::journal::read_records(&dir.join(JOURNAL_FILE), Default::default(), |h, _| {
+        offsets.push(h.offset);
+        Ok(())
+    })
+    .unwrap();
+    offsets
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn acknowledged_batches_survive_a_restart_from_the_journal_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = populate(dir.path(), 5);
+    // A crash right now: the journal as it is on disk, no shutdown snapshot.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join(JOURNAL_FILE), copy.path().join(JOURNAL_FILE)).unwrap();
+    engine.shutdown().unwrap();
+    let (recovered, report) = open(copy.path()).unwrap();
+    assert_eq!(report.records_replayed, 6);
+    assert_eq!(report.snapshot_seq, 0);
+    assert_eq!((report.accounts, report.transfers), (3, 50));
+    assert_eq!(report.torn_tail, None);
+    let metadata = runtime()
+        .block_on(recovered.query(|l| l.account(2).map(|(_, m)| m.map(str::to_owned))))
+        .unwrap();
+    assert_eq!(metadata, Some(Some("{\"n\":2}".to_owned())));
+    recovered.shutdown().unwrap();
+}
+
+#[test]
+fn restart_uses_the_snapshot_and_replays_only_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 2).shutdown().unwrap();
+    let (engine, report) = open(dir.path()).unwrap();
+    assert_eq!((report.snapshot_seq, report.records_replayed, report.transfers), (3, 0, 20));
+    runtime().block_on(async {
+        let r = engine.create_transfers(transfers(500..505)).await.unwrap();
+        assert!(r.iter().all(|r| *r == CreateTransferResult::Ok));
+    });
+    let copy = tempfile::tempdir().unwrap();
+    for file in [JOURNAL_FILE, SNAPSHOT_FILE] {
+        std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
+    }
+    engine.shutdown().unwrap();
+    let (recovered, report) = open(copy.path()).unwrap();
+    assert_eq!((report.snapshot_seq, report.records_replayed, report.transfers), (3, 1, 25));
+    // Resubmitting after recovery answers exists: the ids are remembered.
+    let r = runtime().block_on(recovered.create_transfers(transfers(500..505))).unwrap();
+    assert!(r.iter().all(|r| *r == CreateTransferResult::Exists));
+    recovered.shutdown().unwrap();
+    let report = ledger::verify::verify(copy.path()).unwrap();
+    assert_eq!((report.records, report.transfers, report.snapshot_seq), (5, 25, Some(5)));
+}
+
+#[test]
+fn torn_tail_is_cut_off_and_the_journal_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 3).shutdown().unwrap();
+    std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    let journal = dir.path().join(JOURNAL_FILE);
+    let offsets = record_offsets(dir.path());
+    let last = *offsets.last().unwrap();
+    let len = std::fs::metadata(&journal).unwrap().len();
+    // The last record's write was torn: only part of it reached the disk.
+    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    file.set_len(last + (len - last) / 2).unwrap();
+    drop(file);
+    let (engine, report) = open(dir.path()).unwrap();
+    let (offset, reason) = report.torn_tail.clone().unwrap();
+    assert_eq!(offset, last);
+    assert_eq!(reason, "record payload runs past the end of the file");
+    assert_eq!(report.transfers, 20);
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), last);
+    let r = runtime().block_on(engine.create_transfers(transfers(120..130))).unwrap();
+    assert!(r.iter().all(|r| *r == CreateTransferResult::Ok));
+    engine.shutdown().unwrap();
+    let report = ledger::verify::verify(dir.path()).unwrap();
+    assert_eq!((report.records, report.transfers), (4, 30));
+}
+
+#[test]
+fn a_torn_header_at_the_tail_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 2).shutdown().unwrap();
+    std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    let journal = dir.path().join(JOURNAL_FILE);
+    let len = std::fs::metadata(&journal).unwrap().len();
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(&[0x47, 0x52, 0x4a, 0x31, 0xff, 0x00, 0x13]);
+    std::fs::write(&journal, bytes).unwrap();
+    let (engine, report) = open(dir.path()).unwrap();
+    assert_eq!(report.torn_tail.map(|t| t.0), Some(len));
+    assert_eq!(transfer_count(&engine), 20);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_flipped_bit_mid_journal_refuses_to_start_and_names_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 3).shutdown().unwrap();
+    std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    let offsets = record_offsets(dir.path());
+    let journal = dir.path().join(JOURNAL_FILE);
+    flip_byte(&journal, offsets[1] + HEADER_SIZE as u64 + 40);
+    let error = open(dir.path()).err().expect("a corrupt journal must not open");
+    match &error {
+        JournalError::Corrupt { path, offset, reason } => {
+            assert_eq!(path, &journal);
+            assert_eq!(*offset, offsets[1]);
+            assert_eq!(
+                reason,
+                &format!("record payload fails its checksum, and a valid record follows at offset {}", offsets[2])
+            );
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+    assert!(error.to_string().contains(&format!("journal.gj is corrupt at byte offset {}", offsets[1])));
+    assert!(ledger::verify::verify(dir.path()).is_err());
+    // Nothing was truncated: the evidence stays for the operator.
+    assert!(std::fs::metadata(&journal).unwrap().len() > offsets[3]);
+}
+
+#[test]
+fn a_flipped_bit_in_a_header_mid_journal_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 3).shutdown().unwrap();
+    std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    let offsets = record_offsets(dir.path());
+    flip_byte(&dir.path().join(JOURNAL_FILE), offsets[2] + 13);
+    match open(dir.path()).err() {
+        Some(JournalError::Corrupt { offset, .. }) => assert_eq!(offset, offsets[2]),
+        other => panic!("expected corruption, got {:?}", other.map(|e| e.to_string())),
+    }
+}
+
+#[test]
+fn a_bad_snapshot_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 2).shutdown().unwrap();
+    let snapshot = dir.path().join(SNAPSHOT_FILE);
+    flip_byte(&snapshot, 100);
+    match open(dir.path()).err() {
+        Some(JournalError::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, snapshot);
+            assert_eq!(reason, "snapshot fails its checksum");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|e| e.to_string())),
+    }
+}
+
+#[test]
+fn a_snapshot_ahead_of_the_journal_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 2).shutdown().unwrap();
+    let journal = dir.path().join(JOURNAL_FILE);
+    let offsets = record_offsets(dir.path());
+    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    file.set_len(offsets[2]).unwrap();
+    drop(file);
+    assert!(matches!(open(dir.path()).err(), Some(JournalError::Corrupt { .. })));
+}
+
+#[test]
+fn verify_finds_a_snapshot_that_disagrees_with_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 2).shutdown().unwrap();
+    let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    // A well-formed snapshot of the wrong state at the right position.
+    ledger::snapshot::write(dir.path(), &Ledger::new(), position).unwrap();
+    match ledger::verify::verify(dir.path()) {
+        Err(ledger::verify::VerifyError::Mismatch(m)) => {
+            assert_eq!(m, "the snapshot differs from the state a replay of the journal reaches at record 3")
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_hash_chain_links_every_record_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 3).shutdown().unwrap();
+    let mut previous = [0u8; 32];
+    ledger::journal::read_records(&dir.path().join(JOURNAL_FILE), Default::default(), |h, _| {
+        assert_eq!(h.prev_hash, previous);
+        previous = h.hash;
+        Ok(())
+    })
+    .unwrap();
+    let report = ledger::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.head_hash, ledger::journal::hex(&previous));
+}
+
+#[test]
+fn snapshots_are_taken_as_the_journal_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::open(EngineConfig {
+        snapshot_after_bytes: 1,
+        ..config(dir.path())
+    })
+    .unwrap();
+    runtime().block_on(async {
+        engine.create_accounts(accounts(1..=3)).await.unwrap();
+        engine.create_transfers(transfers(10..20)).await.unwrap();
+        // Reads are answered after the group that carried the write is durable.
+        assert_eq!(engine.query(|l| l.transfer_count()).await.unwrap(), 10);
+    });
+    let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    assert_eq!(position.seq, 2);
+    engine.shutdown().unwrap();
+}
