@@ -1,0 +1,80 @@
+//! Starting and stopping a real `gureum up` for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary under test.
+pub fn gureum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gureum"))
+}
+
+/// A running `gureum up`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `gureum up` on a free port over `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = gureum()
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("GUREUM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gureum up starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gureum listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, url }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        std::mem::forget(self);
+        exit
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `gureum ledger …` against `url`.
+pub fn ledger_cli(url: &str, args: &[&str]) -> Output {
+    gureum().arg("ledger").args(args).args(["--server", url]).output().unwrap()
+}
+
+/// Minimal blocking GET for tests that do not run an async runtime.
+pub mod reqwest {
+    /// GETs `url` and returns the body as text.
+    pub fn blocking_get(url: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
