@@ -17,22 +17,47 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
     let url = server.url.clone();
     let health = reqwest::blocking_get(&format!("{url}/healthz"));
     assert_eq!(health, r#"{"status":"ok"}"#);
-    assert_eq!(reqwest::blocking_get(&format!("{url}/readyz")), r#"{"status":"ready"}"#);
+    assert_eq!(
+        reqwest::blocking_get(&format!("{url}/readyz")),
+        r#"{"status":"ready"}"#
+    );
 
-    for (id, flags) in [("1", "history"), ("2", "debits_must_not_exceed_credits,history")] {
-        let o = ledger_cli(&url, &["create-account", "--id", id, "--ledger", "1", "--code", "10", "--flags", flags]);
+    for (id, flags) in [
+        ("1", "history"),
+        ("2", "debits_must_not_exceed_credits,history"),
+    ] {
+        let o = ledger_cli(
+            &url,
+            &[
+                "create-account",
+                "--id",
+                id,
+                "--ledger",
+                "1",
+                "--code",
+                "10",
+                "--flags",
+                flags,
+            ],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(stdout(&o), "INDEX  RESULT\n0      ok\n1 of 1 accepted\n");
     }
     let o = ledger_cli(
         &url,
-        &["transfer", "--id", "100", "--debit", "1", "--credit", "2", "--amount", "2500", "--ledger", "1", "--code", "1"],
+        &[
+            "transfer", "--id", "100", "--debit", "1", "--credit", "2", "--amount", "2500",
+            "--ledger", "1", "--code", "1",
+        ],
     );
     assert!(o.status.success());
     // A refused transfer exits non-zero and says why.
     let o = ledger_cli(
         &url,
-        &["transfer", "--id", "101", "--debit", "2", "--credit", "1", "--amount", "9999", "--ledger", "1", "--code", "1"],
+        &[
+            "transfer", "--id", "101", "--debit", "2", "--credit", "1", "--amount", "9999",
+            "--ledger", "1", "--code", "1",
+        ],
     );
     assert!(!o.status.success());
     assert!(stdout(&o).contains("exceeds_credits"), "{}", stdout(&o));
@@ -44,10 +69,24 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
          {\"id\":\"201\",\"debit_account_id\":\"1\",\"credit_account_id\":\"2\",\"amount\":\"100\",\"ledger\":1,\"code\":1,\"flags\":[\"pending\"]}\n",
     )
     .unwrap();
-    let o = ledger_cli(&url, &["submit", "transfers", "--file", jsonl.to_str().unwrap(), "--batch", "1", "--json"]);
+    let o = ledger_cli(
+        &url,
+        &[
+            "submit",
+            "transfers",
+            "--file",
+            jsonl.to_str().unwrap(),
+            "--batch",
+            "1",
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(results, serde_json::json!([{"index":0,"result":"ok"},{"index":1,"result":"ok"}]));
+    assert_eq!(
+        results,
+        serde_json::json!([{"index":0,"result":"ok"},{"index":1,"result":"ok"}])
+    );
 
     let o = ledger_cli(&url, &["account", "2", "--json"]);
     let account: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -61,11 +100,24 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
 
     let o = ledger_cli(&url, &["history", "1", "--limit", "2", "--json"]);
     let page: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let ids: Vec<&str> = page["transfers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = page["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["100", "200"]);
     let next = page["next"].as_str().unwrap().to_owned();
-    let table = stdout(&ledger_cli(&url, &["history", "1", "--limit", "2", "--after", &next]));
-    assert!(table.contains("201") && table.contains("pending") && table.ends_with("(1 shown, no more)\n"), "{table}");
+    let table = stdout(&ledger_cli(
+        &url,
+        &["history", "1", "--limit", "2", "--after", &next],
+    ));
+    assert!(
+        table.contains("201")
+            && table.contains("pending")
+            && table.ends_with("(1 shown, no more)\n"),
+        "{table}"
+    );
     let table = stdout(&ledger_cli(&url, &["balances", "1"]));
     assert_eq!(table.lines().count(), 5, "{table}");
     let o = ledger_cli(&url, &["get-transfer", "201", "--json"]);
@@ -75,10 +127,19 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
     let o = ledger_cli(&url, &["account", "999"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("404") && err.contains("account_not_found") && err.contains("no account has id 999"), "{err}");
+    assert!(
+        err.contains("404")
+            && err.contains("account_not_found")
+            && err.contains("no account has id 999"),
+        "{err}"
+    );
 
     assert!(server.stop().success(), "SIGTERM ends with exit 0");
-    let o = gureum().args(["ledger", "verify", "--json", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let o = gureum()
+        .args(["ledger", "verify", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["transfers"], 3);
@@ -91,17 +152,27 @@ fn verify_fails_on_a_corrupt_journal() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     for id in ["1", "2", "3"] {
-        ledger_cli(&server.url, &["create-account", "--id", id, "--ledger", "1", "--code", "1"]);
+        ledger_cli(
+            &server.url,
+            &["create-account", "--id", id, "--ledger", "1", "--code", "1"],
+        );
     }
     assert!(server.stop().success());
     let journal = dir.path().join("journal.gj");
     let mut bytes = std::fs::read(&journal).unwrap();
     bytes[80] ^= 1;
     std::fs::write(&journal, bytes).unwrap();
-    let o = gureum().args(["ledger", "verify", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let o = gureum()
+        .args(["ledger", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("journal.gj is corrupt at byte offset 0"), "{err}");
+    assert!(
+        err.contains("journal.gj is corrupt at byte offset 0"),
+        "{err}"
+    );
     // Start-up reads only the journal after the snapshot; without one it reads it all and
     // refuses to start on the damage.
     std::fs::remove_file(dir.path().join("snapshot.gs")).unwrap();
@@ -130,23 +201,53 @@ fn verify_fails_on_a_corrupt_journal() {
 }
 
 fn bench(args: &[&str]) -> Value {
-    let o = gureum().args(["bench", "ledger", "--json"]).args(args).output().unwrap();
+    let o = gureum()
+        .args(["bench", "ledger", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_str(&stdout(&o)).unwrap()
 }
 
 #[test]
 fn bench_reports_durable_throughput_in_process_and_over_http() {
-    let r = bench(&["--transfers", "20000", "--accounts", "100", "--batch", "1000", "--recovery"]);
+    let r = bench(&[
+        "--transfers",
+        "20000",
+        "--accounts",
+        "100",
+        "--batch",
+        "1000",
+        "--recovery",
+    ]);
     assert_eq!(r["transfers"], 20000);
     assert_eq!(r["results_not_ok"], 0);
     assert_eq!(r["durable"], true);
     assert_eq!(r["mode"], "in_process");
-    for key in ["seconds", "transfers_per_second", "batch_latency_p50_ms", "batch_latency_p99_ms", "recovery_seconds"] {
+    for key in [
+        "seconds",
+        "transfers_per_second",
+        "batch_latency_p50_ms",
+        "batch_latency_p99_ms",
+        "recovery_seconds",
+    ] {
         assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {r}");
     }
     for encoding in ["json", "binary"] {
-        let r = bench(&["--http", "--encoding", encoding, "--transfers", "4000", "--accounts", "50", "--batch", "100", "--clients", "4"]);
+        let r = bench(&[
+            "--http",
+            "--encoding",
+            encoding,
+            "--transfers",
+            "4000",
+            "--accounts",
+            "50",
+            "--batch",
+            "100",
+            "--clients",
+            "4",
+        ]);
         assert_eq!(r["mode"], "http");
         assert_eq!(r["encoding"], encoding);
         assert_eq!(r["results_not_ok"], 0);

@@ -31,10 +31,22 @@ fn batch(client: u64, n: u64) -> Value {
     )
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Result<Vec<String>, reqwest::Error> {
-    let response = client.post(url).json(body).send().await?.error_for_status()?;
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<Vec<String>, reqwest::Error> {
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await?
+        .error_for_status()?;
     let results: Vec<Value> = response.json().await?;
-    Ok(results.iter().map(|r| r["result"].as_str().unwrap_or("").to_owned()).collect())
+    Ok(results
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or("").to_owned())
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,14 +54,26 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let http = reqwest::Client::new();
-    let accounts: Vec<Value> = (1..=ACCOUNTS).map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1})).collect();
-    let created = post(&http, &format!("{}/v1/ledger/accounts", server.url), &Value::Array(accounts)).await.unwrap();
+    let accounts: Vec<Value> = (1..=ACCOUNTS)
+        .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))
+        .collect();
+    let created = post(
+        &http,
+        &format!("{}/v1/ledger/accounts", server.url),
+        &Value::Array(accounts),
+    )
+    .await
+    .unwrap();
     assert!(created.iter().all(|r| r == "ok"));
 
     let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
-        let (http, url, acked) = (http.clone(), format!("{}/v1/ledger/transfers", server.url), acked.clone());
+        let (http, url, acked) = (
+            http.clone(),
+            format!("{}/v1/ledger/transfers", server.url),
+            acked.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             for n in 0..BATCHES_PER_CLIENT_MAX {
                 let body = batch(client, n);
@@ -73,7 +97,11 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 200, "only {} batches were acknowledged before the crash", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "only {} batches were acknowledged before the crash",
+        acked.len()
+    );
 
     let server = Server::start(dir.path());
     let url = format!("{}/v1/ledger/transfers", server.url);
@@ -92,8 +120,16 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
             .json()
             .await
             .unwrap();
-        debits += a["debits_posted"].as_str().unwrap().parse::<u128>().unwrap();
-        credits += a["credits_posted"].as_str().unwrap().parse::<u128>().unwrap();
+        debits += a["debits_posted"]
+            .as_str()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap();
+        credits += a["credits_posted"]
+            .as_str()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap();
     }
     assert_eq!(debits, credits, "the books balance");
     let acked_amount: u128 = acked
@@ -101,12 +137,19 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
         .flat_map(|b| b.as_array().unwrap().iter())
         .map(|t| t["amount"].as_str().unwrap().parse::<u128>().unwrap())
         .sum();
-    assert!(debits >= acked_amount, "posted {debits} < acknowledged {acked_amount}");
+    assert!(
+        debits >= acked_amount,
+        "posted {debits} < acknowledged {acked_amount}"
+    );
     assert!(server.stop().success());
     let verify = support::gureum()
         .args(["ledger", "verify", "--data-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }

@@ -177,6 +177,7 @@ impl Engine {
             commits,
             recycled,
             io_thread: Some(io_thread),
+            snapshot_thread: None,
             snapshot_offset: position.offset,
             config,
             failed: failed.clone(),
@@ -289,6 +290,8 @@ struct Worker {
     commits: std::sync::mpsc::SyncSender<Commit>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     io_thread: Option<JoinHandle<()>>,
+    /// A snapshot being written in the background, if any.
+    snapshot_thread: Option<JoinHandle<Result<(), JournalError>>>,
     snapshot_offset: u64,
     config: EngineConfig,
     failed: Arc<AtomicBool>,
@@ -299,7 +302,9 @@ impl Worker {
         let mut group: Vec<Request> = Vec::new();
         let mut shutdown = false;
         while !shutdown {
-            let Some(first) = rx.blocking_recv() else { break };
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
             let mut events = first.events();
             group.push(first);
             while events < GROUP_EVENTS_MAX {
@@ -323,16 +328,28 @@ impl Worker {
                 match request {
                     Request::CreateAccounts(batch, reply) => {
                         let results = self.ledger.create_accounts(now, &batch);
-                        self.encoder.append(RecordKind::Accounts, now, |out| codec::encode_account_batch(&batch, out));
-                        releases.push(Box::new(move |outcome| drop(reply.send(outcome.map(|()| results)))));
+                        self.encoder.append(RecordKind::Accounts, now, |out| {
+                            codec::encode_account_batch(&batch, out)
+                        });
+                        releases.push(Box::new(move |outcome| {
+                            drop(reply.send(outcome.map(|()| results)))
+                        }));
                     }
                     Request::CreateTransfers(batch, reply) => {
                         let results = self.ledger.create_transfers(now, &batch);
-                        self.encoder.append(RecordKind::Transfers, now, |out| codec::encode_transfer_batch(&batch, out));
-                        releases.push(Box::new(move |outcome| drop(reply.send(outcome.map(|()| results)))));
+                        self.encoder.append(RecordKind::Transfers, now, |out| {
+                            codec::encode_transfer_batch(&batch, out)
+                        });
+                        releases.push(Box::new(move |outcome| {
+                            drop(reply.send(outcome.map(|()| results)))
+                        }));
                     }
                     Request::Expire => {
-                        if self.ledger.next_expiry().is_some_and(|deadline| deadline <= now) {
+                        if self
+                            .ledger
+                            .next_expiry()
+                            .is_some_and(|deadline| deadline <= now)
+                        {
                             self.ledger.expire_pending(now);
                             self.encoder.append(RecordKind::Expire, now, |_| {});
                         }
@@ -355,9 +372,10 @@ impl Worker {
             }
             let position = self.encoder.position();
             if position.offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
-                self.snapshot()?;
+                self.snapshot_in_background();
             }
         }
+        self.finish_snapshot();
         let durable = self.barrier();
         if durable && self.encoder.position().offset != self.snapshot_offset {
             self.snapshot()?;
@@ -377,7 +395,62 @@ impl Worker {
         self.commits.send(Commit::Barrier(tx)).is_ok() && rx.recv().unwrap_or(false)
     }
 
-    /// Writes a snapshot of durable state; skipped if the journal failed.
+    /// Starts writing a snapshot on its own thread, unless one is still being written. The
+    /// image shares the transfer history with the live state, so taking it costs little.
+    fn snapshot_in_background(&mut self) {
+        if self
+            .snapshot_thread
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        self.finish_snapshot();
+        if !self.barrier() {
+            return;
+        }
+        let position = self.encoder.position();
+        let image = self.ledger.image();
+        let dir = self.config.data_dir.clone();
+        let transfers = self.ledger.transfer_count();
+        let spawned = std::thread::Builder::new()
+            .name("ledger-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                snapshot::write_image(&dir, image, position)?;
+                tracing::info!(
+                    seq = position.seq,
+                    transfers,
+                    millis = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                );
+                Ok(())
+            });
+        match spawned {
+            Ok(thread) => {
+                self.snapshot_thread = Some(thread);
+                self.snapshot_offset = position.offset;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the snapshot thread"),
+        }
+    }
+
+    /// Waits for a background snapshot. A failed snapshot loses nothing (the journal holds
+    /// everything); it is reported and the next one is tried later.
+    fn finish_snapshot(&mut self) {
+        if let Some(thread) = self.snapshot_thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "snapshot failed; the journal still holds everything");
+                    self.snapshot_offset = 0;
+                }
+                Err(_) => tracing::error!("the snapshot thread panicked"),
+            }
+        }
+    }
+
+    /// Writes a snapshot of durable state now; skipped if the journal failed.
     fn snapshot(&mut self) -> Result<(), JournalError> {
         if !self.barrier() {
             return Ok(());
@@ -440,7 +513,9 @@ fn journal_thread(
 }
 
 fn failure() -> EngineError {
-    EngineError::Failed("a journal write or fsync failed; restart to recover from the journal".into())
+    EngineError::Failed(
+        "a journal write or fsync failed; restart to recover from the journal".into(),
+    )
 }
 
 fn fail(request: Request, error: &EngineError) {

@@ -165,12 +165,20 @@ impl JournalEncoder {
     }
 
     /// Buffers one record whose payload `encode` writes; returns its header.
-    pub fn append(&mut self, kind: RecordKind, now: u64, encode: impl FnOnce(&mut Vec<u8>)) -> RecordHeader {
+    pub fn append(
+        &mut self,
+        kind: RecordKind,
+        now: u64,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> RecordHeader {
         let start = self.buf.len();
         self.buf.resize(start + HEADER_SIZE, 0);
         encode(&mut self.buf);
         let payload_len = self.buf.len() - start - HEADER_SIZE;
-        assert!(payload_len <= PAYLOAD_BYTES_MAX, "a batch is bounded well below the payload limit");
+        assert!(
+            payload_len <= PAYLOAD_BYTES_MAX,
+            "a batch is bounded well below the payload limit"
+        );
         let seq = self.position.seq + 1;
         let (header, payload) = self.buf[start..].split_at_mut(HEADER_SIZE);
         let payload_crc = crc32c::crc32c(payload);
@@ -240,7 +248,9 @@ impl JournalFile {
     pub fn write_durable(&mut self, bytes: &[&[u8]]) -> Result<(), JournalError> {
         let context = || format!("writing {}", self.path.display());
         for b in bytes {
-            self.file.write_all(b).map_err(JournalError::io(context()))?;
+            self.file
+                .write_all(b)
+                .map_err(JournalError::io(context()))?;
         }
         self.file.sync_data().map_err(JournalError::io(context()))
     }

@@ -13,7 +13,7 @@
 
 use crate::codec::{self, DecodeError, Reader};
 use crate::journal::{JournalError, Position};
-use crate::state::Ledger;
+use crate::state::{Ledger, SnapshotImage};
 use crate::types::*;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -27,6 +27,17 @@ const VERSION: u32 = 1;
 
 /// Writes a snapshot of `ledger` at journal `position` into `dir`, atomically.
 pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<(), JournalError> {
+    write_image(dir, ledger.image(), position)
+}
+
+/// Writes a snapshot of an image taken at journal `position` into `dir`, atomically. The
+/// journal up to `position` must already be durable.
+pub fn write_image(
+    dir: &Path,
+    mut image: SnapshotImage,
+    position: Position,
+) -> Result<(), JournalError> {
+    image.normalize();
     let path = dir.join(SNAPSHOT_FILE);
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let io_err = JournalError::io(format!("writing snapshot {}", tmp.display()));
@@ -41,8 +52,8 @@ pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<(), Jour
         out.write_all(&position.seq.to_le_bytes())?;
         out.write_all(&position.offset.to_le_bytes())?;
         out.write_all(&position.hash)?;
-        out.write_all(&body_len(ledger).to_le_bytes())?;
-        encode_body(ledger, &mut out)?;
+        out.write_all(&body_len(&image).to_le_bytes())?;
+        encode_image(&image, &mut out)?;
         let crc = out.crc;
         let mut inner = out.inner;
         inner.write_all(&crc.to_le_bytes())?;
@@ -131,32 +142,32 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
-fn sorted<'a, V: 'a>(map: impl Iterator<Item = (&'a u128, V)>) -> Vec<(u128, V)> {
-    let mut items: Vec<(u128, V)> = map.map(|(k, v)| (*k, v)).collect();
-    items.sort_unstable_by_key(|(k, _)| *k);
-    items
-}
-
 const BALANCE_ENTRY_SIZE: u64 = 8 + 16 + 64;
 
-fn body_len(ledger: &Ledger) -> u64 {
+fn body_len(image: &SnapshotImage) -> u64 {
     let mut len = 8 + 8;
-    for e in &ledger.accounts {
-        len += codec::RECORD_SIZE as u64 + 4 + e.metadata.as_ref().map_or(0, |m| m.len() as u64);
-        len += 8 + e.history.len() as u64 * BALANCE_ENTRY_SIZE;
+    for (_, metadata, history) in &image.accounts {
+        len += codec::RECORD_SIZE as u64 + 4 + metadata.as_ref().map_or(0, |m| m.len() as u64);
+        len += 8 + history.len() as u64 * BALANCE_ENTRY_SIZE;
     }
-    len += 8 + ledger.transfers.len() as u64 * codec::RECORD_SIZE as u64;
-    len += 8 + ledger
-        .transfer_metadata
-        .values()
-        .map(|m| 16 + 4 + m.len() as u64)
+    len += 8 + image.transfer_count() as u64 * codec::RECORD_SIZE as u64;
+    len += 8 + image
+        .metadata
+        .iter()
+        .map(|(_, m)| 16 + 4 + m.len() as u64)
         .sum::<u64>();
-    len += 8 + ledger.pending_status.len() as u64 * 17;
+    len += 8 + image.pending.len() as u64 * 17;
     len
 }
 
 /// Writes the deterministic encoding of the ledger's state.
 pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
+    let mut image = ledger.image();
+    image.normalize();
+    encode_image(&image, out)
+}
+
+fn encode_image(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, force: bool| -> io::Result<()> {
         if force || buf.len() >= 1 << 16 {
@@ -165,15 +176,15 @@ pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
         }
         Ok(())
     };
-    buf.extend_from_slice(&ledger.last_timestamp.to_le_bytes());
-    buf.extend_from_slice(&(ledger.accounts.len() as u64).to_le_bytes());
-    for e in &ledger.accounts {
-        codec::encode_account(&e.account, &mut buf);
-        let m = e.metadata.as_deref().unwrap_or("");
+    buf.extend_from_slice(&image.last_timestamp.to_le_bytes());
+    buf.extend_from_slice(&(image.accounts.len() as u64).to_le_bytes());
+    for (account, metadata, history) in &image.accounts {
+        codec::encode_account(account, &mut buf);
+        let m = metadata.as_deref().unwrap_or("");
         buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
         buf.extend_from_slice(m.as_bytes());
-        buf.extend_from_slice(&(e.history.len() as u64).to_le_bytes());
-        for h in &e.history {
+        buf.extend_from_slice(&(history.len() as u64).to_le_bytes());
+        for h in history {
             buf.extend_from_slice(&h.timestamp.to_le_bytes());
             buf.extend_from_slice(&h.transfer_id.to_le_bytes());
             let b = h.balances;
@@ -189,22 +200,20 @@ pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
         }
         flush(&mut buf, out, false)?;
     }
-    buf.extend_from_slice(&(ledger.transfers.len() as u64).to_le_bytes());
-    for t in &ledger.transfers {
+    buf.extend_from_slice(&(image.transfer_count() as u64).to_le_bytes());
+    for t in image.transfers() {
         codec::encode_transfer(t, &mut buf);
         flush(&mut buf, out, false)?;
     }
-    let metadata = sorted(ledger.transfer_metadata.iter());
-    buf.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-    for (id, m) in metadata {
+    buf.extend_from_slice(&(image.metadata.len() as u64).to_le_bytes());
+    for (id, m) in &image.metadata {
         buf.extend_from_slice(&id.to_le_bytes());
         buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
         buf.extend_from_slice(m.as_bytes());
         flush(&mut buf, out, false)?;
     }
-    let pending = sorted(ledger.pending_status.iter());
-    buf.extend_from_slice(&(pending.len() as u64).to_le_bytes());
-    for (id, status) in pending {
+    buf.extend_from_slice(&(image.pending.len() as u64).to_le_bytes());
+    for (id, status) in &image.pending {
         buf.extend_from_slice(&id.to_le_bytes());
         buf.push(status.to_u8());
         flush(&mut buf, out, false)?;

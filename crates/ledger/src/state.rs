@@ -8,6 +8,7 @@
 use crate::types::*;
 use ahash::RandomState;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 
@@ -50,16 +51,8 @@ impl<V> ShardedMap<V> {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len()).sum()
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&u128, &V)> {
         self.shards.iter().flat_map(|s| s.iter())
-    }
-
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(|s| s.values())
     }
 }
 
@@ -75,6 +68,99 @@ impl<V> std::ops::Index<&u128> for ShardedMap<V> {
     type Output = V;
     fn index(&self, id: &u128) -> &V {
         self.get(id).expect("id present")
+    }
+}
+
+/// Transfers per sealed chunk of the [`TransferLog`].
+const CHUNK: usize = 1 << 16;
+
+/// Committed transfers in timestamp order.
+///
+/// Full chunks are sealed (immutable, shared) at batch boundaries, so a snapshot can take the
+/// whole history by cloning a few `Arc`s while the engine goes on appending to the tail. A linked
+/// chain's rollback only ever pops transfers of the current batch, which are in the tail.
+#[derive(Default)]
+pub(crate) struct TransferLog {
+    sealed: Vec<Arc<[Transfer]>>,
+    tail: Vec<Transfer>,
+}
+
+impl TransferLog {
+    fn from_vec(mut all: Vec<Transfer>) -> Self {
+        let sealed_len = all.len() / CHUNK * CHUNK;
+        let tail = all.split_off(sealed_len);
+        let sealed = all.chunks(CHUNK).map(Arc::from).collect();
+        TransferLog { sealed, tail }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sealed.len() * CHUNK + self.tail.len()
+    }
+
+    fn push(&mut self, t: Transfer) {
+        self.tail.push(t);
+    }
+
+    fn pop(&mut self) -> Option<Transfer> {
+        self.tail.pop()
+    }
+
+    /// Seals every full chunk of the tail; called between batches only.
+    fn seal(&mut self) {
+        while self.tail.len() >= CHUNK {
+            let chunk: Arc<[Transfer]> = self.tail.drain(..CHUNK).collect();
+            self.sealed.push(chunk);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Transfer> {
+        self.sealed
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(self.tail.iter())
+    }
+}
+
+impl std::ops::Index<usize> for TransferLog {
+    type Output = Transfer;
+    fn index(&self, position: usize) -> &Transfer {
+        let sealed = self.sealed.len() * CHUNK;
+        if position < sealed {
+            &self.sealed[position / CHUNK][position % CHUNK]
+        } else {
+            &self.tail[position - sealed]
+        }
+    }
+}
+
+/// A consistent copy of the ledger's state for a snapshot, cheap to take: the transfer history
+/// is shared, not copied.
+pub struct SnapshotImage {
+    pub(crate) last_timestamp: u64,
+    pub(crate) accounts: Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>,
+    pub(crate) sealed: Vec<Arc<[Transfer]>>,
+    pub(crate) tail: Vec<Transfer>,
+    pub(crate) metadata: Vec<(u128, Box<str>)>,
+    pub(crate) pending: Vec<(u128, PendingStatus)>,
+}
+
+impl SnapshotImage {
+    /// Every transfer, in timestamp order.
+    pub(crate) fn transfers(&self) -> impl Iterator<Item = &Transfer> {
+        self.sealed
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(self.tail.iter())
+    }
+
+    pub(crate) fn transfer_count(&self) -> usize {
+        self.sealed.len() * CHUNK + self.tail.len()
+    }
+
+    /// Orders the maps' entries by id, so equal states encode to equal bytes.
+    pub(crate) fn normalize(&mut self) {
+        self.metadata.sort_unstable_by_key(|(id, _)| *id);
+        self.pending.sort_unstable_by_key(|(id, _)| *id);
     }
 }
 
@@ -178,7 +264,7 @@ pub struct Ledger {
     pub(crate) accounts: Vec<AccountEntry>,
     account_index: Map<u128, u32>,
     /// Every committed transfer, in timestamp order.
-    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) transfers: TransferLog,
     transfer_index: ShardedMap<u64>,
     pub(crate) transfer_metadata: ShardedMap<Box<str>>,
     pub(crate) pending_status: ShardedMap<PendingStatus>,
@@ -200,7 +286,7 @@ impl Ledger {
         Ledger {
             accounts: Vec::new(),
             account_index: Map::default(),
-            transfers: Vec::new(),
+            transfers: TransferLog::default(),
             transfer_index: ShardedMap::new(),
             transfer_metadata: ShardedMap::new(),
             pending_status: ShardedMap::new(),
@@ -312,6 +398,7 @@ impl Ledger {
             }
         }
         self.undo.clear();
+        self.transfers.seal();
         self.last_timestamp = self.last_timestamp.max(timestamp.saturating_sub(1));
         debug_assert_eq!(results.len(), events.len());
         results
@@ -965,8 +1052,28 @@ impl Ledger {
     }
 
     /// Every committed transfer, in timestamp order.
-    pub fn transfers(&self) -> &[Transfer] {
-        &self.transfers
+    pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
+        self.transfers.iter()
+    }
+
+    /// A consistent copy of the state for a snapshot; cheap, as the history is shared.
+    pub fn image(&self) -> SnapshotImage {
+        SnapshotImage {
+            last_timestamp: self.last_timestamp,
+            accounts: self
+                .accounts
+                .iter()
+                .map(|e| (e.account, e.metadata.clone(), e.history.clone()))
+                .collect(),
+            sealed: self.transfers.sealed.clone(),
+            tail: self.transfers.tail.clone(),
+            metadata: self
+                .transfer_metadata
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+            pending: self.pending_status.iter().map(|(k, v)| (*k, *v)).collect(),
+        }
     }
 
     /// Checks the invariants that must hold between batches; returns what is wrong.
@@ -976,7 +1083,7 @@ impl Ledger {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums: std::collections::BTreeMap<u32, [u128; 4]> = Default::default();
         let mut implied: Map<u128, Balances> = Map::default();
-        for t in &self.transfers {
+        for t in self.transfers.iter() {
             let status = self.pending_status.get(&t.id).copied();
             let (pending, posted) = if t.flags.contains(TransferFlags::PENDING) {
                 (
@@ -1080,7 +1187,7 @@ impl Ledger {
                     .push(position as u64);
             }
         }
-        ledger.transfers = transfers;
+        ledger.transfers = TransferLog::from_vec(transfers);
         ledger.transfer_metadata.extend(transfer_metadata);
         for (id, status) in pending_status {
             if status == PendingStatus::Pending {

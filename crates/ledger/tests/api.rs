@@ -19,7 +19,9 @@ impl Drop for Api {
     fn drop(&mut self) {
         let engine = self.engine.clone();
         // Shutdown blocks; run it off the async runtime.
-        std::thread::spawn(move || engine.shutdown().unwrap()).join().unwrap();
+        std::thread::spawn(move || engine.shutdown().unwrap())
+            .join()
+            .unwrap();
     }
 }
 
@@ -55,7 +57,13 @@ impl Api {
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
         Reply {
             status,
             content_type,
@@ -76,7 +84,8 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Reply {
-        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn accounts(&self) {
@@ -90,12 +99,20 @@ impl Api {
             )
             .await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert_eq!(reply.json(), json!([{"index": 0, "result": "ok"}, {"index": 1, "result": "ok"}]));
+        assert_eq!(
+            reply.json(),
+            json!([{"index": 0, "result": "ok"}, {"index": 1, "result": "ok"}])
+        );
     }
 }
 
 fn assert_problem(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status.as_u16(), status, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status.as_u16(),
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     assert_eq!(reply.content_type, "application/problem+json");
     let body = reply.json();
     assert_eq!(body["type"], format!("https://gureum.dev/problems/{code}"));
@@ -119,19 +136,28 @@ async fn accounts_and_transfers_round_trip_as_decimal_strings() {
             ]),
         )
         .await;
-    assert_eq!(reply.json(), json!([{"index": 0, "result": "ok"}, {"index": 1, "result": "ok"}]));
+    assert_eq!(
+        reply.json(),
+        json!([{"index": 0, "result": "ok"}, {"index": 1, "result": "ok"}])
+    );
     let account = api.get("/v1/ledger/accounts/2").await;
     assert_eq!(account.status, StatusCode::OK);
     let a = account.json();
     assert_eq!(a["credits_posted"], "18446744073709551616");
     assert_eq!(a["debits_posted"], "1");
     assert_eq!(a["debits_pending"], "0");
-    assert_eq!(a["flags"], json!(["debits_must_not_exceed_credits", "history"]));
+    assert_eq!(
+        a["flags"],
+        json!(["debits_must_not_exceed_credits", "history"])
+    );
     assert_eq!(a["ledger"], 410);
     assert!(a.get("metadata").is_none());
     let owner = api.get("/v1/ledger/accounts/1").await.json();
     assert_eq!(owner["metadata"], json!({"branch": 7, "owner": "alice"}));
-    let t = api.get("/v1/ledger/transfers/340282366920938463463374607431768211454").await.json();
+    let t = api
+        .get("/v1/ledger/transfers/340282366920938463463374607431768211454")
+        .await
+        .json();
     assert_eq!(t["amount"], "18446744073709551616");
     assert_eq!(t["user_data_64"], "18446744073709551615");
     assert_eq!(t["metadata"], json!({"memo": "salary"}));
@@ -144,10 +170,21 @@ async fn a_retry_gets_the_original_outcome_before_any_other_check() {
     let api = api();
     api.accounts().await;
     let batch = json!([{"id": "10", "debit_account_id": "1", "credit_account_id": "2", "amount": "5", "ledger": 410, "code": 1}]);
-    assert_eq!(api.post_json("/v1/ledger/transfers", batch.clone()).await.json()[0]["result"], "ok");
-    assert_eq!(api.post_json("/v1/ledger/transfers", batch).await.json()[0]["result"], "exists");
+    assert_eq!(
+        api.post_json("/v1/ledger/transfers", batch.clone())
+            .await
+            .json()[0]["result"],
+        "ok"
+    );
+    assert_eq!(
+        api.post_json("/v1/ledger/transfers", batch).await.json()[0]["result"],
+        "exists"
+    );
     let changed = json!([{"id": "10", "debit_account_id": "1", "credit_account_id": "2", "amount": "6", "ledger": 410, "code": 1, "timestamp": "5"}]);
-    assert_eq!(api.post_json("/v1/ledger/transfers", changed).await.json()[0]["result"], "exists_with_different_amount");
+    assert_eq!(
+        api.post_json("/v1/ledger/transfers", changed).await.json()[0]["result"],
+        "exists_with_different_amount"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,23 +195,58 @@ async fn a_request_that_does_not_parse_is_refused_whole() {
     let cases: Vec<(String, u16, &str)> = vec![
         ("[{\"id\": \"20\",".into(), 400, "malformed_json"),
         ("{}".into(), 400, "malformed_json"),
-        (json!([t("20"), {"id": 21}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "-1"}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "1", "amount": "340282366920938463463374607431768211456"}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "21", "flags": ["pendng"]}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "21", "amont": "5"}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "21", "metadata": [1]}]).to_string(), 400, "malformed_json"),
-        (json!([t("20"), {"id": "21", "ledger": 4294967296u64}]).to_string(), 400, "malformed_json"),
+        (
+            json!([t("20"), {"id": 21}]).to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "-1"}]).to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "1", "amount": "340282366920938463463374607431768211456"}])
+                .to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "21", "flags": ["pendng"]}]).to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "21", "amont": "5"}]).to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "21", "metadata": [1]}]).to_string(),
+            400,
+            "malformed_json",
+        ),
+        (
+            json!([t("20"), {"id": "21", "ledger": 4294967296u64}]).to_string(),
+            400,
+            "malformed_json",
+        ),
         ("".into(), 400, "empty_body"),
         ("  ".into(), 400, "empty_body"),
         ("[]".into(), 400, "batch_empty"),
     ];
     for (body, status, code) in cases {
-        let reply = api.post("/v1/ledger/transfers", "application/json", body.clone()).await;
+        let reply = api
+            .post("/v1/ledger/transfers", "application/json", body.clone())
+            .await;
         assert_problem(&reply, status, code);
     }
     // Nothing of those requests was applied.
-    assert_problem(&api.get("/v1/ledger/transfers/20").await, 404, "transfer_not_found");
+    assert_problem(
+        &api.get("/v1/ledger/transfers/20").await,
+        404,
+        "transfer_not_found",
+    );
     let account = api.get("/v1/ledger/accounts/1").await.json();
     assert_eq!(account["debits_posted"], "0");
 }
@@ -183,33 +255,94 @@ async fn a_request_that_does_not_parse_is_refused_whole() {
 async fn an_oversized_batch_is_refused_and_the_largest_is_accepted() {
     let api = api();
     let batch = |n: usize| {
-        Value::Array((0..n).map(|i| json!({"id": (1000 + i).to_string(), "ledger": 1, "code": 1})).collect())
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"id": (1000 + i).to_string(), "ledger": 1, "code": 1}))
+                .collect(),
+        )
     };
-    assert_problem(&api.post_json("/v1/ledger/accounts", batch(8191)).await, 413, "batch_too_large");
-    assert_problem(&api.get("/v1/ledger/accounts/1000").await, 404, "account_not_found");
+    assert_problem(
+        &api.post_json("/v1/ledger/accounts", batch(8191)).await,
+        413,
+        "batch_too_large",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1000").await,
+        404,
+        "account_not_found",
+    );
     let reply = api.post_json("/v1/ledger/accounts", batch(8190)).await;
     let results = reply.json();
     assert_eq!(results.as_array().unwrap().len(), 8190);
-    assert!(results.as_array().unwrap().iter().all(|r| r["result"] == "ok"));
+    assert!(
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] == "ok")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_media_type_bad_ids_and_unknown_things_get_problems() {
     let api = api();
-    assert_problem(&api.post("/v1/ledger/transfers", "text/plain", "[]").await, 415, "unsupported_media_type");
-    assert_problem(&api.get("/v1/ledger/accounts/abc").await, 400, "invalid_id");
-    assert_problem(&api.get("/v1/ledger/accounts/340282366920938463463374607431768211456").await, 400, "invalid_id");
-    assert_problem(&api.get("/v1/ledger/accounts/5").await, 404, "account_not_found");
-    assert_problem(&api.get("/v1/ledger/transfers/5").await, 404, "transfer_not_found");
-    assert_problem(&api.get("/v1/ledger/accounts/5/transfers").await, 404, "account_not_found");
-    api.accounts().await;
-    assert_problem(&api.get("/v1/ledger/accounts/1/transfers?limit=0").await, 400, "invalid_query");
-    assert_problem(&api.get("/v1/ledger/accounts/1/transfers?limit=8191").await, 400, "invalid_query");
-    assert_problem(&api.get("/v1/ledger/accounts/1/transfers?reverse=yes").await, 400, "invalid_query");
-    assert_problem(&api.get("/v1/ledger/accounts/1/transfers?sort=id").await, 400, "invalid_query");
-    assert_problem(&api.get("/v1/ledger/accounts/1/transfers?timestamp_min=1").await, 400, "invalid_query");
     assert_problem(
-        &api.get("/v1/ledger/accounts/1/balances?timestamp_min=5&timestamp_max=4").await,
+        &api.post("/v1/ledger/transfers", "text/plain", "[]").await,
+        415,
+        "unsupported_media_type",
+    );
+    assert_problem(&api.get("/v1/ledger/accounts/abc").await, 400, "invalid_id");
+    assert_problem(
+        &api.get("/v1/ledger/accounts/340282366920938463463374607431768211456")
+            .await,
+        400,
+        "invalid_id",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/5").await,
+        404,
+        "account_not_found",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/transfers/5").await,
+        404,
+        "transfer_not_found",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/5/transfers").await,
+        404,
+        "account_not_found",
+    );
+    api.accounts().await;
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/transfers?limit=0").await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/transfers?limit=8191").await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/transfers?reverse=yes").await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/transfers?sort=id").await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/transfers?timestamp_min=1")
+            .await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &api.get("/v1/ledger/accounts/1/balances?timestamp_min=5&timestamp_max=4")
+            .await,
         400,
         "invalid_query",
     );
@@ -222,17 +355,44 @@ async fn history_and_balances_page_with_cursors() {
     let batch: Vec<Value> = (0..5)
         .map(|i| json!({"id": (100 + i).to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": "10", "ledger": 410, "code": 1}))
         .collect();
-    api.post_json("/v1/ledger/transfers", Value::Array(batch)).await;
-    let page = api.get("/v1/ledger/accounts/2/transfers?limit=3").await.json();
-    let ids: Vec<&str> = page["transfers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    api.post_json("/v1/ledger/transfers", Value::Array(batch))
+        .await;
+    let page = api
+        .get("/v1/ledger/accounts/2/transfers?limit=3")
+        .await
+        .json();
+    let ids: Vec<&str> = page["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["100", "101", "102"]);
     let next = page["next"].as_str().unwrap().to_owned();
-    let page = api.get(&format!("/v1/ledger/accounts/2/transfers?limit=3&after={next}")).await.json();
-    let ids: Vec<&str> = page["transfers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let page = api
+        .get(&format!(
+            "/v1/ledger/accounts/2/transfers?limit=3&after={next}"
+        ))
+        .await
+        .json();
+    let ids: Vec<&str> = page["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["103", "104"]);
     assert_eq!(page["next"], Value::Null);
-    let page = api.get("/v1/ledger/accounts/2/transfers?limit=2&reverse=true").await.json();
-    let ids: Vec<&str> = page["transfers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let page = api
+        .get("/v1/ledger/accounts/2/transfers?limit=2&reverse=true")
+        .await
+        .json();
+    let ids: Vec<&str> = page["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["104", "103"]);
     let balances = api.get("/v1/ledger/accounts/2/balances").await.json();
     let posted: Vec<&str> = balances["balances"]
@@ -248,8 +408,16 @@ async fn history_and_balances_page_with_cursors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_of_an_account_without_history_is_a_conflict() {
     let api = api();
-    api.post_json("/v1/ledger/accounts", json!([{"id": "9", "ledger": 1, "code": 1}])).await;
-    assert_problem(&api.get("/v1/ledger/accounts/9/balances").await, 409, "history_not_enabled");
+    api.post_json(
+        "/v1/ledger/accounts",
+        json!([{"id": "9", "ledger": 1, "code": 1}]),
+    )
+    .await;
+    assert_problem(
+        &api.get("/v1/ledger/accounts/9/balances").await,
+        409,
+        "history_not_enabled",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,23 +440,43 @@ async fn the_binary_encoding_carries_the_same_batch() {
         .collect();
     let mut body = Vec::new();
     ledger::codec::encode_transfer_batch(&events, &mut body);
-    let reply = api.post("/v1/ledger/transfers", "application/octet-stream", body.clone()).await;
+    let reply = api
+        .post(
+            "/v1/ledger/transfers",
+            "application/octet-stream",
+            body.clone(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.content_type, "application/octet-stream");
-    let codes: Vec<u16> = reply.body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let codes: Vec<u16> = reply
+        .body
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     let zero = ledger::CreateTransferResult::AmountMustNotBeZero.code();
     assert_eq!(codes, [0, 0, zero]);
     // Metadata is made canonical, exactly as through JSON.
     let t = api.get("/v1/ledger/transfers/500").await.json();
     assert_eq!(t["metadata"], json!({"a": 2, "z": 1}));
     assert_problem(
-        &api.post("/v1/ledger/transfers", "application/octet-stream", body[..body.len() - 1].to_vec()).await,
+        &api.post(
+            "/v1/ledger/transfers",
+            "application/octet-stream",
+            body[..body.len() - 1].to_vec(),
+        )
+        .await,
         400,
         "malformed_binary",
     );
     let mut too_many = Vec::new();
     too_many.extend_from_slice(&8191u32.to_le_bytes());
-    assert_problem(&api.post("/v1/ledger/transfers", "application/octet-stream", too_many).await, 413, "batch_too_large");
+    assert_problem(
+        &api.post("/v1/ledger/transfers", "application/octet-stream", too_many)
+            .await,
+        413,
+        "batch_too_large",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +496,10 @@ async fn openapi_documents_every_route() {
         "/healthz",
         "/readyz",
     ] {
-        assert!(paths.iter().any(|p| *p == route), "{route} missing from {paths:?}");
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} missing from {paths:?}"
+        );
     }
     assert_eq!(paths.len(), 9);
     assert!(doc["components"]["schemas"]["TransferRequest"].is_object());

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn config(dir: &Path) -> EngineConfig {
@@ -62,7 +65,10 @@ fn populate(dir: &Path, batches: u128) -> Engine {
         let r = engine.create_accounts(accounts(1..=3)).await.unwrap();
         assert!(r.iter().all(|r| *r == CreateAccountResult::Ok));
         for b in 0..batches {
-            let r = engine.create_transfers(transfers(100 + b * 10..110 + b * 10)).await.unwrap();
+            let r = engine
+                .create_transfers(transfers(100 + b * 10..110 + b * 10))
+                .await
+                .unwrap();
             assert!(r.iter().all(|r| *r == CreateTransferResult::Ok), "{r:?}");
         }
     });
@@ -70,7 +76,9 @@ fn populate(dir: &Path, batches: u128) -> Engine {
 }
 
 fn transfer_count(engine: &Engine) -> usize {
-    runtime().block_on(engine.query(|l| l.transfer_count())).unwrap()
+    runtime()
+        .block_on(engine.query(|l| l.transfer_count()))
+        .unwrap()
 }
 
 /// Offsets where each journal record starts.
@@ -96,7 +104,11 @@ fn acknowledged_batches_survive_a_restart_from_the_journal_alone() {
     let engine = populate(dir.path(), 5);
     // A crash right now: the journal as it is on disk, no shutdown snapshot.
     let copy = tempfile::tempdir().unwrap();
-    std::fs::copy(dir.path().join(JOURNAL_FILE), copy.path().join(JOURNAL_FILE)).unwrap();
+    std::fs::copy(
+        dir.path().join(JOURNAL_FILE),
+        copy.path().join(JOURNAL_FILE),
+    )
+    .unwrap();
     engine.shutdown().unwrap();
     let (recovered, report) = open(copy.path()).unwrap();
     assert_eq!(report.records_replayed, 6);
@@ -115,7 +127,14 @@ fn restart_uses_the_snapshot_and_replays_only_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), 2).shutdown().unwrap();
     let (engine, report) = open(dir.path()).unwrap();
-    assert_eq!((report.snapshot_seq, report.records_replayed, report.transfers), (3, 0, 20));
+    assert_eq!(
+        (
+            report.snapshot_seq,
+            report.records_replayed,
+            report.transfers
+        ),
+        (3, 0, 20)
+    );
     runtime().block_on(async {
         let r = engine.create_transfers(transfers(500..505)).await.unwrap();
         assert!(r.iter().all(|r| *r == CreateTransferResult::Ok));
@@ -126,13 +145,25 @@ fn restart_uses_the_snapshot_and_replays_only_the_tail() {
     }
     engine.shutdown().unwrap();
     let (recovered, report) = open(copy.path()).unwrap();
-    assert_eq!((report.snapshot_seq, report.records_replayed, report.transfers), (3, 1, 25));
+    assert_eq!(
+        (
+            report.snapshot_seq,
+            report.records_replayed,
+            report.transfers
+        ),
+        (3, 1, 25)
+    );
     // Resubmitting after recovery answers exists: the ids are remembered.
-    let r = runtime().block_on(recovered.create_transfers(transfers(500..505))).unwrap();
+    let r = runtime()
+        .block_on(recovered.create_transfers(transfers(500..505)))
+        .unwrap();
     assert!(r.iter().all(|r| *r == CreateTransferResult::Exists));
     recovered.shutdown().unwrap();
     let report = ledger::verify::verify(copy.path()).unwrap();
-    assert_eq!((report.records, report.transfers, report.snapshot_seq), (5, 25, Some(5)));
+    assert_eq!(
+        (report.records, report.transfers, report.snapshot_seq),
+        (5, 25, Some(5))
+    );
 }
 
 #[test]
@@ -145,7 +176,10 @@ fn torn_tail_is_cut_off_and_the_journal_goes_on_after_it() {
     let last = *offsets.last().unwrap();
     let len = std::fs::metadata(&journal).unwrap().len();
     // The last record's write was torn: only part of it reached the disk.
-    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
     file.set_len(last + (len - last) / 2).unwrap();
     drop(file);
     let (engine, report) = open(dir.path()).unwrap();
@@ -154,7 +188,9 @@ fn torn_tail_is_cut_off_and_the_journal_goes_on_after_it() {
     assert_eq!(reason, "record payload runs past the end of the file");
     assert_eq!(report.transfers, 20);
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), last);
-    let r = runtime().block_on(engine.create_transfers(transfers(120..130))).unwrap();
+    let r = runtime()
+        .block_on(engine.create_transfers(transfers(120..130)))
+        .unwrap();
     assert!(r.iter().all(|r| *r == CreateTransferResult::Ok));
     engine.shutdown().unwrap();
     let report = ledger::verify::verify(dir.path()).unwrap();
@@ -185,19 +221,31 @@ fn a_flipped_bit_mid_journal_refuses_to_start_and_names_file_and_offset() {
     let offsets = record_offsets(dir.path());
     let journal = dir.path().join(JOURNAL_FILE);
     flip_byte(&journal, offsets[1] + HEADER_SIZE as u64 + 40);
-    let error = open(dir.path()).err().expect("a corrupt journal must not open");
+    let error = open(dir.path())
+        .err()
+        .expect("a corrupt journal must not open");
     match &error {
-        JournalError::Corrupt { path, offset, reason } => {
+        JournalError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => {
             assert_eq!(path, &journal);
             assert_eq!(*offset, offsets[1]);
             assert_eq!(
                 reason,
-                &format!("record payload fails its checksum, and a valid record follows at offset {}", offsets[2])
+                &format!(
+                    "record payload fails its checksum, and a valid record follows at offset {}",
+                    offsets[2]
+                )
             );
         }
         other => panic!("expected corruption, got {other}"),
     }
-    assert!(error.to_string().contains(&format!("journal.gj is corrupt at byte offset {}", offsets[1])));
+    assert!(error.to_string().contains(&format!(
+        "journal.gj is corrupt at byte offset {}",
+        offsets[1]
+    )));
     assert!(ledger::verify::verify(dir.path()).is_err());
     // Nothing was truncated: the evidence stays for the operator.
     assert!(std::fs::metadata(&journal).unwrap().len() > offsets[3]);
@@ -212,7 +260,10 @@ fn a_flipped_bit_in_a_header_mid_journal_refuses_to_start() {
     flip_byte(&dir.path().join(JOURNAL_FILE), offsets[2] + 13);
     match open(dir.path()).err() {
         Some(JournalError::Corrupt { offset, .. }) => assert_eq!(offset, offsets[2]),
-        other => panic!("expected corruption, got {:?}", other.map(|e| e.to_string())),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|e| e.to_string())
+        ),
     }
 }
 
@@ -227,7 +278,10 @@ fn a_bad_snapshot_refuses_to_start() {
             assert_eq!(path, snapshot);
             assert_eq!(reason, "snapshot fails its checksum");
         }
-        other => panic!("expected corruption, got {:?}", other.map(|e| e.to_string())),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|e| e.to_string())
+        ),
     }
 }
 
@@ -237,10 +291,16 @@ fn a_snapshot_ahead_of_the_journal_refuses_to_start() {
     populate(dir.path(), 2).shutdown().unwrap();
     let journal = dir.path().join(JOURNAL_FILE);
     let offsets = record_offsets(dir.path());
-    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
     file.set_len(offsets[2]).unwrap();
     drop(file);
-    assert!(matches!(open(dir.path()).err(), Some(JournalError::Corrupt { .. })));
+    assert!(matches!(
+        open(dir.path()).err(),
+        Some(JournalError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -252,7 +312,10 @@ fn verify_finds_a_snapshot_that_disagrees_with_the_journal() {
     ledger::snapshot::write(dir.path(), &Ledger::new(), position).unwrap();
     match ledger::verify::verify(dir.path()) {
         Err(ledger::verify::VerifyError::Mismatch(m)) => {
-            assert_eq!(m, "the snapshot differs from the state a replay of the journal reaches at record 3")
+            assert_eq!(
+                m,
+                "the snapshot differs from the state a replay of the journal reaches at record 3"
+            )
         }
         other => panic!("expected a mismatch, got {other:?}"),
     }
@@ -263,11 +326,15 @@ fn the_hash_chain_links_every_record_to_the_one_before() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), 3).shutdown().unwrap();
     let mut previous = [0u8; 32];
-    ledger::journal::read_records(&dir.path().join(JOURNAL_FILE), Default::default(), |h, _| {
-        assert_eq!(h.prev_hash, previous);
-        previous = h.hash;
-        Ok(())
-    })
+    ledger::journal::read_records(
+        &dir.path().join(JOURNAL_FILE),
+        Default::default(),
+        |h, _| {
+            assert_eq!(h.prev_hash, previous);
+            previous = h.hash;
+            Ok(())
+        },
+    )
     .unwrap();
     let report = ledger::verify::verify(dir.path()).unwrap();
     assert_eq!(report.head_hash, ledger::journal::hex(&previous));
@@ -287,7 +354,20 @@ fn snapshots_are_taken_as_the_journal_grows() {
         // Reads are answered after the group that carried the write is durable.
         assert_eq!(engine.query(|l| l.transfer_count()).await.unwrap(), 10);
     });
+    // Snapshots are written in the background while the engine serves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seq = loop {
+        if let Ok(Some((_, position))) = ledger::snapshot::load(dir.path()) {
+            break position.seq;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot was written while serving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(seq >= 1);
+    engine.shutdown().unwrap();
     let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
     assert_eq!(position.seq, 2);
-    engine.shutdown().unwrap();
 }

@@ -62,7 +62,9 @@ impl Model {
             .transfers
             .iter()
             .enumerate()
-            .filter(|(_, x)| x.status == Some(PendingStatus::Pending) && x.deadline.is_some_and(|d| d <= base))
+            .filter(|(_, x)| {
+                x.status == Some(PendingStatus::Pending) && x.deadline.is_some_and(|d| d <= base)
+            })
             .map(|(i, x)| (x.deadline.unwrap(), x.t.id, i))
             .collect();
         due.sort();
@@ -119,7 +121,8 @@ impl Model {
         let post = f.contains(TransferFlags::POST_PENDING_TRANSFER);
         let void = f.contains(TransferFlags::VOID_PENDING_TRANSFER);
         let pending = f.contains(TransferFlags::PENDING);
-        let balancing = f.contains(TransferFlags::BALANCING_DEBIT) || f.contains(TransferFlags::BALANCING_CREDIT);
+        let balancing = f.contains(TransferFlags::BALANCING_DEBIT)
+            || f.contains(TransferFlags::BALANCING_CREDIT);
         if t.id == 0 {
             return R::IdMustNotBeZero;
         }
@@ -154,7 +157,8 @@ impl Model {
                 R::Exists
             };
         }
-        if [pending, post, void].iter().filter(|b| **b).count() > 1 || ((post || void) && balancing) {
+        if [pending, post, void].iter().filter(|b| **b).count() > 1 || ((post || void) && balancing)
+        {
             return R::FlagsAreMutuallyExclusive;
         }
         if post || void {
@@ -213,7 +217,11 @@ impl Model {
                 self.account(p.t.debit_account_id).unwrap().dpo += amount;
                 self.account(p.t.credit_account_id).unwrap().cpo += amount;
             }
-            self.transfers[pi].status = Some(if post { PendingStatus::Posted } else { PendingStatus::Voided });
+            self.transfers[pi].status = Some(if post {
+                PendingStatus::Posted
+            } else {
+                PendingStatus::Voided
+            });
             let stored = Transfer {
                 debit_account_id: p.t.debit_account_id,
                 credit_account_id: p.t.credit_account_id,
@@ -248,10 +256,20 @@ impl Model {
         if t.amount == 0 {
             return R::AmountMustNotBeZero;
         }
-        let Some(dr) = self.accounts.iter().find(|a| a.id == t.debit_account_id).cloned() else {
+        let Some(dr) = self
+            .accounts
+            .iter()
+            .find(|a| a.id == t.debit_account_id)
+            .cloned()
+        else {
             return R::DebitAccountNotFound;
         };
-        let Some(cr) = self.accounts.iter().find(|a| a.id == t.credit_account_id).cloned() else {
+        let Some(cr) = self
+            .accounts
+            .iter()
+            .find(|a| a.id == t.credit_account_id)
+            .cloned()
+        else {
             return R::CreditAccountNotFound;
         };
         if dr.ledger != cr.ledger {
@@ -273,16 +291,32 @@ impl Model {
         if f.contains(TransferFlags::BALANCING_CREDIT) {
             amount = amount.min(cr.dpo.saturating_sub(cr.cp + cr.cpo));
         }
-        if dr.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && dr.dp + dr.dpo + amount > dr.cpo {
+        if dr
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && dr.dp + dr.dpo + amount > dr.cpo
+        {
             return R::ExceedsCredits;
         }
-        if cr.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) && cr.cp + cr.cpo + amount > cr.dpo {
+        if cr
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            && cr.cp + cr.cpo + amount > cr.dpo
+        {
             return R::ExceedsDebits;
         }
         let d = self.account(dr.id).unwrap();
-        if pending { d.dp += amount } else { d.dpo += amount }
+        if pending {
+            d.dp += amount
+        } else {
+            d.dpo += amount
+        }
         let c = self.account(cr.id).unwrap();
-        if pending { c.cp += amount } else { c.cpo += amount }
+        if pending {
+            c.cp += amount
+        } else {
+            c.cpo += amount
+        }
         self.transfers.push(MTransfer {
             t: Transfer {
                 amount,
@@ -318,32 +352,38 @@ fn transfer() -> impl Strategy<Value = Transfer> {
         prop::bool::weighted(0.25),
         prop::bool::weighted(0.3),
     )
-        .prop_map(|(kind, id, debit, credit, amount, pending_id, timeout, linked, name_accounts)| {
-            let mut flags = match kind {
-                0 => TransferFlags::default(),
-                1 => TransferFlags::PENDING,
-                2 => TransferFlags::POST_PENDING_TRANSFER,
-                3 => TransferFlags::VOID_PENDING_TRANSFER,
-                4 => TransferFlags::BALANCING_DEBIT,
-                _ => TransferFlags::BALANCING_CREDIT,
-            };
-            if linked {
-                flags = flags | TransferFlags::LINKED;
-            }
-            let settle = kind == 2 || kind == 3;
-            Transfer {
-                id,
-                debit_account_id: if settle && !name_accounts { 0 } else { debit },
-                credit_account_id: if settle && !name_accounts { 0 } else { credit },
-                amount: if kind == 3 && !name_accounts { 0 } else { amount },
-                pending_id: if settle { pending_id } else { 0 },
-                timeout: if kind == 1 { timeout } else { 0 },
-                ledger: if settle { 0 } else { 1 },
-                code: if settle { 0 } else { 1 },
-                flags,
-                ..Transfer::default()
-            }
-        })
+        .prop_map(
+            |(kind, id, debit, credit, amount, pending_id, timeout, linked, name_accounts)| {
+                let mut flags = match kind {
+                    0 => TransferFlags::default(),
+                    1 => TransferFlags::PENDING,
+                    2 => TransferFlags::POST_PENDING_TRANSFER,
+                    3 => TransferFlags::VOID_PENDING_TRANSFER,
+                    4 => TransferFlags::BALANCING_DEBIT,
+                    _ => TransferFlags::BALANCING_CREDIT,
+                };
+                if linked {
+                    flags = flags | TransferFlags::LINKED;
+                }
+                let settle = kind == 2 || kind == 3;
+                Transfer {
+                    id,
+                    debit_account_id: if settle && !name_accounts { 0 } else { debit },
+                    credit_account_id: if settle && !name_accounts { 0 } else { credit },
+                    amount: if kind == 3 && !name_accounts {
+                        0
+                    } else {
+                        amount
+                    },
+                    pending_id: if settle { pending_id } else { 0 },
+                    timeout: if kind == 1 { timeout } else { 0 },
+                    ledger: if settle { 0 } else { 1 },
+                    code: if settle { 0 } else { 1 },
+                    flags,
+                    ..Transfer::default()
+                }
+            },
+        )
 }
 
 fn batches() -> impl Strategy<Value = Vec<(u64, Vec<Transfer>)>> {
@@ -404,7 +444,12 @@ fn run(flags: &[AccountFlags], batches: &[(u64, Vec<Transfer>)]) -> Result<Ledge
         for a in &model.accounts {
             let r = real.account(a.id).unwrap().0;
             prop_assert_eq!(
-                (r.debits_pending, r.debits_posted, r.credits_pending, r.credits_posted),
+                (
+                    r.debits_pending,
+                    r.debits_posted,
+                    r.credits_pending,
+                    r.credits_posted
+                ),
                 (a.dp, a.dpo, a.cp, a.cpo),
                 "account {}",
                 a.id

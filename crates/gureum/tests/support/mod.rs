@@ -29,7 +29,9 @@ impl Server {
             .expect("gureum up starts");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
         let url = line
             .trim()
             .strip_prefix("gureum listening on ")
@@ -67,14 +69,22 @@ impl Drop for Server {
 
 /// Runs `gureum ledger …` against `url`.
 pub fn ledger_cli(url: &str, args: &[&str]) -> Output {
-    gureum().arg("ledger").args(args).args(["--server", url]).output().unwrap()
+    gureum()
+        .arg("ledger")
+        .args(args)
+        .args(["--server", url])
+        .output()
+        .unwrap()
 }
 
 /// Minimal blocking GET for tests that do not run an async runtime.
 pub mod reqwest {
     /// GETs `url` and returns the body as text.
     pub fn blocking_get(url: &str) -> String {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
