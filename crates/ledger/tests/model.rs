@@ -205,9 +205,7 @@ impl Model {
             if p.deadline.is_some_and(|d| d <= ts) {
                 return R::PendingTransferExpired;
             }
-            let amount = if void {
-                p.t.amount
-            } else if t.amount == 0 {
+            let amount = if void || t.amount == 0 {
                 p.t.amount
             } else {
                 t.amount

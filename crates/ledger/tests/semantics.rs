@@ -401,9 +401,7 @@ fn timestamps_are_unique_and_increasing_even_when_the_clock_goes_back() {
 #[test]
 fn account_transfers_page_forwards_and_backwards_with_a_cursor() {
     let mut l = plain(3);
-    let batch: Vec<TransferEvent> = (0..5)
-        .map(|i| t(10 + i, 1, 2 + (i % 2), 1, NONE))
-        .collect();
+    let batch: Vec<TransferEvent> = (0..5).map(|i| t(10 + i, 1, 2 + (i % 2), 1, NONE)).collect();
     results(&mut l, NOW, &batch);
     let ids = |p: &Page<TransferView>| p.items.iter().map(|v| v.transfer.id).collect::<Vec<_>>();
     let q = PageQuery {
