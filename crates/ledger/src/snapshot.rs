@@ -13,10 +13,10 @@
 
 use crate::codec::{self, DecodeError, Reader};
 use crate::journal::{JournalError, Position};
-use crate::state::{Ledger, SnapshotImage};
+use crate::state::{Ledger, SnapshotImage, TransferLog};
 use crate::types::*;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The snapshot's file name inside the data folder.
@@ -66,10 +66,13 @@ pub fn write_image(
 }
 
 /// Loads the snapshot in `dir`, if there is one.
+///
+/// The file is read once, front to back, decoding as it goes and checking the checksum at the
+/// end: the transfer history lands directly in its final chunks, never in an intermediate copy.
 pub fn load(dir: &Path) -> Result<Option<(Ledger, Position)>, JournalError> {
     let path = dir.join(SNAPSHOT_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let file = match File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(JournalError::io(format!(
@@ -78,9 +81,117 @@ pub fn load(dir: &Path) -> Result<Option<(Ledger, Position)>, JournalError> {
             ))(e));
         }
     };
-    let (position, body) = check(&path, &bytes)?;
-    let ledger = decode_body(body).map_err(|reason| corrupt(&path, 0, reason))?;
-    Ok(Some((ledger, position)))
+    let len = file
+        .metadata()
+        .map_err(JournalError::io(format!(
+            "reading snapshot {}",
+            path.display()
+        )))?
+        .len();
+    let mut d = Stream {
+        inner: io::BufReader::with_capacity(8 << 20, file),
+        crc: 0,
+        remaining: len.saturating_sub(4),
+    };
+    let loaded = (|| -> Result<(Ledger, Position), String> {
+        if d.take(4)? != MAGIC || d.u32()? != VERSION {
+            return Err("not a Gureum snapshot of a known version".into());
+        }
+        let position = Position {
+            seq: d.u64()?,
+            offset: d.u64()?,
+            hash: d.take(32)?.try_into().expect("32 bytes"),
+        };
+        let body_len = d.u64()?;
+        if body_len != d.remaining {
+            return Err(format!(
+                "the body claims {body_len} bytes but {} follow",
+                d.remaining
+            ));
+        }
+        let ledger = decode_body(&mut d)?;
+        let want = d.crc;
+        let mut crc = [0u8; 4];
+        d.inner
+            .read_exact(&mut crc)
+            .map_err(|e| format!("reading the checksum: {e}"))?;
+        if u32::from_le_bytes(crc) != want {
+            return Err("snapshot fails its checksum".into());
+        }
+        Ok((ledger, position))
+    })();
+    loaded.map(Some).map_err(|reason| corrupt(&path, 0, reason))
+}
+
+/// A reader that checksums what it reads and refuses to read past the body.
+struct Stream<R> {
+    inner: R,
+    crc: u32,
+    remaining: u64,
+}
+
+impl<R: Read> Stream<R> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        if (buf.len() as u64) > self.remaining {
+            return Err(format!(
+                "truncated: {} bytes wanted, {} left",
+                buf.len(),
+                self.remaining
+            ));
+        }
+        self.inner
+            .read_exact(buf)
+            .map_err(|e| format!("reading: {e}"))?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.remaining -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0; n];
+        self.fill(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut buf = [0; N];
+        self.fill(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn u128(&mut self) -> Result<u128, String> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items of at least `item_size` bytes each, refused if they cannot fit.
+    fn count(&mut self, item_size: u64) -> Result<usize, String> {
+        let n = self.u64()?;
+        if n.saturating_mul(item_size) > self.remaining {
+            return Err(format!(
+                "{n} items cannot fit in the {} bytes left",
+                self.remaining
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn text(&mut self, len: usize) -> Result<Box<str>, String> {
+        String::from_utf8(self.take(len)?)
+            .map(String::into_boxed_str)
+            .map_err(|_| "metadata is not UTF-8".to_string())
+    }
 }
 
 /// Checks a snapshot's framing and checksum; returns its position and body.
@@ -221,72 +332,68 @@ fn encode_image(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
     flush(&mut buf, out, true)
 }
 
-fn decode_body(body: &[u8]) -> Result<Ledger, String> {
-    let mut r = Reader::new(body);
-    let fail = |e: DecodeError| format!("snapshot body: {e}");
-    let last_timestamp = r.u64().map_err(fail)?;
-    let account_count = r.u64().map_err(fail)? as usize;
-    let mut accounts = Vec::with_capacity(account_count.min(body.len() / codec::RECORD_SIZE));
+fn decode_body<R: Read>(d: &mut Stream<R>) -> Result<Ledger, String> {
+    let record = codec::RECORD_SIZE as u64;
+    let last_timestamp = d.u64()?;
+    let account_count = d.count(record + 12)?;
+    let mut accounts = Vec::with_capacity(account_count);
     for i in 0..account_count {
-        let account =
-            codec::decode_account(r.take(codec::RECORD_SIZE).map_err(fail)?, i).map_err(fail)?;
-        let len = r.u32().map_err(fail)? as usize;
-        let metadata = match len {
+        let account = codec::decode_account(&d.array::<{ codec::RECORD_SIZE }>()?, i)
+            .map_err(|e| e.to_string())?;
+        let metadata = match d.u32()? as usize {
             0 => None,
-            _ => Some(
-                std::str::from_utf8(r.take(len).map_err(fail)?)
-                    .map_err(|_| "snapshot body: metadata is not UTF-8".to_string())?
-                    .into(),
-            ),
+            len => Some(d.text(len)?),
         };
-        let history_len = r.u64().map_err(fail)? as usize;
-        let mut history =
-            Vec::with_capacity(history_len.min(body.len() / BALANCE_ENTRY_SIZE as usize));
+        let history_len = d.count(BALANCE_ENTRY_SIZE)?;
+        let mut history = Vec::with_capacity(history_len);
         for _ in 0..history_len {
             history.push(BalanceEntry {
-                timestamp: r.u64().map_err(fail)?,
-                transfer_id: r.u128().map_err(fail)?,
+                timestamp: d.u64()?,
+                transfer_id: d.u128()?,
                 balances: Balances {
-                    debits_pending: r.u128().map_err(fail)?,
-                    debits_posted: r.u128().map_err(fail)?,
-                    credits_pending: r.u128().map_err(fail)?,
-                    credits_posted: r.u128().map_err(fail)?,
+                    debits_pending: d.u128()?,
+                    debits_posted: d.u128()?,
+                    credits_pending: d.u128()?,
+                    credits_posted: d.u128()?,
                 },
             });
         }
         accounts.push((account, metadata, history));
     }
-    let transfer_count = r.u64().map_err(fail)? as usize;
-    let records = r
-        .take(
-            transfer_count
-                .checked_mul(codec::RECORD_SIZE)
-                .ok_or("snapshot body: transfer count overflows")?,
-        )
-        .map_err(fail)?;
-    let transfers = records
-        .chunks_exact(codec::RECORD_SIZE)
-        .enumerate()
-        .map(|(i, b)| codec::decode_transfer(b, i))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(fail)?;
-    let metadata_count = r.u64().map_err(fail)? as usize;
-    let mut metadata = Vec::with_capacity(metadata_count.min(body.len() / 20));
-    for _ in 0..metadata_count {
-        let id = r.u128().map_err(fail)?;
-        let len = r.u32().map_err(fail)? as usize;
-        let text = std::str::from_utf8(r.take(len).map_err(fail)?)
-            .map_err(|_| "snapshot body: metadata is not UTF-8".to_string())?;
-        metadata.push((id, text.into()));
+    let transfer_count = d.count(record)?;
+    let mut transfers = TransferLog::with_capacity(transfer_count);
+    let mut buf = vec![0u8; crate::state::CHUNK * codec::RECORD_SIZE];
+    let mut left = transfer_count;
+    while left > 0 {
+        let n = left.min(crate::state::CHUNK);
+        let bytes = &mut buf[..n * codec::RECORD_SIZE];
+        d.fill(bytes)?;
+        let first = transfer_count - left;
+        let chunk = bytes
+            .chunks_exact(codec::RECORD_SIZE)
+            .enumerate()
+            .map(|(i, b)| codec::decode_transfer(b, first + i))
+            .collect::<Result<Vec<Transfer>, _>>()
+            .map_err(|e| e.to_string())?;
+        transfers.extend(chunk);
+        left -= n;
     }
-    let pending_count = r.u64().map_err(fail)? as usize;
-    let mut pending = Vec::with_capacity(pending_count.min(body.len() / 17));
+    let metadata_count = d.count(20)?;
+    let mut metadata = Vec::with_capacity(metadata_count);
+    for _ in 0..metadata_count {
+        let id = d.u128()?;
+        let len = d.u32()? as usize;
+        metadata.push((id, d.text(len)?));
+    }
+    let pending_count = d.count(17)?;
+    let mut pending = Vec::with_capacity(pending_count);
     for _ in 0..pending_count {
-        let id = r.u128().map_err(fail)?;
-        let status = PendingStatus::from_u8(r.u8().map_err(fail)?)
-            .ok_or("snapshot body: unknown pending status")?;
+        let id = d.u128()?;
+        let status = PendingStatus::from_u8(d.u8()?).ok_or("unknown pending status")?;
         pending.push((id, status));
     }
-    r.finish().map_err(fail)?;
+    if d.remaining != 0 {
+        return Err(format!("{} bytes follow the body", d.remaining));
+    }
     Ledger::from_parts(accounts, transfers, metadata, pending, last_timestamp)
 }

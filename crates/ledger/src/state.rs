@@ -72,7 +72,7 @@ impl<V> std::ops::Index<&u128> for ShardedMap<V> {
 }
 
 /// Transfers per sealed chunk of the [`TransferLog`].
-const CHUNK: usize = 1 << 16;
+pub(crate) const CHUNK: usize = 1 << 16;
 
 /// Committed transfers in timestamp order.
 ///
@@ -86,11 +86,22 @@ pub(crate) struct TransferLog {
 }
 
 impl TransferLog {
-    fn from_vec(mut all: Vec<Transfer>) -> Self {
-        let sealed_len = all.len() / CHUNK * CHUNK;
-        let tail = all.split_off(sealed_len);
-        let sealed = all.chunks(CHUNK).map(Arc::from).collect();
-        TransferLog { sealed, tail }
+    /// An empty log with room for `n` transfers' chunk handles.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        TransferLog {
+            sealed: Vec::with_capacity(n / CHUNK + 1),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Appends transfers in order, sealing full chunks.
+    pub(crate) fn extend(&mut self, transfers: Vec<Transfer>) {
+        if self.tail.is_empty() && transfers.len() == CHUNK {
+            self.sealed.push(Arc::from(transfers));
+        } else {
+            self.tail.extend(transfers);
+            self.seal();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -1148,9 +1159,12 @@ impl Ledger {
     // ---- snapshot support ----
 
     /// Rebuilds a ledger from its persisted parts (see [`crate::snapshot`]).
+    ///
+    /// The id index is built by two threads, each filling half of the shards, while this one
+    /// rebuilds every account's list of transfers.
     pub(crate) fn from_parts(
         accounts: Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>,
-        transfers: Vec<Transfer>,
+        transfers: TransferLog,
         transfer_metadata: Vec<(u128, Box<str>)>,
         pending_status: Vec<(u128, PendingStatus)>,
         last_timestamp: u64,
@@ -1170,24 +1184,39 @@ impl Ledger {
             });
         }
         ledger.transfer_index.reserve(transfers.len());
-        for (position, t) in transfers.iter().enumerate() {
-            if ledger
-                .transfer_index
-                .insert(t.id, position as u64)
-                .is_some()
-            {
-                return Err(format!("transfer {} appears twice", t.id));
+        let fill = |shards: &mut [Map<u128, u64>], first: usize| -> Result<(), String> {
+            for (position, t) in transfers.iter().enumerate() {
+                let shard = ShardedMap::<u64>::shard(t.id);
+                if (first..first + shards.len()).contains(&shard)
+                    && shards[shard - first]
+                        .insert(t.id, position as u64)
+                        .is_some()
+                {
+                    return Err(format!("transfer {} appears twice", t.id));
+                }
             }
-            for id in [t.debit_account_id, t.credit_account_id] {
-                let Some(&index) = ledger.account_index.get(&id) else {
-                    return Err(format!("transfer {} names unknown account {id}", t.id));
-                };
-                ledger.accounts[index as usize]
-                    .transfers
-                    .push(position as u64);
+            Ok(())
+        };
+        let (low, high) = ledger.transfer_index.shards.split_at_mut(SHARDS / 2);
+        let account_index = &ledger.account_index;
+        let entries = &mut ledger.accounts;
+        std::thread::scope(|scope| {
+            let low = scope.spawn(|| fill(low, 0));
+            let high = scope.spawn(|| fill(high, SHARDS / 2));
+            for (position, t) in transfers.iter().enumerate() {
+                for id in [t.debit_account_id, t.credit_account_id] {
+                    let Some(&index) = account_index.get(&id) else {
+                        return Err(format!("transfer {} names unknown account {id}", t.id));
+                    };
+                    entries[index as usize].transfers.push(position as u64);
+                }
             }
-        }
-        ledger.transfers = TransferLog::from_vec(transfers);
+            low.join()
+                .map_err(|_| "index thread panicked".to_string())??;
+            high.join()
+                .map_err(|_| "index thread panicked".to_string())?
+        })?;
+        ledger.transfers = transfers;
         ledger.transfer_metadata.extend(transfer_metadata);
         for (id, status) in pending_status {
             if status == PendingStatus::Pending {

@@ -371,3 +371,43 @@ fn snapshots_are_taken_as_the_journal_grows() {
     let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
     assert_eq!(position.seq, 2);
 }
+
+#[test]
+fn a_snapshot_spanning_many_sealed_chunks_round_trips() {
+    let mut l = Ledger::new();
+    l.create_accounts(1, &accounts(1..=3));
+    let total: u128 = 140_000;
+    for start in (0..total).step_by(8190) {
+        let end = (start + 8190).min(total);
+        let results = l.create_transfers(2, &transfers(10 + start..10 + end));
+        assert!(results.iter().all(|r| *r == CreateTransferResult::Ok));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ledger::snapshot::write(dir.path(), &l, Default::default()).unwrap();
+    let (loaded, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    let encode = |l: &Ledger| {
+        let mut out = Vec::new();
+        ledger::snapshot::encode_body(l, &mut out).unwrap();
+        out
+    };
+    assert_eq!(encode(&loaded), encode(&l));
+    assert_eq!(loaded.transfer_count(), total as usize);
+    for id in [10, 65_545, 65_546, 65_547, 131_081, 131_082, 140_009] {
+        assert_eq!(
+            loaded.transfer(id).unwrap().transfer,
+            l.transfer(id).unwrap().transfer,
+            "transfer {id}"
+        );
+    }
+    let page = loaded
+        .account_transfers(
+            2,
+            PageQuery {
+                limit: 8190,
+                ..PageQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(page.items.len(), 8190);
+    loaded.check_invariants().unwrap();
+}
