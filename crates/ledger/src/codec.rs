@@ -90,12 +90,6 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         match self.bytes.len() - self.offset {
             0 => Ok(()),

@@ -14,7 +14,7 @@
 
 use crate::codec;
 use crate::journal::{self, JournalEncoder, JournalError, JournalFile, Position, RecordKind};
-use crate::snapshot;
+use crate::snapshot::{self, ChunkCrcs};
 use crate::state::{AccountEvent, Ledger, TransferEvent};
 use crate::types::*;
 use std::path::{Path, PathBuf};
@@ -122,13 +122,26 @@ pub struct Engine {
     failed: Arc<AtomicBool>,
 }
 
+/// What recovery rebuilt: the state, where the journal stands, and the snapshot's durable
+/// chunks.
+pub struct Recovered {
+    /// The ledger state.
+    pub ledger: Ledger,
+    /// The journal position after the last valid record.
+    pub position: Position,
+    /// CRCs of the transfer chunk files the snapshot names.
+    pub chunks: ChunkCrcs,
+    /// What recovery found.
+    pub report: RecoveryReport,
+}
+
 /// Rebuilds the ledger from the data folder: the snapshot, then the journal after it. Cuts a
 /// torn tail off; refuses any other damage.
-pub fn recover(data_dir: &Path) -> Result<(Ledger, Position, RecoveryReport), JournalError> {
+pub fn recover(data_dir: &Path) -> Result<Recovered, JournalError> {
     let started = Instant::now();
     std::fs::create_dir_all(data_dir)
         .map_err(JournalError::io(format!("creating {}", data_dir.display())))?;
-    let (mut ledger, from) = snapshot::load(data_dir)?.unwrap_or_default();
+    let (mut ledger, from, chunks) = snapshot::load(data_dir)?.unwrap_or_default();
     let path = data_dir.join(journal::JOURNAL_FILE);
     let mut replayed = 0;
     let end = journal::read_records(&path, from, |header, payload| {
@@ -153,13 +166,23 @@ pub fn recover(data_dir: &Path) -> Result<(Ledger, Position, RecoveryReport), Jo
         transfers: ledger.transfer_count(),
         millis: started.elapsed().as_millis(),
     };
-    Ok((ledger, end.position, report))
+    Ok(Recovered {
+        ledger,
+        position: end.position,
+        chunks,
+        report,
+    })
 }
 
 impl Engine {
     /// Recovers the ledger in `config.data_dir` and starts serving it.
     pub fn open(config: EngineConfig) -> Result<(Engine, RecoveryReport), JournalError> {
-        let (ledger, position, report) = recover(&config.data_dir)?;
+        let Recovered {
+            ledger,
+            position,
+            chunks,
+            report,
+        } = recover(&config.data_dir)?;
         let journal_path = config.data_dir.join(journal::JOURNAL_FILE);
         let file = JournalFile::open(&journal_path, position.offset)?;
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
@@ -178,6 +201,7 @@ impl Engine {
             recycled,
             io_thread: Some(io_thread),
             snapshot_thread: None,
+            chunks,
             snapshot_offset: position.offset,
             config,
             failed: failed.clone(),
@@ -291,7 +315,9 @@ struct Worker {
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     io_thread: Option<JoinHandle<()>>,
     /// A snapshot being written in the background, if any.
-    snapshot_thread: Option<JoinHandle<Result<(), JournalError>>>,
+    snapshot_thread: Option<JoinHandle<Result<ChunkCrcs, JournalError>>>,
+    /// The transfer chunk files already durable.
+    chunks: ChunkCrcs,
     snapshot_offset: u64,
     config: EngineConfig,
     failed: Arc<AtomicBool>,
@@ -413,18 +439,19 @@ impl Worker {
         let image = self.ledger.image();
         let dir = self.config.data_dir.clone();
         let transfers = self.ledger.transfer_count();
+        let chunks = self.chunks.clone();
         let spawned = std::thread::Builder::new()
             .name("ledger-snapshot".into())
             .spawn(move || {
                 let started = Instant::now();
-                snapshot::write_image(&dir, image, position)?;
+                let chunks = snapshot::write_image(&dir, image, position, chunks)?;
                 tracing::info!(
                     seq = position.seq,
                     transfers,
                     millis = started.elapsed().as_millis() as u64,
                     "snapshot written"
                 );
-                Ok(())
+                Ok(chunks)
             });
         match spawned {
             Ok(thread) => {
@@ -440,7 +467,7 @@ impl Worker {
     fn finish_snapshot(&mut self) {
         if let Some(thread) = self.snapshot_thread.take() {
             match thread.join() {
-                Ok(Ok(())) => {}
+                Ok(Ok(chunks)) => self.chunks = chunks,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "snapshot failed; the journal still holds everything");
                     self.snapshot_offset = 0;
@@ -457,7 +484,12 @@ impl Worker {
         }
         let started = Instant::now();
         let position = self.encoder.position();
-        snapshot::write(&self.config.data_dir, &self.ledger, position)?;
+        self.chunks = snapshot::write_image(
+            &self.config.data_dir,
+            self.ledger.image(),
+            position,
+            std::mem::take(&mut self.chunks),
+        )?;
         self.snapshot_offset = position.offset;
         tracing::info!(
             seq = position.seq,

@@ -1,78 +1,123 @@
-//! Snapshots: the whole ledger state at one journal position, so recovery replays only the
-//! journal written after it.
+//! Snapshots: the ledger's state at one journal position, so recovery replays only the journal
+//! written after it.
+//!
+//! Committed transfers never change, so the history is stored once, in chunk files of
+//! [`CHUNK`](crate::state) transfers each, written when a chunk is first sealed and never again. A
+//! snapshot writes only the chunks sealed since the last one, then a small state file naming
+//! them:
 //!
 //! ```text
-//! magic "GRS1" | u32 version | u64 seq | u64 offset | 32-byte hash | u64 body_len | body | u32 CRC-32C of everything before it
+//! chunks/chunk-NNNNNNNNNN.gt:  magic "GRC1" | u64 index | 65536 × 128-byte transfers | u32 CRC-32C of the transfers
+//! snapshot.gs:                 magic "GRS2" | u32 version | u64 seq | u64 offset | 32-byte hash | u64 body_len | body | u32 CRC-32C of everything before it
+//! body:                        u64 last_timestamp | accounts (record, metadata, balance history) in creation order
+//!                              | u64 chunk count | u32 CRC-32C per chunk | tail transfers
+//!                              | transfer metadata by id | pending statuses by id
 //! ```
 //!
-//! The body encodes accounts (with metadata and balance history) in creation order, transfers in
-//! timestamp order, transfer metadata and pending statuses sorted by id: the same state always
-//! encodes to the same bytes, which `gureum ledger verify` relies on to compare a snapshot with
-//! the state a full replay rebuilds. A snapshot is written to a temporary file, synced, then
-//! renamed over the old one, so a crash leaves either the old snapshot or the new one.
+//! Every file is written to a temporary name, synced, then renamed, so a crash leaves the old
+//! snapshot or the new one. [`encode_body`] is a separate, deterministic encoding of the whole
+//! state (transfers inline) that `gureum ledger verify` uses to compare a snapshot with the state
+//! a full replay of the journal rebuilds.
 
-use crate::codec::{self, DecodeError, Reader};
+use crate::codec;
 use crate::journal::{JournalError, Position};
-use crate::state::{Ledger, SnapshotImage, TransferLog};
+use crate::state::{CHUNK, Ledger, SnapshotImage, TransferLog};
 use crate::types::*;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// The snapshot's file name inside the data folder.
+/// The snapshot's state file name inside the data folder.
 pub const SNAPSHOT_FILE: &str = "snapshot.gs";
 
-const MAGIC: [u8; 4] = *b"GRS1";
-const VERSION: u32 = 1;
+/// The folder of transfer chunk files inside the data folder.
+pub const CHUNKS_DIR: &str = "chunks";
 
-/// Writes a snapshot of `ledger` at journal `position` into `dir`, atomically.
-pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<(), JournalError> {
-    write_image(dir, ledger.image(), position)
+const MAGIC: [u8; 4] = *b"GRS2";
+const VERSION: u32 = 2;
+const CHUNK_MAGIC: [u8; 4] = *b"GRC1";
+const BALANCE_ENTRY_SIZE: u64 = 8 + 16 + 64;
+
+/// The CRC-32C of every chunk file already durable, by index.
+pub type ChunkCrcs = Vec<u32>;
+
+fn chunk_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(CHUNKS_DIR).join(format!("chunk-{index:010}.gt"))
 }
 
-/// Writes a snapshot of an image taken at journal `position` into `dir`, atomically. The
-/// journal up to `position` must already be durable.
+/// Writes a snapshot of `ledger` at journal `position` into `dir`, chunks and all.
+pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<ChunkCrcs, JournalError> {
+    write_image(dir, ledger.image(), position, Vec::new())
+}
+
+/// Writes a snapshot of an image taken at journal `position`: the chunk files not yet durable
+/// (those past `durable`), then the state file. The journal up to `position` must already be
+/// durable. Returns the CRCs of every chunk, now all durable.
 pub fn write_image(
     dir: &Path,
     mut image: SnapshotImage,
     position: Position,
-) -> Result<(), JournalError> {
+    mut durable: ChunkCrcs,
+) -> Result<ChunkCrcs, JournalError> {
     image.normalize();
+    let io_err = |what: &Path| JournalError::io(format!("writing snapshot {}", what.display()));
+    let chunks = dir.join(CHUNKS_DIR);
+    durable.truncate(image.sealed.len());
+    if durable.len() < image.sealed.len() {
+        fs::create_dir_all(&chunks).map_err(io_err(&chunks))?;
+        let mut bytes = Vec::with_capacity(CHUNK * codec::RECORD_SIZE + 16);
+        for index in durable.len()..image.sealed.len() {
+            bytes.clear();
+            bytes.extend_from_slice(&CHUNK_MAGIC);
+            bytes.extend_from_slice(&(index as u64).to_le_bytes());
+            for t in image.sealed[index].iter() {
+                codec::encode_transfer(t, &mut bytes);
+            }
+            let crc = crc32c::crc32c(&bytes[12..]);
+            bytes.extend_from_slice(&crc.to_le_bytes());
+            let path = chunk_path(dir, index);
+            write_atomically(&path, &bytes).map_err(io_err(&path))?;
+            durable.push(crc);
+        }
+        File::open(&chunks)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&chunks))?;
+    }
     let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let io_err = JournalError::io(format!("writing snapshot {}", tmp.display()));
-    let result = (|| -> io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut out = CrcWriter {
-            inner: BufWriter::with_capacity(8 << 20, file),
-            crc: 0,
-        };
-        out.write_all(&MAGIC)?;
-        out.write_all(&VERSION.to_le_bytes())?;
-        out.write_all(&position.seq.to_le_bytes())?;
-        out.write_all(&position.offset.to_le_bytes())?;
-        out.write_all(&position.hash)?;
-        out.write_all(&body_len(&image).to_le_bytes())?;
-        encode_image(&image, &mut out)?;
-        let crc = out.crc;
-        let mut inner = out.inner;
-        inner.write_all(&crc.to_le_bytes())?;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    })();
-    result.map_err(io_err)
+    let mut body = Vec::new();
+    encode_state(&image, &durable, &mut body).map_err(io_err(&path))?;
+    let mut file = Vec::with_capacity(body.len() + 72);
+    file.extend_from_slice(&MAGIC);
+    file.extend_from_slice(&VERSION.to_le_bytes());
+    file.extend_from_slice(&position.seq.to_le_bytes());
+    file.extend_from_slice(&position.offset.to_le_bytes());
+    file.extend_from_slice(&position.hash);
+    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    file.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&file);
+    file.extend_from_slice(&crc.to_le_bytes());
+    write_atomically(&path, &file).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(durable)
 }
 
-/// Loads the snapshot in `dir`, if there is one.
-///
-/// The file is read once, front to back, decoding as it goes and checking the checksum at the
-/// end: the transfer history lands directly in its final chunks, never in an intermediate copy.
-pub fn load(dir: &Path) -> Result<Option<(Ledger, Position)>, JournalError> {
+/// Writes `bytes` to a temporary file, syncs it and renames it to `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Loads the snapshot in `dir`, if there is one, with the CRCs of its chunks.
+pub fn load(dir: &Path) -> Result<Option<(Ledger, Position, ChunkCrcs)>, JournalError> {
     let path = dir.join(SNAPSHOT_FILE);
-    let file = match File::open(&path) {
-        Ok(f) => f,
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(JournalError::io(format!(
@@ -81,19 +126,19 @@ pub fn load(dir: &Path) -> Result<Option<(Ledger, Position)>, JournalError> {
             ))(e));
         }
     };
-    let len = file
-        .metadata()
-        .map_err(JournalError::io(format!(
-            "reading snapshot {}",
-            path.display()
-        )))?
-        .len();
-    let mut d = Stream {
-        inner: io::BufReader::with_capacity(8 << 20, file),
-        crc: 0,
-        remaining: len.saturating_sub(4),
-    };
-    let loaded = (|| -> Result<(Ledger, Position), String> {
+    const HEAD: usize = 4 + 4 + 8 + 8 + 32 + 8;
+    if bytes.len() < HEAD + 4 {
+        return Err(corrupt(
+            &path,
+            format!("{} bytes is too short for a snapshot", bytes.len()),
+        ));
+    }
+    let (content, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(content) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(corrupt(&path, "snapshot fails its checksum".into()));
+    }
+    let mut d = Decoder::new(content);
+    let header = (|| -> Result<(Position, usize), String> {
         if d.take(4)? != MAGIC || d.u32()? != VERSION {
             return Err("not a Gureum snapshot of a known version".into());
         }
@@ -102,191 +147,108 @@ pub fn load(dir: &Path) -> Result<Option<(Ledger, Position)>, JournalError> {
             offset: d.u64()?,
             hash: d.take(32)?.try_into().expect("32 bytes"),
         };
-        let body_len = d.u64()?;
-        if body_len != d.remaining {
+        let body_len = d.u64()? as usize;
+        if body_len != d.left() {
             return Err(format!(
                 "the body claims {body_len} bytes but {} follow",
-                d.remaining
+                d.left()
             ));
         }
-        let ledger = decode_body(&mut d)?;
-        let want = d.crc;
-        let mut crc = [0u8; 4];
-        d.inner
-            .read_exact(&mut crc)
-            .map_err(|e| format!("reading the checksum: {e}"))?;
-        if u32::from_le_bytes(crc) != want {
-            return Err("snapshot fails its checksum".into());
-        }
-        Ok((ledger, position))
+        Ok((position, body_len))
     })();
-    loaded.map(Some).map_err(|reason| corrupt(&path, 0, reason))
+    let (position, _) = header.map_err(|reason| corrupt(&path, reason))?;
+    let (ledger, crcs) = decode_state(dir, &mut d)?;
+    Ok(Some((ledger, position, crcs)))
 }
 
-/// A reader that checksums what it reads and refuses to read past the body.
-struct Stream<R> {
-    inner: R,
-    crc: u32,
-    remaining: u64,
+fn corrupt(path: &Path, reason: String) -> JournalError {
+    JournalError::Corrupt {
+        path: PathBuf::from(path),
+        offset: 0,
+        reason,
+    }
 }
 
-impl<R: Read> Stream<R> {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
-        if (buf.len() as u64) > self.remaining {
+/// A cursor over bytes being decoded, with errors as text.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Decoder { bytes, at: 0 }
+    }
+
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.left() {
             return Err(format!(
-                "truncated: {} bytes wanted, {} left",
-                buf.len(),
-                self.remaining
+                "truncated: {n} bytes wanted at offset {}, {} left",
+                self.at,
+                self.left()
             ));
         }
-        self.inner
-            .read_exact(buf)
-            .map_err(|e| format!("reading: {e}"))?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
-        self.remaining -= buf.len() as u64;
-        Ok(())
-    }
-
-    fn take(&mut self, n: usize) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0; n];
-        self.fill(&mut buf)?;
-        Ok(buf)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut buf = [0; N];
-        self.fill(&mut buf)?;
-        Ok(buf)
+        self.at += n;
+        Ok(&self.bytes[self.at - n..self.at])
     }
 
     fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.array::<1>()?[0])
+        Ok(self.take(1)?[0])
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array()?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.array()?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn u128(&mut self) -> Result<u128, String> {
-        Ok(u128::from_le_bytes(self.array()?))
+        Ok(u128::from_le_bytes(
+            self.take(16)?.try_into().expect("16 bytes"),
+        ))
     }
 
     /// A count of items of at least `item_size` bytes each, refused if they cannot fit.
-    fn count(&mut self, item_size: u64) -> Result<usize, String> {
+    fn count(&mut self, item_size: usize) -> Result<usize, String> {
         let n = self.u64()?;
-        if n.saturating_mul(item_size) > self.remaining {
+        if n.saturating_mul(item_size as u64) > self.left() as u64 {
             return Err(format!(
                 "{n} items cannot fit in the {} bytes left",
-                self.remaining
+                self.left()
             ));
         }
         Ok(n as usize)
     }
 
     fn text(&mut self, len: usize) -> Result<Box<str>, String> {
-        String::from_utf8(self.take(len)?)
-            .map(String::into_boxed_str)
+        std::str::from_utf8(self.take(len)?)
+            .map(Into::into)
             .map_err(|_| "metadata is not UTF-8".to_string())
     }
-}
 
-/// Checks a snapshot's framing and checksum; returns its position and body.
-pub fn check<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Position, &'a [u8]), JournalError> {
-    const HEAD: usize = 4 + 4 + 8 + 8 + 32 + 8;
-    if bytes.len() < HEAD + 4 {
-        return Err(corrupt(
-            path,
-            0,
-            format!("{} bytes is too short for a snapshot", bytes.len()),
-        ));
-    }
-    let (content, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(content) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(corrupt(path, 0, "snapshot fails its checksum".into()));
-    }
-    let mut r = Reader::new(content);
-    let parse = |r: &mut Reader<'a>| -> Result<(Position, &'a [u8]), DecodeError> {
-        let magic = r.take(4)?;
-        let version = r.u32()?;
-        if magic != MAGIC || version != VERSION {
-            return Err(DecodeError::Reserved(0));
-        }
-        let seq = r.u64()?;
-        let offset = r.u64()?;
-        let hash = r.take(32)?.try_into().expect("32 bytes");
-        let len = r.u64()? as usize;
-        let body = r.take(len)?;
-        Ok((Position { seq, offset, hash }, body))
-    };
-    let parsed = parse(&mut r).map_err(|e| corrupt(path, 0, format!("snapshot header: {e}")))?;
-    r.finish()
-        .map_err(|e| corrupt(path, 0, format!("snapshot: {e}")))?;
-    Ok(parsed)
-}
-
-fn corrupt(path: &Path, offset: u64, reason: String) -> JournalError {
-    JournalError::Corrupt {
-        path: PathBuf::from(path),
-        offset,
-        reason,
+    fn transfers(&mut self, count: usize, first: usize) -> Result<Vec<Transfer>, String> {
+        self.take(count * codec::RECORD_SIZE)?
+            .chunks_exact(codec::RECORD_SIZE)
+            .enumerate()
+            .map(|(i, b)| codec::decode_transfer(b, first + i).map_err(|e| e.to_string()))
+            .collect()
     }
 }
 
-struct CrcWriter<W> {
-    inner: W,
-    crc: u32,
-}
+type AccountParts = Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>;
 
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-const BALANCE_ENTRY_SIZE: u64 = 8 + 16 + 64;
-
-fn body_len(image: &SnapshotImage) -> u64 {
-    let mut len = 8 + 8;
-    for (_, metadata, history) in &image.accounts {
-        len += codec::RECORD_SIZE as u64 + 4 + metadata.as_ref().map_or(0, |m| m.len() as u64);
-        len += 8 + history.len() as u64 * BALANCE_ENTRY_SIZE;
-    }
-    len += 8 + image.transfer_count() as u64 * codec::RECORD_SIZE as u64;
-    len += 8 + image
-        .metadata
-        .iter()
-        .map(|(_, m)| 16 + 4 + m.len() as u64)
-        .sum::<u64>();
-    len += 8 + image.pending.len() as u64 * 17;
-    len
-}
-
-/// Writes the deterministic encoding of the ledger's state.
-pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
-    let mut image = ledger.image();
-    image.normalize();
-    encode_image(&image, out)
-}
-
-fn encode_image(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
+fn encode_accounts(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
-    let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, force: bool| -> io::Result<()> {
-        if force || buf.len() >= 1 << 16 {
-            out.write_all(buf)?;
-            buf.clear();
-        }
-        Ok(())
-    };
     buf.extend_from_slice(&image.last_timestamp.to_le_bytes());
     buf.extend_from_slice(&(image.accounts.len() as u64).to_le_bytes());
     for (account, metadata, history) in &image.accounts {
@@ -307,44 +269,27 @@ fn encode_image(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
             ] {
                 buf.extend_from_slice(&v.to_le_bytes());
             }
-            flush(&mut buf, out, false)?;
         }
-        flush(&mut buf, out, false)?;
+        if buf.len() >= 1 << 16 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
     }
-    buf.extend_from_slice(&(image.transfer_count() as u64).to_le_bytes());
-    for t in image.transfers() {
-        codec::encode_transfer(t, &mut buf);
-        flush(&mut buf, out, false)?;
-    }
-    buf.extend_from_slice(&(image.metadata.len() as u64).to_le_bytes());
-    for (id, m) in &image.metadata {
-        buf.extend_from_slice(&id.to_le_bytes());
-        buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
-        buf.extend_from_slice(m.as_bytes());
-        flush(&mut buf, out, false)?;
-    }
-    buf.extend_from_slice(&(image.pending.len() as u64).to_le_bytes());
-    for (id, status) in &image.pending {
-        buf.extend_from_slice(&id.to_le_bytes());
-        buf.push(status.to_u8());
-        flush(&mut buf, out, false)?;
-    }
-    flush(&mut buf, out, true)
+    out.write_all(&buf)
 }
 
-fn decode_body<R: Read>(d: &mut Stream<R>) -> Result<Ledger, String> {
-    let record = codec::RECORD_SIZE as u64;
+fn decode_accounts(d: &mut Decoder) -> Result<(u64, AccountParts), String> {
     let last_timestamp = d.u64()?;
-    let account_count = d.count(record + 12)?;
-    let mut accounts = Vec::with_capacity(account_count);
-    for i in 0..account_count {
-        let account = codec::decode_account(&d.array::<{ codec::RECORD_SIZE }>()?, i)
-            .map_err(|e| e.to_string())?;
+    let count = d.count(codec::RECORD_SIZE + 12)?;
+    let mut accounts = Vec::with_capacity(count);
+    for i in 0..count {
+        let account =
+            codec::decode_account(d.take(codec::RECORD_SIZE)?, i).map_err(|e| e.to_string())?;
         let metadata = match d.u32()? as usize {
             0 => None,
             len => Some(d.text(len)?),
         };
-        let history_len = d.count(BALANCE_ENTRY_SIZE)?;
+        let history_len = d.count(BALANCE_ENTRY_SIZE as usize)?;
         let mut history = Vec::with_capacity(history_len);
         for _ in 0..history_len {
             history.push(BalanceEntry {
@@ -360,24 +305,45 @@ fn decode_body<R: Read>(d: &mut Stream<R>) -> Result<Ledger, String> {
         }
         accounts.push((account, metadata, history));
     }
-    let transfer_count = d.count(record)?;
-    let mut transfers = TransferLog::with_capacity(transfer_count);
-    let mut buf = vec![0u8; crate::state::CHUNK * codec::RECORD_SIZE];
-    let mut left = transfer_count;
-    while left > 0 {
-        let n = left.min(crate::state::CHUNK);
-        let bytes = &mut buf[..n * codec::RECORD_SIZE];
-        d.fill(bytes)?;
-        let first = transfer_count - left;
-        let chunk = bytes
-            .chunks_exact(codec::RECORD_SIZE)
-            .enumerate()
-            .map(|(i, b)| codec::decode_transfer(b, first + i))
-            .collect::<Result<Vec<Transfer>, _>>()
-            .map_err(|e| e.to_string())?;
-        transfers.extend(chunk);
-        left -= n;
+    Ok((last_timestamp, accounts))
+}
+
+fn encode_transfers<'t>(
+    count: usize,
+    transfers: impl Iterator<Item = &'t Transfer>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    buf.extend_from_slice(&(count as u64).to_le_bytes());
+    for t in transfers {
+        codec::encode_transfer(t, &mut buf);
+        if buf.len() >= 1 << 16 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
     }
+    out.write_all(&buf)
+}
+
+fn encode_maps(image: &SnapshotImage, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&(image.metadata.len() as u64).to_le_bytes());
+    for (id, m) in &image.metadata {
+        buf.extend_from_slice(&id.to_le_bytes());
+        buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        buf.extend_from_slice(m.as_bytes());
+    }
+    buf.extend_from_slice(&(image.pending.len() as u64).to_le_bytes());
+    for (id, status) in &image.pending {
+        buf.extend_from_slice(&id.to_le_bytes());
+        buf.push(status.to_u8());
+    }
+    out.write_all(&buf)
+}
+
+type Maps = (Vec<(u128, Box<str>)>, Vec<(u128, PendingStatus)>);
+
+fn decode_maps(d: &mut Decoder) -> Result<Maps, String> {
     let metadata_count = d.count(20)?;
     let mut metadata = Vec::with_capacity(metadata_count);
     for _ in 0..metadata_count {
@@ -392,8 +358,74 @@ fn decode_body<R: Read>(d: &mut Stream<R>) -> Result<Ledger, String> {
         let status = PendingStatus::from_u8(d.u8()?).ok_or("unknown pending status")?;
         pending.push((id, status));
     }
-    if d.remaining != 0 {
-        return Err(format!("{} bytes follow the body", d.remaining));
+    Ok((metadata, pending))
+}
+
+fn encode_state(image: &SnapshotImage, crcs: &[u32], out: &mut Vec<u8>) -> io::Result<()> {
+    encode_accounts(image, out)?;
+    out.extend_from_slice(&(crcs.len() as u64).to_le_bytes());
+    for crc in crcs {
+        out.extend_from_slice(&crc.to_le_bytes());
     }
-    Ledger::from_parts(accounts, transfers, metadata, pending, last_timestamp)
+    encode_transfers(image.tail.len(), image.tail.iter(), out)?;
+    encode_maps(image, out)
+}
+
+fn decode_state(dir: &Path, d: &mut Decoder) -> Result<(Ledger, ChunkCrcs), JournalError> {
+    let state = dir.join(SNAPSHOT_FILE);
+    let fail = |reason: String| corrupt(&state, reason);
+    let (last_timestamp, accounts) = decode_accounts(d).map_err(fail)?;
+    let chunk_count = d.count(4).map_err(fail)?;
+    let mut crcs = Vec::with_capacity(chunk_count);
+    for _ in 0..chunk_count {
+        crcs.push(d.u32().map_err(fail)?);
+    }
+    let mut transfers = TransferLog::with_capacity(chunk_count * CHUNK);
+    for (index, &crc) in crcs.iter().enumerate() {
+        let path = chunk_path(dir, index);
+        let bytes = fs::read(&path).map_err(|e| {
+            corrupt(
+                &path,
+                format!("the snapshot names this chunk but it cannot be read: {e}"),
+            )
+        })?;
+        let chunk = decode_chunk(&bytes, index, crc).map_err(|reason| corrupt(&path, reason))?;
+        transfers.extend(chunk);
+    }
+    let tail_count = d.count(codec::RECORD_SIZE).map_err(fail)?;
+    let tail = d.transfers(tail_count, chunk_count * CHUNK).map_err(fail)?;
+    transfers.extend(tail);
+    let (metadata, pending) = decode_maps(d).map_err(fail)?;
+    if d.left() != 0 {
+        return Err(fail(format!("{} bytes follow the body", d.left())));
+    }
+    let ledger =
+        Ledger::from_parts(accounts, transfers, metadata, pending, last_timestamp).map_err(fail)?;
+    Ok((ledger, crcs))
+}
+
+fn decode_chunk(bytes: &[u8], index: usize, crc: u32) -> Result<Vec<Transfer>, String> {
+    let mut d = Decoder::new(bytes);
+    if d.take(4)? != CHUNK_MAGIC || d.u64()? != index as u64 {
+        return Err(format!("not chunk {index}"));
+    }
+    let records = d.take(CHUNK * codec::RECORD_SIZE)?;
+    let stored = d.u32()?;
+    let actual = crc32c::crc32c(records);
+    if d.left() != 0 || stored != actual || actual != crc {
+        return Err(format!("chunk {index} fails its checksum"));
+    }
+    Decoder::new(records).transfers(CHUNK, index * CHUNK)
+}
+
+/// Writes the deterministic encoding of the whole state, transfers inline: equal states give
+/// equal bytes.
+pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
+    let mut image = ledger.image();
+    image.normalize();
+    let mut out = BufWriter::new(out);
+    encode_accounts(&image, &mut out)?;
+    encode_transfers(image.transfer_count(), image.transfers(), &mut out)?;
+    encode_maps(&image, &mut out)?;
+    out.flush()
 }

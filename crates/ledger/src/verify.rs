@@ -41,54 +41,54 @@ pub enum VerifyError {
 
 /// Verifies the data folder `dir`.
 pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
-    let snapshot_path = dir.join(snapshot::SNAPSHOT_FILE);
-    let snapshot_bytes = match std::fs::read(&snapshot_path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(JournalError::io(format!("reading {}", snapshot_path.display()))(e).into());
+    let snapshot = snapshot::load(dir)?;
+    let expected = match &snapshot {
+        Some((ledger, position, _)) => {
+            let mut body = Vec::new();
+            snapshot::encode_body(ledger, &mut body)
+                .map_err(|e| JournalError::io("encoding the snapshot")(e))?;
+            Some((*position, body))
         }
-    };
-    let snapshot = match &snapshot_bytes {
-        Some(bytes) => Some(snapshot::check(&snapshot_path, bytes)?),
         None => None,
     };
-    let mut ledger = Ledger::new();
-    let mut checked_snapshot = false;
+    drop(snapshot);
     let compare = |ledger: &Ledger,
                    at: Position,
-                   (want, body): &(Position, &[u8])|
-     -> Result<(), String> {
+                   (want, body): &(Position, Vec<u8>)|
+     -> Option<String> {
         if at != *want {
-            return Err(format!(
+            return Some(format!(
                 "the snapshot claims record {} at offset {} but the journal has offset {} there",
                 want.seq, want.offset, at.offset
             ));
         }
         let mut replayed = Vec::with_capacity(body.len());
-        snapshot::encode_body(ledger, &mut replayed).map_err(|e| e.to_string())?;
-        if replayed != *body {
-            return Err(format!(
+        if let Err(e) = snapshot::encode_body(ledger, &mut replayed) {
+            return Some(e.to_string());
+        }
+        (replayed != *body).then(|| {
+            format!(
                 "the snapshot differs from the state a replay of the journal reaches at record {}",
                 want.seq
-            ));
-        }
-        Ok(())
+            )
+        })
     };
-    if let Some(s) = &snapshot
+    let mut ledger = Ledger::new();
+    let mut checked_snapshot = false;
+    let mut mismatch = None;
+    if let Some(s) = &expected
         && s.0.seq == 0
     {
-        compare(&ledger, Position::default(), s).map_err(VerifyError::Mismatch)?;
+        mismatch = compare(&ledger, Position::default(), s);
         checked_snapshot = true;
     }
     let path = dir.join(journal::JOURNAL_FILE);
     let mut records = 0;
-    let mut mismatch = None;
     let end = journal::read_records(&path, Position::default(), |header, payload| {
         records += 1;
         journal::replay(&mut ledger, header, payload)
             .map_err(|e| format!("record {} does not decode: {e}", header.seq))?;
-        if let Some(s) = &snapshot
+        if let Some(s) = &expected
             && s.0.seq == header.seq
         {
             let at = Position {
@@ -96,8 +96,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
                 offset: header.offset + (journal::HEADER_SIZE + payload.len()) as u64,
                 hash: header.hash,
             };
-            // The journal itself is sound here; the disagreement is reported as such below.
-            mismatch = compare(&ledger, at, s).err();
+            // The journal itself is sound here; a disagreement is reported as such below.
+            mismatch = compare(&ledger, at, s);
             checked_snapshot = true;
         }
         Ok(())
@@ -105,7 +105,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     if let Some(m) = mismatch {
         return Err(VerifyError::Mismatch(m));
     }
-    if let Some((position, _)) = &snapshot
+    if let Some((position, _)) = &expected
         && !checked_snapshot
     {
         return Err(VerifyError::Mismatch(format!(
@@ -119,7 +119,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         accounts: ledger.account_count(),
         transfers: ledger.transfer_count(),
         head_hash: journal::hex(&end.position.hash),
-        snapshot_seq: snapshot.map(|(p, _)| p.seq),
+        snapshot_seq: expected.map(|(p, _)| p.seq),
         torn_tail: end
             .torn
             .map(|(offset, reason)| format!("at offset {offset}: {reason}")),

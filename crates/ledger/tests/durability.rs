@@ -307,7 +307,7 @@ fn a_snapshot_ahead_of_the_journal_refuses_to_start() {
 fn verify_finds_a_snapshot_that_disagrees_with_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), 2).shutdown().unwrap();
-    let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    let (_, position, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
     // A well-formed snapshot of the wrong state at the right position.
     ledger::snapshot::write(dir.path(), &Ledger::new(), position).unwrap();
     match ledger::verify::verify(dir.path()) {
@@ -357,7 +357,7 @@ fn snapshots_are_taken_as_the_journal_grows() {
     // Snapshots are written in the background while the engine serves.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let seq = loop {
-        if let Ok(Some((_, position))) = ledger::snapshot::load(dir.path()) {
+        if let Ok(Some((_, position, _))) = ledger::snapshot::load(dir.path()) {
             break position.seq;
         }
         assert!(
@@ -368,7 +368,7 @@ fn snapshots_are_taken_as_the_journal_grows() {
     };
     assert!(seq >= 1);
     engine.shutdown().unwrap();
-    let (_, position) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    let (_, position, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
     assert_eq!(position.seq, 2);
 }
 
@@ -383,8 +383,10 @@ fn a_snapshot_spanning_many_sealed_chunks_round_trips() {
         assert!(results.iter().all(|r| *r == CreateTransferResult::Ok));
     }
     let dir = tempfile::tempdir().unwrap();
-    ledger::snapshot::write(dir.path(), &l, Default::default()).unwrap();
-    let (loaded, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    let crcs = ledger::snapshot::write(dir.path(), &l, Default::default()).unwrap();
+    assert_eq!(crcs.len(), 2, "two full chunks of 65,536");
+    let (loaded, _, loaded_crcs) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+    assert_eq!(loaded_crcs, crcs);
     let encode = |l: &Ledger| {
         let mut out = Vec::new();
         ledger::snapshot::encode_body(l, &mut out).unwrap();
@@ -410,4 +412,32 @@ fn a_snapshot_spanning_many_sealed_chunks_round_trips() {
         .unwrap();
     assert_eq!(page.items.len(), 8190);
     loaded.check_invariants().unwrap();
+}
+
+#[test]
+fn a_damaged_chunk_file_refuses_to_start_and_is_named() {
+    let mut l = Ledger::new();
+    l.create_accounts(1, &accounts(1..=3));
+    for start in (0..70_000u128).step_by(8190) {
+        l.create_transfers(2, &transfers(10 + start..10 + (start + 8190).min(70_000)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ledger::snapshot::write(dir.path(), &l, Default::default()).unwrap();
+    let chunk = dir.path().join("chunks").join("chunk-0000000000.gt");
+    flip_byte(&chunk, 5000);
+    match ledger::snapshot::load(dir.path()).err() {
+        Some(JournalError::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, chunk);
+            assert_eq!(reason, "chunk 0 fails its checksum");
+        }
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|e| e.to_string())
+        ),
+    }
+    std::fs::remove_file(&chunk).unwrap();
+    assert!(matches!(
+        ledger::snapshot::load(dir.path()),
+        Err(JournalError::Corrupt { .. })
+    ));
 }

@@ -477,7 +477,7 @@ proptest! {
         // A snapshot round-trips to identical state.
         let dir = tempfile::tempdir().unwrap();
         ledger::snapshot::write(dir.path(), &real, ledger::journal::Position::default()).unwrap();
-        let (loaded, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
+        let (loaded, _, _) = ledger::snapshot::load(dir.path()).unwrap().unwrap();
         prop_assert_eq!(encode(&real), encode(&loaded));
     }
 }
