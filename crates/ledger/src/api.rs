@@ -456,16 +456,16 @@ fn engine_problem(e: EngineError) -> Problem {
     Problem::unavailable(e.to_string())
 }
 
-enum Encoding {
+/// How a batch travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/json`.
     Json,
+    /// `application/octet-stream`: the [`crate::codec`] batch encoding.
     Binary,
 }
 
-fn encoding(headers: &HeaderMap) -> Result<Encoding, Problem> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+fn encoding(content_type: &str) -> Result<Encoding, Problem> {
     let essence = content_type
         .split(';')
         .next()
@@ -479,6 +479,60 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, Problem> {
             "send Content-Type: application/json (or {BINARY_CONTENT_TYPE} for the binary batch encoding), not `{content_type}`"
         ))),
     }
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Parses a request body into events, JSON through the wire type `W` or the binary encoding.
+fn parse_events<W, E>(
+    content_type: &str,
+    body: &[u8],
+    decode: fn(&[u8], usize) -> Result<Vec<E>, codec::DecodeError>,
+    metadata: fn(&mut E) -> &mut Option<Box<str>>,
+) -> Result<(Encoding, Vec<E>), Problem>
+where
+    W: for<'de> Deserialize<'de> + Into<E>,
+{
+    let encoding = encoding(content_type)?;
+    let events = match encoding {
+        Encoding::Json => parse_json_batch::<W>(body)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        Encoding::Binary => {
+            let mut events = parse_binary_batch(body, decode)?;
+            for (i, e) in events.iter_mut().enumerate() {
+                canonical_binary_metadata(metadata(e), i)?;
+            }
+            events
+        }
+    };
+    Ok((encoding, events))
+}
+
+/// Parses a create-accounts request body; refuses it whole with a problem if it does not parse.
+pub fn parse_accounts(
+    content_type: &str,
+    body: &[u8],
+) -> Result<(Encoding, Vec<AccountEvent>), Problem> {
+    parse_events::<AccountRequest, _>(content_type, body, codec::decode_account_batch, |e| {
+        &mut e.metadata
+    })
+}
+
+/// Parses a create-transfers request body; refuses it whole with a problem if it does not parse.
+pub fn parse_transfers(
+    content_type: &str,
+    body: &[u8],
+) -> Result<(Encoding, Vec<TransferEvent>), Problem> {
+    parse_events::<TransferRequest, _>(content_type, body, codec::decode_transfer_batch, |e| {
+        &mut e.metadata
+    })
 }
 
 /// Parses a JSON batch: an array of 1..=8190 items.
@@ -614,20 +668,7 @@ async fn create_accounts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let encoding = encoding(&headers)?;
-    let events: Vec<AccountEvent> = match encoding {
-        Encoding::Json => parse_json_batch::<AccountRequest>(&body)?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-        Encoding::Binary => {
-            let mut events = parse_binary_batch(&body, codec::decode_account_batch)?;
-            for (i, e) in events.iter_mut().enumerate() {
-                canonical_binary_metadata(&mut e.metadata, i)?;
-            }
-            events
-        }
-    };
+    let (encoding, events) = parse_accounts(content_type(&headers), &body)?;
     let results = engine
         .create_accounts(events)
         .await
@@ -658,20 +699,7 @@ async fn create_transfers(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let encoding = encoding(&headers)?;
-    let events: Vec<TransferEvent> = match encoding {
-        Encoding::Json => parse_json_batch::<TransferRequest>(&body)?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-        Encoding::Binary => {
-            let mut events = parse_binary_batch(&body, codec::decode_transfer_batch)?;
-            for (i, e) in events.iter_mut().enumerate() {
-                canonical_binary_metadata(&mut e.metadata, i)?;
-            }
-            events
-        }
-    };
+    let (encoding, events) = parse_transfers(content_type(&headers), &body)?;
     let results = engine
         .create_transfers(events)
         .await
