@@ -15,6 +15,23 @@ type Map<K, V> = HashMap<K, V, RandomState>;
 /// Shards of [`ShardedMap`]: a power of two.
 const SHARDS: usize = 64;
 
+/// Where each shard's share of the hash space ends. Shard `i` takes a share proportional to
+/// `2^(i / SHARDS)`: were the shares equal, every shard would fill up, and resize, in the same
+/// batch; with shares spread evenly over one doubling, the resizes are spread evenly too.
+static SHARD_BOUNDS: std::sync::LazyLock<[u64; SHARDS]> = std::sync::LazyLock::new(|| {
+    let weights: Vec<f64> = (0..SHARDS)
+        .map(|i| (i as f64 / SHARDS as f64).exp2())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut bounds = [u64::MAX; SHARDS];
+    let mut sum = 0.0;
+    for (bound, weight) in bounds.iter_mut().zip(&weights).take(SHARDS - 1) {
+        sum += weight;
+        *bound = (sum / total * u64::MAX as f64) as u64;
+    }
+    bounds
+});
+
 /// A map from ids split into shards, so that growing it rehashes one shard at a time: with
 /// millions of transfers a single table's resize would stall the engine for a long moment.
 pub(crate) struct ShardedMap<V> {
@@ -30,7 +47,10 @@ impl<V> ShardedMap<V> {
 
     fn shard(id: u128) -> usize {
         let folded = (id as u64) ^ ((id >> 64) as u64);
-        (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+        let hash = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        SHARD_BOUNDS
+            .partition_point(|&bound| bound <= hash)
+            .min(SHARDS - 1)
     }
 
     pub(crate) fn get(&self, id: &u128) -> Option<&V> {
@@ -1160,7 +1180,7 @@ impl Ledger {
 
     /// Rebuilds a ledger from its persisted parts (see [`crate::snapshot`]).
     ///
-    /// The id index is built by two threads, each filling half of the shards, while this one
+    /// The id index is built by two threads, each filling the shards of half the hash space, while this one
     /// rebuilds every account's list of transfers.
     pub(crate) fn from_parts(
         accounts: Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>,
@@ -1197,12 +1217,14 @@ impl Ledger {
             }
             Ok(())
         };
-        let (low, high) = ledger.transfer_index.shards.split_at_mut(SHARDS / 2);
+        // Split where half the hash space (so about half the transfers) falls on each side.
+        let split = SHARD_BOUNDS.partition_point(|&bound| bound < u64::MAX / 2);
+        let (low, high) = ledger.transfer_index.shards.split_at_mut(split);
         let account_index = &ledger.account_index;
         let entries = &mut ledger.accounts;
         std::thread::scope(|scope| {
             let low = scope.spawn(|| fill(low, 0));
-            let high = scope.spawn(|| fill(high, SHARDS / 2));
+            let high = scope.spawn(|| fill(high, split));
             for (position, t) in transfers.iter().enumerate() {
                 for id in [t.debit_account_id, t.credit_account_id] {
                     let Some(&index) = account_index.get(&id) else {
