@@ -10,7 +10,7 @@ use crate::engine::{Engine, EngineError};
 use crate::state::{AccountEvent, PAGE_LIMIT_MAX, PageQuery, TransferEvent, TransferView};
 use crate::types::*;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -666,8 +666,9 @@ fn results_response<R: Copy>(
 async fn create_accounts(
     State(engine): State<Arc<Engine>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let body = body.map_err(body_problem)?;
     let (encoding, events) = parse_accounts(content_type(&headers), &body)?;
     let results = engine
         .create_accounts(events)
@@ -697,8 +698,9 @@ async fn create_accounts(
 async fn create_transfers(
     State(engine): State<Arc<Engine>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let body = body.map_err(body_problem)?;
     let (encoding, events) = parse_transfers(content_type(&headers), &body)?;
     let results = engine
         .create_transfers(events)
@@ -710,6 +712,24 @@ async fn create_transfers(
         CreateTransferResult::name,
         CreateTransferResult::code,
     ))
+}
+
+/// A body that could not be read: too large, or the connection failed mid-way.
+fn body_problem(rejection: BytesRejection) -> Problem {
+    if rejection.status().as_u16() == 413 {
+        Problem::new(413, "body_too_large", "The request body is too large")
+            .with_detail(format!("a request body holds at most {BODY_BYTES_MAX} bytes"))
+    } else {
+        Problem::new(400, "unreadable_body", "The request body could not be read").with_detail(rejection.body_text())
+    }
+}
+
+/// The `{id}` path segment as a decimal `u128`.
+fn path_id(id: Result<Path<String>, PathRejection>) -> Result<u128, Problem> {
+    let Path(text) = id.map_err(|e| {
+        Problem::new(400, "invalid_id", "The id is not valid").with_detail(e.body_text())
+    })?;
+    parse_id(&text)
 }
 
 fn parse_id(text: &str) -> Result<u128, Problem> {
@@ -734,9 +754,9 @@ fn parse_id(text: &str) -> Result<u128, Problem> {
 )]
 async fn get_account(
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AccountResponse>, Problem> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     engine
         .query(move |l| l.account(id).map(|(a, m)| AccountResponse::new(a, m)))
         .await
@@ -763,9 +783,9 @@ fn account_not_found(id: u128) -> Problem {
 )]
 async fn get_transfer(
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TransferResponse>, Problem> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     engine
         .query(move |l| l.transfer(id))
         .await
@@ -841,10 +861,10 @@ fn page_query(
 )]
 async fn get_account_transfers(
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<TransferPage>, Problem> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     let q = page_query(query, false)?;
     let page = engine
         .query(move |l| l.account_transfers(id, q))
@@ -879,10 +899,10 @@ async fn get_account_transfers(
 )]
 async fn get_account_balances(
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<BalancePage>, Problem> {
-    let id = parse_id(&id)?;
+    let id = path_id(id)?;
     let q = page_query(query, true)?;
     let (flags, page) = engine
         .query(move |l| Some((l.account(id)?.0.flags, l.account_balances(id, q)?)))

@@ -303,6 +303,8 @@ pub struct Ledger {
     expiries: BTreeSet<(u64, u128)>,
     pub(crate) last_timestamp: u64,
     undo: Vec<Undo>,
+    /// Whether the event being applied is in a linked chain (and so must record its undo).
+    in_chain: bool,
 }
 
 impl Default for Ledger {
@@ -324,6 +326,7 @@ impl Ledger {
             expiries: BTreeSet::new(),
             last_timestamp: 0,
             undo: Vec::new(),
+            in_chain: false,
         }
     }
 
@@ -402,6 +405,7 @@ impl Ledger {
             let result = if chain_failed {
                 failed
             } else {
+                self.in_chain = chain_start.is_some();
                 let r = apply(self, timestamp, event);
                 timestamp += 1;
                 r
@@ -507,7 +511,9 @@ impl Ledger {
             history: Vec::new(),
         });
         self.account_index.insert(a.id, index);
-        self.undo.push(Undo::Account { id: a.id });
+        if self.in_chain {
+            self.undo.push(Undo::Account { id: a.id });
+        }
         R::Ok
     }
 
@@ -967,6 +973,9 @@ impl Ledger {
                     balances: entry.account.balances(),
                 });
             }
+        }
+        if !self.in_chain {
+            return;
         }
         self.undo.push(Undo::Transfer {
             debit_index,
