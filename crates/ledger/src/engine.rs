@@ -15,7 +15,7 @@
 use crate::codec;
 use crate::journal::{self, JournalEncoder, JournalError, JournalFile, Position, RecordKind};
 use crate::snapshot::{self, ChunkCrcs};
-use crate::state::{AccountEvent, Ledger, TransferEvent};
+use crate::state::{AccountEvent, Chunk, Ledger, SnapshotImage, TransferEvent};
 use crate::types::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,14 +194,26 @@ impl Engine {
             .name("ledger-journal".into())
             .spawn(move || journal_thread(file, commits_rx, recycle_tx, io_failed))
             .map_err(JournalError::io("starting the ledger journal thread"))?;
+        let chunks_sent = chunks.len();
+        let snapshot_busy = Arc::new(AtomicBool::new(false));
+        let (storage, jobs) = std::sync::mpsc::channel();
+        let storage_thread = {
+            let (dir, busy) = (config.data_dir.clone(), snapshot_busy.clone());
+            std::thread::Builder::new()
+                .name("ledger-storage".into())
+                .spawn(move || storage_thread(dir, chunks, jobs, busy))
+                .map_err(JournalError::io("starting the ledger storage thread"))?
+        };
         let mut worker = Worker {
             ledger,
             encoder: JournalEncoder::new(position),
             commits,
             recycled,
             io_thread: Some(io_thread),
-            snapshot_thread: None,
-            chunks,
+            storage: Some(storage),
+            storage_thread: Some(storage_thread),
+            chunks_sent,
+            snapshot_busy,
             snapshot_offset: position.offset,
             config,
             failed: failed.clone(),
@@ -314,10 +326,13 @@ struct Worker {
     commits: std::sync::mpsc::SyncSender<Commit>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     io_thread: Option<JoinHandle<()>>,
-    /// A snapshot being written in the background, if any.
-    snapshot_thread: Option<JoinHandle<Result<ChunkCrcs, JournalError>>>,
-    /// The transfer chunk files already durable.
-    chunks: ChunkCrcs,
+    /// Jobs for the storage thread, which writes chunk files and snapshots.
+    storage: Option<std::sync::mpsc::Sender<Store>>,
+    storage_thread: Option<JoinHandle<()>>,
+    /// Sealed transfer chunks handed to the storage thread so far.
+    chunks_sent: usize,
+    /// Whether the storage thread is writing a snapshot.
+    snapshot_busy: Arc<AtomicBool>,
     snapshot_offset: u64,
     config: EngineConfig,
     failed: Arc<AtomicBool>,
@@ -396,15 +411,21 @@ impl Worker {
             if self.commits.send(Commit::Group(bytes, releases)).is_err() {
                 self.failed.store(true, Ordering::Relaxed);
             }
+            self.send_sealed_chunks();
             let position = self.encoder.position();
             if position.offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
                 self.snapshot_in_background();
             }
         }
-        self.finish_snapshot();
         let durable = self.barrier();
+        let mut result = Ok(());
         if durable && self.encoder.position().offset != self.snapshot_offset {
-            self.snapshot()?;
+            result = self.snapshot();
+        }
+        // Closing the channel ends the storage thread once its queue is done.
+        drop(self.storage.take());
+        if let Some(storage) = self.storage_thread.take() {
+            let _ = storage.join();
         }
         // Closing the channel ends the journal thread.
         let (closed, _) = std::sync::mpsc::sync_channel(0);
@@ -412,7 +433,7 @@ impl Worker {
         if let Some(io) = self.io_thread.take() {
             let _ = io.join();
         }
-        Ok(())
+        result
     }
 
     /// Waits until everything encoded so far is durable; false if the journal failed.
@@ -421,83 +442,121 @@ impl Worker {
         self.commits.send(Commit::Barrier(tx)).is_ok() && rx.recv().unwrap_or(false)
     }
 
-    /// Starts writing a snapshot on its own thread, unless one is still being written. The
-    /// image shares the transfer history with the live state, so taking it costs little.
-    fn snapshot_in_background(&mut self) {
-        if self
-            .snapshot_thread
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
-        {
-            return;
+    /// Hands chunks sealed since the last call to the storage thread, which writes each one's
+    /// file once, as it is sealed, so snapshots never write a backlog of history at once.
+    fn send_sealed_chunks(&mut self) {
+        let sealed = self.ledger.sealed_chunks();
+        while self.chunks_sent < sealed.len() {
+            let job = Store::Chunk(self.chunks_sent, sealed[self.chunks_sent].clone());
+            if let Some(storage) = &self.storage {
+                let _ = storage.send(job);
+            }
+            self.chunks_sent += 1;
         }
-        self.finish_snapshot();
-        if !self.barrier() {
+    }
+
+    /// Starts a snapshot on the storage thread, unless one is still being written. The image
+    /// shares the transfer history with the live state, so taking it costs little.
+    fn snapshot_in_background(&mut self) {
+        if self.snapshot_busy.load(Ordering::Acquire) || !self.barrier() {
             return;
         }
         let position = self.encoder.position();
-        let image = self.ledger.image();
-        let dir = self.config.data_dir.clone();
-        let transfers = self.ledger.transfer_count();
-        let chunks = self.chunks.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ledger-snapshot".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let chunks = snapshot::write_image(&dir, image, position, chunks)?;
-                tracing::info!(
-                    seq = position.seq,
-                    transfers,
-                    millis = started.elapsed().as_millis() as u64,
-                    "snapshot written"
-                );
-                Ok(chunks)
-            });
-        match spawned {
-            Ok(thread) => {
-                self.snapshot_thread = Some(thread);
-                self.snapshot_offset = position.offset;
-            }
-            Err(e) => tracing::error!(error = %e, "cannot start the snapshot thread"),
+        let job = Store::Snapshot(self.ledger.image(), position, None);
+        self.snapshot_busy.store(true, Ordering::Release);
+        if let Some(storage) = &self.storage {
+            let _ = storage.send(job);
         }
+        self.snapshot_offset = position.offset;
     }
 
-    /// Waits for a background snapshot. A failed snapshot loses nothing (the journal holds
-    /// everything); it is reported and the next one is tried later.
-    fn finish_snapshot(&mut self) {
-        if let Some(thread) = self.snapshot_thread.take() {
-            match thread.join() {
-                Ok(Ok(chunks)) => self.chunks = chunks,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "snapshot failed; the journal still holds everything");
-                    self.snapshot_offset = 0;
-                }
-                Err(_) => tracing::error!("the snapshot thread panicked"),
-            }
-        }
-    }
-
-    /// Writes a snapshot of durable state now; skipped if the journal failed.
+    /// Writes a snapshot of durable state and waits for it; skipped if the journal failed.
     fn snapshot(&mut self) -> Result<(), JournalError> {
         if !self.barrier() {
             return Ok(());
         }
-        let started = Instant::now();
         let position = self.encoder.position();
-        self.chunks = snapshot::write_image(
-            &self.config.data_dir,
-            self.ledger.image(),
-            position,
-            std::mem::take(&mut self.chunks),
-        )?;
-        self.snapshot_offset = position.offset;
-        tracing::info!(
-            seq = position.seq,
-            transfers = self.ledger.transfer_count(),
-            millis = started.elapsed().as_millis() as u64,
-            "snapshot written"
-        );
-        Ok(())
+        let (done, outcome) = std::sync::mpsc::channel();
+        let job = Store::Snapshot(self.ledger.image(), position, Some(done));
+        if let Some(storage) = &self.storage {
+            let _ = storage.send(job);
+        }
+        let result = outcome.recv().unwrap_or_else(|_| {
+            Err(JournalError::Io {
+                context: "the ledger storage thread stopped".into(),
+                source: std::io::Error::other("storage thread gone"),
+            })
+        });
+        if result.is_ok() {
+            self.snapshot_offset = position.offset;
+        }
+        result
+    }
+}
+
+/// Work for the storage thread.
+enum Store {
+    /// A chunk of transfers just sealed, by index: write its file.
+    Chunk(usize, Chunk),
+    /// Write a snapshot of this image, taken at this (durable) journal position; say how it
+    /// went if asked.
+    Snapshot(
+        SnapshotImage,
+        Position,
+        Option<std::sync::mpsc::Sender<Result<(), JournalError>>>,
+    ),
+}
+
+/// Writes chunk files as they are sealed, and snapshots when asked, in the order asked. A
+/// failure loses nothing (the journal holds everything): it is reported, and the next snapshot
+/// writes whatever chunk files are missing.
+fn storage_thread(
+    dir: PathBuf,
+    mut chunks: ChunkCrcs,
+    jobs: std::sync::mpsc::Receiver<Store>,
+    busy: Arc<AtomicBool>,
+) {
+    // Chunk files are written without waiting for the disk, and synced only when a snapshot is
+    // about to name them: by then the kernel has usually written them back already, so the
+    // journal's fsyncs are not kept waiting behind a chunk's.
+    let mut synced = chunks.len();
+    for job in jobs {
+        match job {
+            Store::Chunk(index, chunk) => {
+                if index != chunks.len() {
+                    continue;
+                }
+                match snapshot::write_chunk(&dir, index, &chunk, false) {
+                    Ok(crc) => chunks.push(crc),
+                    Err(e) => tracing::error!(error = %e, index, "writing a transfer chunk failed"),
+                }
+            }
+            Store::Snapshot(image, position, done) => {
+                let started = Instant::now();
+                let transfers = image.transfer_count();
+                let result = (synced..chunks.len())
+                    .try_for_each(|index| snapshot::sync_chunk(&dir, index))
+                    .and_then(|()| snapshot::write_image(&dir, image, position, &mut chunks));
+                match &result {
+                    Ok(()) => synced = chunks.len(),
+                    // What is not known to be synced is written again by the next snapshot.
+                    Err(_) => chunks.truncate(synced),
+                }
+                match &result {
+                    Ok(()) => tracing::info!(
+                        seq = position.seq,
+                        transfers,
+                        millis = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "snapshot failed; the journal still holds everything"),
+                }
+                busy.store(false, Ordering::Release);
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
+            }
+        }
     }
 }
 

@@ -47,45 +47,62 @@ fn chunk_path(dir: &Path, index: usize) -> PathBuf {
 
 /// Writes a snapshot of `ledger` at journal `position` into `dir`, chunks and all.
 pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<ChunkCrcs, JournalError> {
-    write_image(dir, ledger.image(), position, Vec::new())
+    let mut chunks = Vec::new();
+    write_image(dir, ledger.image(), position, &mut chunks)?;
+    Ok(chunks)
+}
+
+/// Writes the file of chunk `index` (temp file, then rename); returns its CRC-32C. With `sync`
+/// the file is synced before the rename; without, [`sync_chunk`] must sync it before a snapshot
+/// names it. The chunks folder itself is synced by the snapshot that names the chunk.
+pub fn write_chunk(dir: &Path, index: usize, chunk: &[Transfer], sync: bool) -> Result<u32, JournalError> {
+    let chunks = dir.join(CHUNKS_DIR);
+    let path = chunk_path(dir, index);
+    let io_err = JournalError::io(format!("writing snapshot {}", path.display()));
+    fs::create_dir_all(&chunks).map_err(JournalError::io(format!("creating {}", chunks.display())))?;
+    let mut bytes = Vec::with_capacity(chunk.len() * codec::RECORD_SIZE + 16);
+    bytes.extend_from_slice(&CHUNK_MAGIC);
+    bytes.extend_from_slice(&(index as u64).to_le_bytes());
+    for t in chunk {
+        codec::encode_transfer(t, &mut bytes);
+    }
+    let crc = crc32c::crc32c(&bytes[12..]);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    write_atomically(&path, &bytes, sync).map_err(io_err)?;
+    Ok(crc)
+}
+
+/// Syncs the file of chunk `index`, written earlier without syncing.
+pub fn sync_chunk(dir: &Path, index: usize) -> Result<(), JournalError> {
+    let path = chunk_path(dir, index);
+    File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(JournalError::io(format!("syncing {}", path.display())))
 }
 
 /// Writes a snapshot of an image taken at journal `position`: the chunk files not yet durable
-/// (those past `durable`), then the state file. The journal up to `position` must already be
-/// durable. Returns the CRCs of every chunk, now all durable.
+/// (those past `durable`, which it extends as it writes them), then the state file. The
+/// journal up to `position` must already be durable.
 pub fn write_image(
     dir: &Path,
     mut image: SnapshotImage,
     position: Position,
-    mut durable: ChunkCrcs,
-) -> Result<ChunkCrcs, JournalError> {
+    durable: &mut ChunkCrcs,
+) -> Result<(), JournalError> {
     image.normalize();
     let io_err = |what: &Path| JournalError::io(format!("writing snapshot {}", what.display()));
-    let chunks = dir.join(CHUNKS_DIR);
     durable.truncate(image.sealed.len());
-    if durable.len() < image.sealed.len() {
-        fs::create_dir_all(&chunks).map_err(io_err(&chunks))?;
-        let mut bytes = Vec::with_capacity(CHUNK * codec::RECORD_SIZE + 16);
-        for index in durable.len()..image.sealed.len() {
-            bytes.clear();
-            bytes.extend_from_slice(&CHUNK_MAGIC);
-            bytes.extend_from_slice(&(index as u64).to_le_bytes());
-            for t in image.sealed[index].iter() {
-                codec::encode_transfer(t, &mut bytes);
-            }
-            let crc = crc32c::crc32c(&bytes[12..]);
-            bytes.extend_from_slice(&crc.to_le_bytes());
-            let path = chunk_path(dir, index);
-            write_atomically(&path, &bytes).map_err(io_err(&path))?;
-            durable.push(crc);
-        }
-        File::open(&chunks)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&chunks))?;
+    for index in durable.len()..image.sealed.len() {
+        let crc = write_chunk(dir, index, &image.sealed[index], true)?;
+        durable.push(crc);
+    }
+    if !image.sealed.is_empty() {
+        let chunks = dir.join(CHUNKS_DIR);
+        File::open(&chunks).and_then(|d| d.sync_all()).map_err(io_err(&chunks))?;
     }
     let path = dir.join(SNAPSHOT_FILE);
     let mut body = Vec::new();
-    encode_state(&image, &durable, &mut body).map_err(io_err(&path))?;
+    encode_state(&image, durable, &mut body).map_err(io_err(&path))?;
     let mut file = Vec::with_capacity(body.len() + 72);
     file.extend_from_slice(&MAGIC);
     file.extend_from_slice(&VERSION.to_le_bytes());
@@ -96,20 +113,19 @@ pub fn write_image(
     file.extend_from_slice(&body);
     let crc = crc32c::crc32c(&file);
     file.extend_from_slice(&crc.to_le_bytes());
-    write_atomically(&path, &file).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(durable)
+    write_atomically(&path, &file, true).map_err(io_err(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
-/// Writes `bytes` to a temporary file, syncs it and renames it to `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to a temporary file, syncs it (if asked) and renames it to `path`.
+fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let mut file = File::create(&tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     fs::rename(&tmp, path)
 }
 

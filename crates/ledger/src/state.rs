@@ -94,6 +94,9 @@ impl<V> std::ops::Index<&u128> for ShardedMap<V> {
 /// Transfers per sealed chunk of the [`TransferLog`].
 pub(crate) const CHUNK: usize = 1 << 16;
 
+/// A sealed chunk of exactly [`CHUNK`] transfers, shared and never changed again.
+pub(crate) type Chunk = Arc<Vec<Transfer>>;
+
 /// Committed transfers in timestamp order.
 ///
 /// Full chunks are sealed (immutable, shared) at batch boundaries, so a snapshot can take the
@@ -101,7 +104,7 @@ pub(crate) const CHUNK: usize = 1 << 16;
 /// chain's rollback only ever pops transfers of the current batch, which are in the tail.
 #[derive(Default)]
 pub(crate) struct TransferLog {
-    sealed: Vec<Arc<[Transfer]>>,
+    sealed: Vec<Chunk>,
     tail: Vec<Transfer>,
 }
 
@@ -117,7 +120,7 @@ impl TransferLog {
     /// Appends transfers in order, sealing full chunks.
     pub(crate) fn extend(&mut self, transfers: Vec<Transfer>) {
         if self.tail.is_empty() && transfers.len() == CHUNK {
-            self.sealed.push(Arc::from(transfers));
+            self.sealed.push(Arc::new(transfers));
         } else {
             self.tail.extend(transfers);
             self.seal();
@@ -137,10 +140,17 @@ impl TransferLog {
     }
 
     /// Seals every full chunk of the tail; called between batches only.
+    ///
+    /// The tail's own buffer becomes the chunk (no copy of the chunk's 8 MiB), and only what
+    /// the last batch added past the chunk's end moves to a fresh tail.
     fn seal(&mut self) {
         while self.tail.len() >= CHUNK {
-            let chunk: Arc<[Transfer]> = self.tail.drain(..CHUNK).collect();
-            self.sealed.push(chunk);
+            let mut next = Vec::with_capacity(CHUNK + BATCH_EVENTS_MAX);
+            next.extend(self.tail.drain(CHUNK..));
+            let mut chunk = std::mem::replace(&mut self.tail, next);
+            // A large buffer shrinks in place (the allocator remaps it), without copying.
+            chunk.shrink_to_fit();
+            self.sealed.push(Arc::new(chunk));
         }
     }
 
@@ -169,7 +179,7 @@ impl std::ops::Index<usize> for TransferLog {
 pub struct SnapshotImage {
     pub(crate) last_timestamp: u64,
     pub(crate) accounts: Vec<(Account, Option<Box<str>>, Vec<BalanceEntry>)>,
-    pub(crate) sealed: Vec<Arc<[Transfer]>>,
+    pub(crate) sealed: Vec<Chunk>,
     pub(crate) tail: Vec<Transfer>,
     pub(crate) metadata: Vec<(u128, Box<str>)>,
     pub(crate) pending: Vec<(u128, PendingStatus)>,
@@ -1094,6 +1104,11 @@ impl Ledger {
     /// Every committed transfer, in timestamp order.
     pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
         self.transfers.iter()
+    }
+
+    /// The sealed (immutable) chunks of the transfer history, in order.
+    pub(crate) fn sealed_chunks(&self) -> &[Chunk] {
+        &self.transfers.sealed
     }
 
     /// A consistent copy of the state for a snapshot; cheap, as the history is shared.
