@@ -549,7 +549,9 @@ fn storage_thread(
                         millis = started.elapsed().as_millis() as u64,
                         "snapshot written"
                     ),
-                    Err(e) => tracing::error!(error = %e, "snapshot failed; the journal still holds everything"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "snapshot failed; the journal still holds everything")
+                    }
                 }
                 busy.store(false, Ordering::Release);
                 if let Some(done) = done {

@@ -55,11 +55,17 @@ pub fn write(dir: &Path, ledger: &Ledger, position: Position) -> Result<ChunkCrc
 /// Writes the file of chunk `index` (temp file, then rename); returns its CRC-32C. With `sync`
 /// the file is synced before the rename; without, [`sync_chunk`] must sync it before a snapshot
 /// names it. The chunks folder itself is synced by the snapshot that names the chunk.
-pub fn write_chunk(dir: &Path, index: usize, chunk: &[Transfer], sync: bool) -> Result<u32, JournalError> {
+pub fn write_chunk(
+    dir: &Path,
+    index: usize,
+    chunk: &[Transfer],
+    sync: bool,
+) -> Result<u32, JournalError> {
     let chunks = dir.join(CHUNKS_DIR);
     let path = chunk_path(dir, index);
     let io_err = JournalError::io(format!("writing snapshot {}", path.display()));
-    fs::create_dir_all(&chunks).map_err(JournalError::io(format!("creating {}", chunks.display())))?;
+    fs::create_dir_all(&chunks)
+        .map_err(JournalError::io(format!("creating {}", chunks.display())))?;
     let mut bytes = Vec::with_capacity(chunk.len() * codec::RECORD_SIZE + 16);
     bytes.extend_from_slice(&CHUNK_MAGIC);
     bytes.extend_from_slice(&(index as u64).to_le_bytes());
@@ -98,7 +104,9 @@ pub fn write_image(
     }
     if !image.sealed.is_empty() {
         let chunks = dir.join(CHUNKS_DIR);
-        File::open(&chunks).and_then(|d| d.sync_all()).map_err(io_err(&chunks))?;
+        File::open(&chunks)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&chunks))?;
     }
     let path = dir.join(SNAPSHOT_FILE);
     let mut body = Vec::new();
@@ -114,7 +122,9 @@ pub fn write_image(
     let crc = crc32c::crc32c(&file);
     file.extend_from_slice(&crc.to_le_bytes());
     write_atomically(&path, &file, true).map_err(io_err(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Writes `bytes` to a temporary file, syncs it (if asked) and renames it to `path`.

@@ -32,6 +32,22 @@ static SHARD_BOUNDS: std::sync::LazyLock<[u64; SHARDS]> = std::sync::LazyLock::n
     bounds
 });
 
+/// The hash space is cut into `2^SLICE_BITS` slices, each owned by one shard, so finding an
+/// id's shard is one table look-up.
+const SLICE_BITS: u32 = 12;
+
+/// The shard that owns each slice of the hash space, following [`SHARD_BOUNDS`].
+static SHARD_OF_SLICE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    (0..1u64 << SLICE_BITS)
+        .map(|slice| {
+            let start = slice << (64 - SLICE_BITS);
+            SHARD_BOUNDS
+                .partition_point(|&bound| bound <= start)
+                .min(SHARDS - 1) as u8
+        })
+        .collect()
+});
+
 /// A map from ids split into shards, so that growing it rehashes one shard at a time: with
 /// millions of transfers a single table's resize would stall the engine for a long moment.
 pub(crate) struct ShardedMap<V> {
@@ -48,9 +64,7 @@ impl<V> ShardedMap<V> {
     fn shard(id: u128) -> usize {
         let folded = (id as u64) ^ ((id >> 64) as u64);
         let hash = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        SHARD_BOUNDS
-            .partition_point(|&bound| bound <= hash)
-            .min(SHARDS - 1)
+        usize::from(SHARD_OF_SLICE[(hash >> (64 - SLICE_BITS)) as usize])
     }
 
     pub(crate) fn get(&self, id: &u128) -> Option<&V> {

@@ -287,7 +287,12 @@ async fn an_oversized_batch_is_refused_and_the_largest_is_accepted() {
 async fn a_body_over_the_limit_is_a_problem_too() {
     let api = api();
     let body = vec![b' '; ledger::api::BODY_BYTES_MAX + 1];
-    assert_problem(&api.post("/v1/ledger/transfers", "application/json", body).await, 413, "body_too_large");
+    assert_problem(
+        &api.post("/v1/ledger/transfers", "application/json", body)
+            .await,
+        413,
+        "body_too_large",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
