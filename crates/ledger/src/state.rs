@@ -105,6 +105,65 @@ impl<V> std::ops::Index<&u128> for ShardedMap<V> {
     }
 }
 
+/// Transfer ids to positions in the [`TransferLog`].
+///
+/// Ids that arrive in increasing order — the common case, as clients are advised to use
+/// time-based ids — are appended to a sorted run: checking that a new id is not there is one
+/// comparison with the run's last id, and inserting it is an append, with no hashing and no
+/// random memory access however large the history grows. Any other id goes to a sharded hash
+/// map. Linked-chain rollbacks remove ids newest first, so a removed id in the run is its last.
+pub(crate) struct IdIndex {
+    run_ids: Vec<u128>,
+    run_positions: Vec<u64>,
+    others: ShardedMap<u64>,
+}
+
+impl IdIndex {
+    fn new() -> Self {
+        IdIndex {
+            run_ids: Vec::new(),
+            run_positions: Vec::new(),
+            others: ShardedMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: &u128) -> Option<&u64> {
+        if self.run_ids.last().is_some_and(|last| id <= last)
+            && let Ok(i) = self.run_ids.binary_search(id)
+        {
+            return Some(&self.run_positions[i]);
+        }
+        self.others.get(id)
+    }
+
+    /// Records a new id; the caller has checked it is not there.
+    fn insert(&mut self, id: u128, position: u64) {
+        if self.run_ids.last().is_none_or(|&last| id > last) {
+            self.run_ids.push(id);
+            self.run_positions.push(position);
+        } else {
+            self.others.insert(id, position);
+        }
+    }
+
+    /// Forgets the id inserted last.
+    fn remove_last(&mut self, id: &u128) {
+        if self.run_ids.last() == Some(id) {
+            self.run_ids.pop();
+            self.run_positions.pop();
+        } else {
+            self.others.remove(id);
+        }
+    }
+}
+
+impl std::ops::Index<&u128> for IdIndex {
+    type Output = u64;
+    fn index(&self, id: &u128) -> &u64 {
+        self.get(id).expect("id present")
+    }
+}
+
 /// Transfers per sealed chunk of the [`TransferLog`].
 pub(crate) const CHUNK: usize = 1 << 16;
 
@@ -320,7 +379,7 @@ pub struct Ledger {
     account_index: Map<u128, u32>,
     /// Every committed transfer, in timestamp order.
     pub(crate) transfers: TransferLog,
-    transfer_index: ShardedMap<u64>,
+    transfer_index: IdIndex,
     pub(crate) transfer_metadata: ShardedMap<Box<str>>,
     pub(crate) pending_status: ShardedMap<PendingStatus>,
     /// Pending transfers with a timeout, by (deadline, id).
@@ -344,7 +403,7 @@ impl Ledger {
             accounts: Vec::new(),
             account_index: Map::default(),
             transfers: TransferLog::default(),
-            transfer_index: ShardedMap::new(),
+            transfer_index: IdIndex::new(),
             transfer_metadata: ShardedMap::new(),
             pending_status: ShardedMap::new(),
             expiries: BTreeSet::new(),
@@ -1030,7 +1089,7 @@ impl Ledger {
                     settled,
                 } => {
                     let t = self.transfers.pop().expect("undo of a created transfer");
-                    self.transfer_index.remove(&t.id);
+                    self.transfer_index.remove_last(&t.id);
                     self.transfer_metadata.remove(&t.id);
                     for (index, before) in
                         [(debit_index, debit_before), (credit_index, credit_before)]
@@ -1241,23 +1300,34 @@ impl Ledger {
                 history,
             });
         }
-        ledger.transfer_index.reserve(transfers.len());
+        // The run of increasing ids is found in one pass; the other ids are hashed into the
+        // shards by two threads, each filling the shards of half the hash space.
+        let index = &mut ledger.transfer_index;
+        let mut others: Vec<u64> = Vec::new();
+        for (position, t) in transfers.iter().enumerate() {
+            if index.run_ids.last().is_none_or(|&last| t.id > last) {
+                index.run_ids.push(t.id);
+                index.run_positions.push(position as u64);
+            } else {
+                others.push(position as u64);
+            }
+        }
+        index.others.reserve(others.len());
         let fill = |shards: &mut [Map<u128, u64>], first: usize| -> Result<(), String> {
-            for (position, t) in transfers.iter().enumerate() {
-                let shard = ShardedMap::<u64>::shard(t.id);
+            for &position in &others {
+                let id = transfers[position as usize].id;
+                let shard = ShardedMap::<u64>::shard(id);
                 if (first..first + shards.len()).contains(&shard)
-                    && shards[shard - first]
-                        .insert(t.id, position as u64)
-                        .is_some()
+                    && shards[shard - first].insert(id, position).is_some()
                 {
-                    return Err(format!("transfer {} appears twice", t.id));
+                    return Err(format!("transfer {id} appears twice"));
                 }
             }
             Ok(())
         };
-        // Split where half the hash space (so about half the transfers) falls on each side.
+        // Split where half the hash space (so about half the ids) falls on each side.
         let split = SHARD_BOUNDS.partition_point(|&bound| bound < u64::MAX / 2);
-        let (low, high) = ledger.transfer_index.shards.split_at_mut(split);
+        let (low, high) = index.others.shards.split_at_mut(split);
         let account_index = &ledger.account_index;
         let entries = &mut ledger.accounts;
         std::thread::scope(|scope| {

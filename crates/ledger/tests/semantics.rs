@@ -469,3 +469,38 @@ fn balance_history_filters_by_time_range() {
     assert_eq!(page.items[0].transfer_id, 11);
     assert_eq!(page.items[0].balances.debits_posted, 12);
 }
+
+#[test]
+fn ids_in_any_order_are_found_and_a_failed_chain_forgets_them() {
+    let mut l = plain(2);
+    // Increasing ids, then smaller ones, then a chain mixing both that fails.
+    let first: Vec<TransferEvent> = [100, 200, 300, 150, 50]
+        .iter()
+        .map(|&id| t(id, 1, 2, 1, NONE))
+        .collect();
+    assert_eq!(results(&mut l, NOW, &first), ["ok"; 5]);
+    let chain = [
+        t(400, 1, 2, 1, TransferFlags::LINKED),
+        t(120, 1, 2, 1, TransferFlags::LINKED),
+        t(500, 1, 1, 1, NONE),
+    ];
+    assert_eq!(
+        results(&mut l, NOW, &chain),
+        [
+            "linked_event_failed",
+            "linked_event_failed",
+            "accounts_must_be_different"
+        ]
+    );
+    for id in [100, 200, 300, 150, 50] {
+        assert_eq!(l.transfer(id).unwrap().transfer.id, id);
+    }
+    for id in [400, 120, 500, 250, 1] {
+        assert!(l.transfer(id).is_none(), "{id}");
+    }
+    // The forgotten ids can be used again, in either order.
+    let again = [t(120, 1, 2, 1, NONE), t(400, 1, 2, 1, NONE)];
+    assert_eq!(results(&mut l, NOW, &again), ["ok", "ok"]);
+    assert_eq!(results(&mut l, NOW, &again), ["exists", "exists"]);
+    l.check_invariants().unwrap();
+}
