@@ -590,7 +590,7 @@ impl Ledger {
         self.accounts.push(AccountEntry {
             account: Account { timestamp, ..*a },
             metadata: event.metadata.clone(),
-            transfers: Vec::new(),
+            transfers: Vec::with_capacity(staggered_capacity(0, index)),
             history: Vec::new(),
         });
         self.account_index.insert(a.id, index);
@@ -1341,6 +1341,12 @@ impl Ledger {
                     entries[index as usize].transfers.push(position as u64);
                 }
             }
+            for (index, entry) in entries.iter_mut().enumerate() {
+                let len = entry.transfers.len();
+                entry
+                    .transfers
+                    .reserve_exact(staggered_capacity(len, index as u32) - len);
+            }
             low.join()
                 .map_err(|_| "index thread panicked".to_string())??;
             high.join()
@@ -1365,6 +1371,17 @@ impl Ledger {
         ledger.last_timestamp = last_timestamp;
         Ok(ledger)
     }
+}
+
+/// A capacity for account `index`'s list of `len` transfers, between `len` and twice it.
+///
+/// Lists double as they grow. Were they all the same size, every account's list would
+/// reallocate (and copy) in the same batch once transfers spread evenly over accounts; spreading
+/// the capacities over one doubling spreads those reallocations out.
+fn staggered_capacity(len: usize, index: u32) -> usize {
+    let base = len.max(8);
+    let fraction = (index.wrapping_mul(2_654_435_761) >> 22) as usize; // 0..1024, well mixed
+    base + base * fraction / 1024
 }
 
 /// Pages through a timestamp-ordered list.
