@@ -57,11 +57,6 @@ impl Problem {
         self
     }
 
-    /// 400 `invalid_request`: the request could not be parsed or is malformed.
-    pub fn invalid_request(detail: impl Into<String>) -> Self {
-        Problem::new(400, "invalid_request", "The request is malformed").with_detail(detail)
-    }
-
     /// 404 `not_found` for a route or resource that does not exist.
     pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
         Problem::new(404, code, "Not found").with_detail(detail)
@@ -104,16 +99,17 @@ mod tests {
 
     #[test]
     fn problem_serializes_with_rfc9457_members_and_code() {
-        let p = Problem::invalid_request("expected a JSON array");
+        let p = Problem::new(400, "malformed_json", "The request body is not a valid batch")
+            .with_detail("expected a JSON array");
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
-                "type": "https://gureum.dev/problems/invalid_request",
-                "title": "The request is malformed",
+                "type": "https://gureum.dev/problems/malformed_json",
+                "title": "The request body is not a valid batch",
                 "status": 400,
                 "detail": "expected a JSON array",
-                "code": "invalid_request",
+                "code": "malformed_json",
             })
         );
     }
