@@ -99,8 +99,12 @@ mod tests {
 
     #[test]
     fn problem_serializes_with_rfc9457_members_and_code() {
-        let p = Problem::new(400, "malformed_json", "The request body is not a valid batch")
-            .with_detail("expected a JSON array");
+        let p = Problem::new(
+            400,
+            "malformed_json",
+            "The request body is not a valid batch",
+        )
+        .with_detail("expected a JSON array");
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(
             json,
