@@ -177,6 +177,12 @@ pub fn recover(data_dir: &Path) -> Result<Recovered, JournalError> {
 impl Engine {
     /// Recovers the ledger in `config.data_dir` and starts serving it.
     pub fn open(config: EngineConfig) -> Result<(Engine, RecoveryReport), JournalError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(JournalError::io(format!(
+            "creating {}",
+            config.data_dir.display()
+        )))?;
+        // Taken before recovery, which may cut a torn tail: one writer, always.
+        let lock = journal::lock_data_dir(&config.data_dir)?;
         let Recovered {
             ledger,
             position,
@@ -205,6 +211,7 @@ impl Engine {
                 .map_err(JournalError::io("starting the ledger storage thread"))?
         };
         let mut worker = Worker {
+            _lock: lock,
             ledger,
             encoder: JournalEncoder::new(position),
             commits,
@@ -321,6 +328,8 @@ enum Commit {
 }
 
 struct Worker {
+    /// The data folder's lock, released when the engine thread ends.
+    _lock: std::fs::File,
     ledger: Ledger,
     encoder: JournalEncoder,
     commits: std::sync::mpsc::SyncSender<Commit>,

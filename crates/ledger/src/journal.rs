@@ -37,6 +37,31 @@ use std::path::{Path, PathBuf};
 /// The journal's file name inside the data folder.
 pub const JOURNAL_FILE: &str = "journal.gj";
 
+/// The lock file that makes one process at a time the data folder's writer.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data folder's exclusive lock (created if missing), held as long as the returned
+/// file is open. The operating system releases it if the process dies.
+pub fn lock_data_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(JournalError::io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
+            dir: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(JournalError::io(format!("locking {}", path.display()))(e))
+        }
+    }
+}
+
 /// Size of a record header.
 pub const HEADER_SIZE: usize = 72;
 
@@ -114,6 +139,16 @@ pub enum JournalError {
         offset: u64,
         /// What check failed.
         reason: String,
+    },
+    /// Another process holds the data folder.
+    #[error(
+        "{} is in use by another process (it holds the lock on {}); stop that process first — two writers would corrupt the journal",
+        dir.display(),
+        dir.join(LOCK_FILE).display()
+    )]
+    InUse {
+        /// The data folder.
+        dir: PathBuf,
     },
     /// An I/O error.
     #[error("{context}: {source}")]

@@ -441,3 +441,24 @@ fn a_damaged_chunk_file_refuses_to_start_and_is_named() {
         Err(JournalError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_second_engine_on_the_same_data_folder_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = open(dir.path()).unwrap();
+    match open(dir.path()).err() {
+        Some(error @ JournalError::InUse { .. }) => {
+            assert!(
+                error.to_string().contains("is in use by another process"),
+                "{error}"
+            );
+        }
+        other => panic!(
+            "expected the folder to be in use, got {:?}",
+            other.map(|e| e.to_string())
+        ),
+    }
+    first.shutdown().unwrap();
+    let (again, _) = open(dir.path()).unwrap();
+    again.shutdown().unwrap();
+}
