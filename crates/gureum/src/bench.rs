@@ -30,6 +30,10 @@ pub struct LedgerBenchArgs {
     /// Every transfer debits the same account.
     #[arg(long)]
     hot_account: bool,
+    /// Random transfer ids instead of increasing ones (increasing, time-based ids are what
+    /// clients are advised to use; random ids take the ledger's hash-index path).
+    #[arg(long)]
+    random_ids: bool,
     /// Drive a server through the HTTP API from this process.
     #[arg(long)]
     http: bool,
@@ -73,6 +77,7 @@ struct Report {
     batch: usize,
     clients: usize,
     hot_account: bool,
+    random_ids: bool,
     offered_rate: Option<u64>,
     seconds: f64,
     transfers_per_second: f64,
@@ -130,6 +135,9 @@ fn print_report(r: &Report) {
         }
     );
     println!("batch                 {}", r.batch);
+    if r.random_ids {
+        println!("ids                   random");
+    }
     println!("clients               {}", r.clients);
     if let Some(rate) = r.offered_rate {
         println!("offered rate          {rate}/s");
@@ -209,7 +217,11 @@ fn transfer_batches(args: &LedgerBenchArgs, base: u128) -> Vec<Vec<TransferEvent
                 if credit == debit {
                     credit = (credit + 1) % accounts;
                 }
-                next_id += 1;
+                next_id = if args.random_ids {
+                    base + (u128::from(rng.next()) << 32 | u128::from(rng.next() as u32))
+                } else {
+                    next_id + 1
+                };
                 TransferEvent {
                     transfer: Transfer {
                         id: next_id,
@@ -307,6 +319,7 @@ fn fill(
     report.batch = args.batch;
     report.clients = args.clients;
     report.hot_account = args.hot_account;
+    report.random_ids = args.random_ids;
     report.offered_rate = args.rate;
     report.seconds = elapsed.as_secs_f64();
     report.transfers_per_second = args.transfers as f64 / elapsed.as_secs_f64();
