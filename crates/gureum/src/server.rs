@@ -51,6 +51,13 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     runtime.shutdown_timeout(Duration::from_secs(5));
     served?;
     stopped?;
+    if engine.is_failed() {
+        return Err(
+            "the ledger stopped serving after a journal write failed; nothing unacknowledged \
+                    was kept, and a restart recovers everything acknowledged from the journal"
+                .into(),
+        );
+    }
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

@@ -153,3 +153,84 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_journal_write_stops_the_ledger_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_file_size_limit(dir.path(), 256);
+    let http = reqwest::Client::new();
+    let accounts: Vec<Value> = (1..=ACCOUNTS)
+        .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))
+        .collect();
+    let created = post(
+        &http,
+        &format!("{}/v1/ledger/accounts", server.url),
+        &Value::Array(accounts),
+    )
+    .await
+    .unwrap();
+    assert!(created.iter().all(|r| r == "ok"));
+    let url = format!("{}/v1/ledger/transfers", server.url);
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for n in 0..200 {
+        let body = batch(0, n);
+        let response = http.post(&url).json(&body).send().await.unwrap();
+        if response.status() == 200 {
+            let results: Vec<Value> = response.json().await.unwrap();
+            assert!(results.iter().all(|r| r["result"] == "ok"));
+            acked.push(body);
+        } else {
+            refusal = Some((
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            ));
+            break;
+        }
+    }
+    let (status, problem) = refusal.expect("the journal never reached the file-size limit");
+    assert_eq!(status, 503);
+    assert_eq!(problem["code"], "unavailable");
+    assert!(
+        acked.len() >= 5,
+        "only {} batches fit before the limit",
+        acked.len()
+    );
+    // From now on the ledger refuses everything and says it is not ready.
+    let ready = http
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let again = http.post(&url).json(&batch(0, 999)).send().await.unwrap();
+    assert_eq!(again.status(), 503);
+    let read = http
+        .get(format!("{}/v1/ledger/accounts/1", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 503);
+    assert!(
+        !server.stop().success(),
+        "a ledger that failed exits non-zero"
+    );
+
+    let server = Server::start(dir.path());
+    let url = format!("{}/v1/ledger/transfers", server.url);
+    for body in &acked {
+        let results = post(&http, &url, body).await.unwrap();
+        assert!(results.iter().all(|r| r == "exists"), "{results:?}");
+    }
+    assert!(server.stop().success());
+    let verify = support::gureum()
+        .args(["ledger", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -368,6 +368,7 @@ impl Worker {
             }
             if self.failed.load(Ordering::Relaxed) {
                 for r in group.drain(..) {
+                    shutdown |= matches!(r, Request::Shutdown);
                     fail(r, &failure());
                 }
                 continue;

@@ -40,6 +40,37 @@ impl Server {
         Server { child, url }
     }
 
+    /// Starts `gureum up` whose files may not grow past `kib` KiB (`ulimit -f`, with SIGXFSZ
+    /// ignored so a write past it fails with EFBIG instead of killing the process): a disk that
+    /// fills up, on demand.
+    pub fn start_with_file_size_limit(data_dir: &Path, kib: u32) -> Server {
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {kib}; exec \"$0\" up --listen 127.0.0.1:0 --data-dir \"$1\""
+        );
+        let child = Command::new("bash")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_gureum")])
+            .arg(data_dir)
+            .env("GUREUM_LOG", "error")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bash starts gureum up");
+        Server::wait_listening(child)
+    }
+
+    fn wait_listening(mut child: Child) -> Server {
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gureum listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, url }
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
