@@ -53,11 +53,16 @@ impl Model {
         self.account(p.credit_account_id).unwrap().cp -= p.amount;
     }
 
-    fn batch(&mut self, now: u64, events: &[Transfer]) -> Vec<CreateTransferResult> {
-        use CreateTransferResult as R;
-        let mut ts = now.max(self.last_ts + 1);
-        // Expire everything due at the batch's first timestamp, each expiry taking a timestamp.
-        let base = ts;
+    /// The ledger's timeout pulse: expire what is due, as a batch would first.
+    fn pulse(&mut self, now: u64) {
+        let ts = self.expire(now.max(self.last_ts + 1));
+        self.last_ts = self.last_ts.max(ts - 1);
+    }
+
+    /// Expires everything due at `base`, each expiry taking a timestamp from `base` on; returns
+    /// the next free timestamp.
+    fn expire(&mut self, base: u64) -> u64 {
+        let mut ts = base;
         let mut due: Vec<(u64, u128, usize)> = self
             .transfers
             .iter()
@@ -73,6 +78,12 @@ impl Model {
             self.transfers[i].status = Some(PendingStatus::Expired);
             ts += 1;
         }
+        ts
+    }
+
+    fn batch(&mut self, now: u64, events: &[Transfer]) -> Vec<CreateTransferResult> {
+        use CreateTransferResult as R;
+        let mut ts = self.expire(now.max(self.last_ts + 1));
         let mut results = Vec::new();
         let mut i = 0;
         while i < events.len() {
@@ -384,8 +395,16 @@ fn transfer() -> impl Strategy<Value = Transfer> {
         )
 }
 
-fn batches() -> impl Strategy<Value = Vec<(u64, Vec<Transfer>)>> {
-    prop::collection::vec((0u64..=2, prop::collection::vec(transfer(), 1..12)), 1..30)
+/// Batches: ticks of the clock before it, whether the timeout pulse runs first, the events.
+fn batches() -> impl Strategy<Value = Vec<(u64, bool, Vec<Transfer>)>> {
+    prop::collection::vec(
+        (
+            0u64..=2,
+            prop::bool::weighted(0.3),
+            prop::collection::vec(transfer(), 1..12),
+        ),
+        1..30,
+    )
 }
 
 fn encode(l: &Ledger) -> Vec<u8> {
@@ -394,7 +413,10 @@ fn encode(l: &Ledger) -> Vec<u8> {
     out
 }
 
-fn run(flags: &[AccountFlags], batches: &[(u64, Vec<Transfer>)]) -> Result<Ledger, TestCaseError> {
+fn run(
+    flags: &[AccountFlags],
+    batches: &[(u64, bool, Vec<Transfer>)],
+) -> Result<Ledger, TestCaseError> {
     let mut real = Ledger::new();
     let mut model = Model::default();
     let mut events: Vec<AccountEvent> = flags
@@ -427,8 +449,13 @@ fn run(flags: &[AccountFlags], batches: &[(u64, Vec<Transfer>)]) -> Result<Ledge
         });
     }
     let mut now = START;
-    for (ticks, batch) in batches {
+    for (ticks, pulse, batch) in batches {
         now += ticks * TICK;
+        if *pulse {
+            real.expire_pending(now);
+            model.pulse(now);
+            prop_assert_eq!(real.last_timestamp(), model.last_ts);
+        }
         let events: Vec<TransferEvent> = batch
             .iter()
             .map(|t| TransferEvent {
