@@ -254,3 +254,84 @@ fn bench_reports_durable_throughput_in_process_and_over_http() {
         assert!(r["transfers_per_second"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for id in ["1", "2"] {
+        assert!(
+            ledger_cli(
+                &server.url,
+                &["create-account", "--id", id, "--ledger", "1", "--code", "1"]
+            )
+            .status
+            .success()
+        );
+    }
+    let o = ledger_cli(
+        &server.url,
+        &[
+            "transfer",
+            "--id",
+            "9",
+            "--debit",
+            "1",
+            "--credit",
+            "2",
+            "--amount",
+            "40",
+            "--ledger",
+            "1",
+            "--code",
+            "1",
+            "--flags",
+            "pending",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert!(o.status.success());
+    let pending = |id: &str| -> Value {
+        serde_json::from_str(&stdout(&ledger_cli(
+            &server.url,
+            &["account", id, "--json"],
+        )))
+        .unwrap()
+    };
+    assert_eq!(pending("1")["debits_pending"], "40");
+    // The server's pulse voids it within a moment of the deadline; poll, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pending("1")["debits_pending"] != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pending transfer never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pending("2")["credits_pending"], "0");
+    let t: Value = serde_json::from_str(&stdout(&ledger_cli(
+        &server.url,
+        &["get-transfer", "9", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(t["pending_status"], "expired");
+    let o = ledger_cli(
+        &server.url,
+        &[
+            "transfer",
+            "--id",
+            "10",
+            "--pending-id",
+            "9",
+            "--flags",
+            "post_pending_transfer",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("pending_transfer_expired"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(server.stop().success());
+}
