@@ -49,22 +49,35 @@ async fn post(
         .collect())
 }
 
+async fn create_accounts(http: &reqwest::Client, server: &str) {
+    let accounts: Vec<Value> = (1..=ACCOUNTS)
+        .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))
+        .collect();
+    let url = format!("{server}/v1/ledger/accounts");
+    let created = post(http, &url, &Value::Array(accounts)).await.unwrap();
+    assert!(created.iter().all(|r| r == "ok"));
+}
+
+/// `gureum ledger verify` passes on the data folder.
+fn assert_verifies(dir: &std::path::Path) {
+    let verify = support::gureum()
+        .args(["ledger", "verify", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_transfer_survives_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let http = reqwest::Client::new();
-    let accounts: Vec<Value> = (1..=ACCOUNTS)
-        .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))
-        .collect();
-    let created = post(
-        &http,
-        &format!("{}/v1/ledger/accounts", server.url),
-        &Value::Array(accounts),
-    )
-    .await
-    .unwrap();
-    assert!(created.iter().all(|r| r == "ok"));
+    create_accounts(&http, &server.url).await;
 
     let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -142,16 +155,7 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
         "posted {debits} < acknowledged {acked_amount}"
     );
     assert!(server.stop().success());
-    let verify = support::gureum()
-        .args(["ledger", "verify", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_verifies(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,17 +163,7 @@ async fn a_failed_journal_write_stops_the_ledger_and_loses_nothing_acknowledged(
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_file_size_limit(dir.path(), 256);
     let http = reqwest::Client::new();
-    let accounts: Vec<Value> = (1..=ACCOUNTS)
-        .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))
-        .collect();
-    let created = post(
-        &http,
-        &format!("{}/v1/ledger/accounts", server.url),
-        &Value::Array(accounts),
-    )
-    .await
-    .unwrap();
-    assert!(created.iter().all(|r| r == "ok"));
+    create_accounts(&http, &server.url).await;
     let url = format!("{}/v1/ledger/transfers", server.url);
     let mut acked = Vec::new();
     let mut refusal = None;
@@ -223,14 +217,5 @@ async fn a_failed_journal_write_stops_the_ledger_and_loses_nothing_acknowledged(
         assert!(results.iter().all(|r| r == "exists"), "{results:?}");
     }
     assert!(server.stop().success());
-    let verify = support::gureum()
-        .args(["ledger", "verify", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_verifies(dir.path());
 }

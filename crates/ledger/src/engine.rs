@@ -136,11 +136,10 @@ pub struct Recovered {
 }
 
 /// Rebuilds the ledger from the data folder: the snapshot, then the journal after it. Cuts a
-/// torn tail off; refuses any other damage.
+/// torn tail off; refuses any other damage. A folder without a journal is an empty ledger. The
+/// caller must hold the folder's lock ([`journal::lock_data_dir`]).
 pub fn recover(data_dir: &Path) -> Result<Recovered, JournalError> {
     let started = Instant::now();
-    std::fs::create_dir_all(data_dir)
-        .map_err(JournalError::io(format!("creating {}", data_dir.display())))?;
     let (mut ledger, from, chunks) = snapshot::load(data_dir)?.unwrap_or_default();
     let path = data_dir.join(journal::JOURNAL_FILE);
     let mut replayed = 0;

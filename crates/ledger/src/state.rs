@@ -98,13 +98,6 @@ impl<V> Extend<(u128, V)> for ShardedMap<V> {
     }
 }
 
-impl<V> std::ops::Index<&u128> for ShardedMap<V> {
-    type Output = V;
-    fn index(&self, id: &u128) -> &V {
-        self.get(id).expect("id present")
-    }
-}
-
 /// Transfer ids to positions in the [`TransferLog`].
 ///
 /// Ids that arrive in increasing order — the common case, as clients are advised to use

@@ -106,6 +106,16 @@ impl Api {
     }
 }
 
+/// The ids of a page of transfers, in order.
+fn transfer_ids(page: &Value) -> Vec<&str> {
+    page["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect()
+}
+
 fn assert_problem(reply: &Reply, status: u16, code: &str) {
     assert_eq!(
         reply.status.as_u16(),
@@ -373,12 +383,7 @@ async fn history_and_balances_page_with_cursors() {
         .get("/v1/ledger/accounts/2/transfers?limit=3")
         .await
         .json();
-    let ids: Vec<&str> = page["transfers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ids = transfer_ids(&page);
     assert_eq!(ids, ["100", "101", "102"]);
     let next = page["next"].as_str().unwrap().to_owned();
     let page = api
@@ -387,24 +392,14 @@ async fn history_and_balances_page_with_cursors() {
         ))
         .await
         .json();
-    let ids: Vec<&str> = page["transfers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ids = transfer_ids(&page);
     assert_eq!(ids, ["103", "104"]);
     assert_eq!(page["next"], Value::Null);
     let page = api
         .get("/v1/ledger/accounts/2/transfers?limit=2&reverse=true")
         .await
         .json();
-    let ids: Vec<&str> = page["transfers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ids = transfer_ids(&page);
     assert_eq!(ids, ["104", "103"]);
     let balances = api.get("/v1/ledger/accounts/2/balances").await.json();
     let posted: Vec<&str> = balances["balances"]

@@ -20,24 +20,14 @@ pub struct Server {
 impl Server {
     /// Starts `gureum up` on a free port over `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Server {
-        let mut child = gureum()
+        let child = gureum()
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("GUREUM_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("gureum up starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("gureum listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, url }
+        Server::wait_listening(child)
     }
 
     /// Starts `gureum up` whose files may not grow past `kib` KiB (`ulimit -f`, with SIGXFSZ
@@ -57,6 +47,7 @@ impl Server {
         Server::wait_listening(child)
     }
 
+    /// Reads the child's first line, `gureum listening on URL`.
     fn wait_listening(mut child: Child) -> Server {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
