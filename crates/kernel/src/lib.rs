@@ -1,12 +1,14 @@
 //! Gureum's shared vocabulary: what every service speaks the same way.
 //!
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with stable type URIs.
+//! - [`event`]: the CloudEvents 1.0 envelope every service publishes, with W3C trace context.
 //! - [`decimal`]: serde codecs for integers that travel as decimal strings (ids, amounts),
 //!   because JSON numbers lose precision past 2^53 in most clients.
 //!
 //! This crate must never do I/O of its own or depend on a service crate.
 
 pub mod decimal;
+pub mod event;
 pub mod problem;
 
 pub use problem::Problem;

@@ -1,0 +1,407 @@
+//! SQL storage for one service: SQLite (embedded: one file per service, WAL) or PostgreSQL
+//! (scale-out: one schema per service), behind one handle, [`Store`].
+//!
+//! Services write their queries once, in the SQL both backends understand, with `$1`-style
+//! parameters (SQLite binds `$N` by number too), and their schema once, as [`Migration`]s
+//! whose few dialect differences are spelled as tokens:
+//!
+//! | token | SQLite | PostgreSQL |
+//! |---|---|---|
+//! | `{{id}}` | `INTEGER PRIMARY KEY AUTOINCREMENT` | `BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY` |
+//! | `{{bytes}}` | `BLOB` | `BYTEA` |
+//!
+//! Values cross as `i64`, `String`, `Vec<u8>` (and `Option`s of them): the types both
+//! backends and sqlx's `Any` driver agree on. Money stays integer minor units; time is
+//! microseconds since the Unix epoch in a `BIGINT`.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration as SqlxMigration, MigrationType, Migrator};
+use sqlx::{
+    Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, SqlSafeStr, Transaction,
+};
+
+use crate::StoreError;
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file per service (embedded shape).
+    Sqlite,
+    /// A PostgreSQL schema per service (scale-out shape).
+    Postgres,
+}
+
+/// Connections a PostgreSQL store opens at most.
+pub const POSTGRES_CONNECTIONS_MAX: u32 = 16;
+/// SQLite read connections at most; writes go through one connection of their own.
+pub const SQLITE_READERS_MAX: u32 = 4;
+/// How long a statement waits for a lock held by another connection.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long taking a connection from the pool may take before it is an error.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One schema change: a version (ascending, never reused), a description and the SQL, written
+/// once for both backends with the dialect tokens of this module.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    /// Applied in ascending order; recorded in the set's migrations table.
+    pub version: i64,
+    /// A few words, recorded with the version.
+    pub description: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// A named, ordered list of migrations with its own migrations table
+/// (`_migrations_<name>`), so the platform's tables and a service's evolve independently.
+#[derive(Clone, Copy, Debug)]
+pub struct MigrationSet {
+    /// `[a-z_]+`; names the migrations table.
+    pub name: &'static str,
+    /// In ascending version order.
+    pub migrations: &'static [Migration],
+}
+
+/// The platform's own tables (outbox, aggregate sequences, processed events), present in every
+/// service's database. [`Store::open`] applies them.
+pub const PLATFORM_MIGRATIONS: MigrationSet = MigrationSet {
+    name: "platform",
+    migrations: &[Migration {
+        version: 1,
+        description: "outbox and processed events",
+        sql: include_str!("../migrations/0001_outbox.sql"),
+    }],
+};
+
+/// Where a service's SQL data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqlConfig {
+    /// A SQLite file (created if missing).
+    Sqlite {
+        /// The database file, e.g. `<data-dir>/customers.sqlite`.
+        path: std::path::PathBuf,
+    },
+    /// A PostgreSQL database and the schema the service owns in it.
+    Postgres {
+        /// `postgres://user[:password]@host[:port]/database[?sslmode=…]`.
+        url: String,
+        /// `[a-z_][a-z0-9_]*`, at most 63 bytes; created if missing.
+        schema: String,
+    },
+}
+
+/// A service's SQL storage. Cheap to clone (the pools are shared).
+///
+/// Reads go through [`Store::reader`]; every write goes through a transaction from
+/// [`Store::begin`]. On SQLite the writer is a single connection, so write transactions queue
+/// instead of failing with `SQLITE_BUSY`; readers see the last committed state (WAL).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    reader: AnyPool,
+    writer: AnyPool,
+    /// Names of the in-process exclusive leases currently held (SQLite only: one process).
+    leases: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and applies the platform's migrations.
+    pub async fn open(config: &SqlConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let store = match config {
+            SqlConfig::Sqlite { path } => Store::open_sqlite(path).await?,
+            SqlConfig::Postgres { url, schema } => Store::connect_postgres(url, schema).await?,
+        };
+        store.migrate(&PLATFORM_MIGRATIONS).await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let path = path
+            .to_str()
+            .filter(|p| !p.contains(['?', '#', '%']))
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "SQLite path {} must be UTF-8 without '?', '#' or '%'",
+                    path.display()
+                ))
+            })?;
+        let url = format!("sqlite://{path}?mode=rwc");
+        // The writer first: it creates the file and switches it to WAL before readers open it.
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| configure_sqlite(conn))
+            .connect(&url)
+            .await?;
+        let reader = AnyPoolOptions::new()
+            .max_connections(SQLITE_READERS_MAX)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| configure_sqlite(conn))
+            .connect(&url)
+            .await?;
+        Ok(Store {
+            backend: Backend::Sqlite,
+            reader,
+            writer,
+            leases: Arc::default(),
+        })
+    }
+
+    async fn connect_postgres(url: &str, schema: &str) -> Result<Store, StoreError> {
+        if !is_valid_schema_name(schema) {
+            return Err(StoreError::Config(format!(
+                "schema name {schema:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
+            )));
+        }
+        let mut admin = AnyConnection::connect(url).await?;
+        admin
+            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            ))))
+            .await?;
+        admin.close().await?;
+        let set_path: Arc<str> = format!(
+            "SET search_path TO {schema}; SET lock_timeout = '{}ms'",
+            LOCK_WAIT.as_millis()
+        )
+        .into();
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS_MAX)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(AssertSqlSafe(set_path)))
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres,
+            reader: pool.clone(),
+            writer: pool,
+            leases: Arc::default(),
+        })
+    }
+
+    /// Applies the set's migrations not applied yet, each in its own transaction. A migration
+    /// that was applied with different SQL is an error: schemas are never edited in place.
+    pub async fn migrate(&self, set: &MigrationSet) -> Result<(), StoreError> {
+        if !set
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_')
+            || set.name.is_empty()
+        {
+            return Err(StoreError::Config(format!(
+                "migration set name {:?}",
+                set.name
+            )));
+        }
+        let migrations = set
+            .migrations
+            .iter()
+            .map(|m| {
+                let sql = render(m.sql, self.backend)?;
+                Ok(SqlxMigration::new(
+                    m.version,
+                    m.description.into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(format!("_migrations_{}", set.name));
+        // On its own connection, closed afterwards whatever happened: on PostgreSQL the migrator
+        // holds a session advisory lock that an error return leaves taken, and a pooled
+        // connection would carry it on to block every later migration.
+        let mut conn = self.writer.acquire().await?.detach();
+        let result = migrator.run(&mut conn).await;
+        let closed = conn.close().await;
+        result?;
+        closed?;
+        Ok(())
+    }
+
+    /// The backend behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// Starts a write transaction. Dropping it without `commit` rolls back.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// Takes the named exclusive lease if no one holds it, for work that must have one runner
+    /// per service at a time (the outbox relay). PostgreSQL: a session advisory lock on a
+    /// connection the lease owns, so it is released when the lease is dropped or the process
+    /// dies. SQLite: held in this process (an embedded store has one process).
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut held = self.leases.lock().expect("lease set poisoned");
+                if !held.insert(name.to_owned()) {
+                    return Ok(None);
+                }
+                Ok(Some(Lease {
+                    inner: LeaseInner::Local {
+                        name: name.to_owned(),
+                        held: self.leases.clone(),
+                    },
+                }))
+            }
+            Backend::Postgres => {
+                let mut conn = self.reader.acquire().await?.detach();
+                let key = format!("gureum.lease.{name}");
+                let taken: bool = sqlx::query_scalar(
+                    "SELECT pg_try_advisory_lock(hashtext(current_schema() || $1)::bigint)",
+                )
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await?;
+                if !taken {
+                    conn.close().await?;
+                    return Ok(None);
+                }
+                Ok(Some(Lease {
+                    inner: LeaseInner::Session { _conn: conn },
+                }))
+            }
+        }
+    }
+
+    /// Closes every connection (after the transactions in flight).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// An exclusive lease from [`Store::try_lease`]; released on drop.
+#[derive(Debug)]
+pub struct Lease {
+    inner: LeaseInner,
+}
+
+#[derive(Debug)]
+enum LeaseInner {
+    Local {
+        name: String,
+        held: Arc<Mutex<HashSet<String>>>,
+    },
+    /// Closing the connection (on drop) ends the session and its advisory lock.
+    Session { _conn: AnyConnection },
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let LeaseInner::Local { name, held } = &self.inner {
+            held.lock().expect("lease set poisoned").remove(name);
+        }
+    }
+}
+
+/// The pragmas every SQLite connection runs with: wait for locks instead of failing, WAL (readers
+/// never block the writer), a commit is durable when it returns, foreign keys enforced.
+fn configure_sqlite(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(sqlx::raw_sql(
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        ))
+        .await
+        .map(|_| ())
+    })
+}
+
+/// Whether `name` is a PostgreSQL identifier Gureum accepts unquoted for a schema.
+pub fn is_valid_schema_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Replaces the dialect tokens with the backend's spelling. Any other `{{…}}` is an error, so
+/// a typo never reaches the database as literal text.
+pub fn render(sql: &str, backend: Backend) -> Result<String, StoreError> {
+    let (id, bytes) = match backend {
+        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+        Backend::Postgres => ("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA"),
+    };
+    let rendered = sql.replace("{{id}}", id).replace("{{bytes}}", bytes);
+    if let Some(at) = rendered.find("{{") {
+        let token: String = rendered[at..].chars().take(24).collect();
+        return Err(StoreError::Config(format!(
+            "unknown dialect token in migration: {token}"
+        )));
+    }
+    Ok(rendered)
+}
+
+/// Whether an error is a unique-constraint violation (the same on both backends).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+/// Microseconds since the Unix epoch, from the system clock: the shell's clock for
+/// `*_at_us` columns.
+pub fn now_us() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    i64::try_from(since.as_micros()).expect("time fits in i64 microseconds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_spells_tokens_per_backend_and_refuses_unknown_ones() {
+        let sql = "CREATE TABLE t (seq {{id}}, body {{bytes}} NOT NULL)";
+        assert_eq!(
+            render(sql, Backend::Sqlite).unwrap(),
+            "CREATE TABLE t (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)"
+        );
+        assert_eq!(
+            render(sql, Backend::Postgres).unwrap(),
+            "CREATE TABLE t (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body BYTEA NOT NULL)"
+        );
+        let err = render("CREATE TABLE t (x {{uuid}})", Backend::Sqlite).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: unknown dialect token in migration: {{uuid}})"
+        );
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for good in ["ledger", "customers_2", "_x"] {
+            assert!(is_valid_schema_name(good), "{good}");
+        }
+        for bad in ["", "2x", "Customers", "a-b", "a;drop", &"a".repeat(64)] {
+            assert!(!is_valid_schema_name(bad), "{bad}");
+        }
+    }
+}
