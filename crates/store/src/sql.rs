@@ -281,7 +281,7 @@ impl Store {
                     return Ok(None);
                 }
                 Ok(Some(Lease {
-                    inner: LeaseInner::Session { _conn: conn },
+                    inner: LeaseInner::Session { conn },
                 }))
             }
         }
@@ -300,6 +300,17 @@ pub struct Lease {
     inner: LeaseInner,
 }
 
+impl Lease {
+    /// Whether the lease is still held: on PostgreSQL, whether its session is alive (a lost
+    /// connection has released the lock, and another process may hold it now).
+    pub async fn is_held(&mut self) -> bool {
+        match &mut self.inner {
+            LeaseInner::Local { .. } => true,
+            LeaseInner::Session { conn } => conn.ping().await.is_ok(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum LeaseInner {
     Local {
@@ -307,7 +318,7 @@ enum LeaseInner {
         held: Arc<Mutex<HashSet<String>>>,
     },
     /// Closing the connection (on drop) ends the session and its advisory lock.
-    Session { _conn: AnyConnection },
+    Session { conn: AnyConnection },
 }
 
 impl Drop for Lease {

@@ -1,0 +1,182 @@
+//! The JetStream bus: a stream per service (file storage, replicas as configured), durable
+//! pull consumers with explicit acks, deduplication by `Nats-Msg-Id` (the event id) within the
+//! stream's duplicate window. Redelivery delays are given with each negative ack (`nak` with a
+//! delay), and the consumer's own `max_deliver` is unlimited: the consumer loop counts attempts
+//! and dead-letters, so a crash in the middle of the last attempt still ends in a dead letter.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, message::PublishMessage, stream};
+use futures::StreamExt;
+
+use crate::{Acker, BusError, ConsumerSpec, Delivery, Published, StreamSpec};
+
+/// How long a publish waits for JetStream's acknowledgement.
+pub const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deliveries a consumer may have unacknowledged at once.
+pub const ACK_PENDING_MAX: i64 = 1_024;
+
+/// The JetStream bus. Cheap to clone (one connection, shared).
+#[derive(Clone, Debug)]
+pub struct NatsBus {
+    jetstream: jetstream::Context,
+}
+
+impl NatsBus {
+    /// Connects to NATS at `url` (e.g. `nats://127.0.0.1:4222`; several servers comma-separated).
+    pub async fn connect(url: &str) -> Result<NatsBus, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("gureum")
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Nats(format!("connect to {url}: {e}")))?;
+        Ok(NatsBus::from_client(client))
+    }
+
+    /// Uses an existing connection.
+    pub fn from_client(client: async_nats::Client) -> NatsBus {
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(PUBLISH_ACK_TIMEOUT)
+            .build(client);
+        NatsBus { jetstream }
+    }
+
+    /// The JetStream context (for the replicated ledger journal and KV leases).
+    pub fn context(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    pub(crate) async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        let config = stream::Config {
+            name: spec.name.clone(),
+            subjects: spec.subjects.clone(),
+            duplicate_window: spec.duplicate_window,
+            max_age: spec.max_age,
+            num_replicas: spec.replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        };
+        self.jetstream
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| BusError::Nats(format!("stream {}: {e}", spec.name)))?;
+        Ok(())
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: String,
+    ) -> Result<Published, BusError> {
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(msg_id);
+        let ack = self
+            .jetstream
+            .send_publish(subject.to_owned(), message)
+            .await
+            .map_err(|e| nats_publish_error(subject, &e))?
+            .await
+            .map_err(|e| nats_publish_error(subject, &e))?;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    pub(crate) async fn consumer(&self, spec: &ConsumerSpec) -> Result<NatsConsumer, BusError> {
+        let stream = self
+            .jetstream
+            .get_stream(&spec.stream)
+            .await
+            .map_err(|e| BusError::Nats(format!("stream {}: {e}", spec.stream)))?;
+        let config = pull::Config {
+            durable_name: Some(spec.durable.clone()),
+            filter_subject: spec.filter_subject.clone(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: ACK_PENDING_MAX,
+            ..Default::default()
+        };
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| BusError::Nats(format!("consumer {}: {e}", spec.durable)))?;
+        Ok(NatsConsumer { consumer })
+    }
+}
+
+fn nats_publish_error(subject: &str, e: &jetstream::context::PublishError) -> BusError {
+    if matches!(
+        e.kind(),
+        jetstream::context::PublishErrorKind::StreamNotFound
+    ) {
+        BusError::NoStream(subject.to_owned())
+    } else {
+        BusError::Nats(format!("publish on {subject}: {e}"))
+    }
+}
+
+/// A durable pull consumer on JetStream.
+pub struct NatsConsumer {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+}
+
+impl std::fmt::Debug for NatsConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConsumer").finish_non_exhaustive()
+    }
+}
+
+impl NatsConsumer {
+    pub(crate) async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        // JetStream refuses expiries under a millisecond; a zero wait means "what is there now".
+        let expires = wait.max(Duration::from_millis(10));
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(expires)
+            .messages()
+            .await
+            .map_err(|e| BusError::Nats(format!("fetch: {e}")))?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| BusError::Nats(format!("fetch: {e}")))?;
+            let attempt = message
+                .info()
+                .map_err(|e| BusError::Nats(format!("delivery metadata: {e}")))?
+                .delivered;
+            let payload = String::from_utf8_lossy(&message.payload).into_owned();
+            out.push(Delivery {
+                subject: message.subject.to_string(),
+                payload,
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                acker: Acker::Nats(Box::new(message)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Acknowledges and waits for the server to confirm, so a returned ack is not redelivered.
+pub(crate) async fn ack(message: &jetstream::Message) -> Result<(), BusError> {
+    message
+        .double_ack()
+        .await
+        .map_err(|e| BusError::Nats(format!("ack: {e}")))
+}
+
+pub(crate) async fn nak(message: &jetstream::Message, delay: Duration) -> Result<(), BusError> {
+    message
+        .ack_with(AckKind::Nak(Some(delay)))
+        .await
+        .map_err(|e| BusError::Nats(format!("nak: {e}")))
+}
