@@ -20,6 +20,8 @@ pub mod consume;
 pub mod embedded;
 pub mod nats;
 pub mod relay;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use consume::{Handler, HandlerError, run_consumer};
 pub use relay::Relay;

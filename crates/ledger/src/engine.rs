@@ -13,7 +13,9 @@
 //! from the journal.
 
 use crate::codec;
-use crate::journal::{self, JournalEncoder, JournalError, JournalFile, Position, RecordKind};
+use crate::journal::{
+    self, JournalEncoder, JournalError, JournalFile, JournalSink, Position, RecordKind,
+};
 use crate::snapshot::{self, ChunkCrcs};
 use crate::state::{AccountEvent, Chunk, Ledger, SnapshotImage, TransferEvent};
 use crate::types::*;
@@ -182,14 +184,43 @@ impl Engine {
         )))?;
         // Taken before recovery, which may cut a torn tail: one writer, always.
         let lock = journal::lock_data_dir(&config.data_dir)?;
-        let Recovered {
-            ledger,
-            position,
-            chunks,
-            report,
-        } = recover(&config.data_dir)?;
+        let recovered = recover(&config.data_dir)?;
+        let report = recovered.report.clone();
         let journal_path = config.data_dir.join(journal::JOURNAL_FILE);
-        let file = JournalFile::open(&journal_path, position.offset)?;
+        let file = JournalFile::open(&journal_path, recovered.position.offset)?;
+        let storage = Storage::Local {
+            lock,
+            chunks: recovered.chunks,
+        };
+        let engine = Engine::start(
+            config,
+            recovered.ledger,
+            recovered.position,
+            Box::new(file),
+            storage,
+        )?;
+        Ok((engine, report))
+    }
+
+    /// Serves `ledger`, whose journal stands at `position`, appending to a replicated journal
+    /// through `sink` (see [`crate::replicated`]). Nothing is written to a local folder: the
+    /// replicated journal is the only copy, and no local snapshots are taken.
+    pub fn open_replicated(
+        config: EngineConfig,
+        ledger: Ledger,
+        position: Position,
+        sink: Box<dyn JournalSink>,
+    ) -> Result<Engine, JournalError> {
+        Engine::start(config, ledger, position, sink, Storage::None)
+    }
+
+    fn start(
+        config: EngineConfig,
+        ledger: Ledger,
+        position: Position,
+        sink: Box<dyn JournalSink>,
+        storage: Storage,
+    ) -> Result<Engine, JournalError> {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let failed = Arc::new(AtomicBool::new(false));
         let (commits, commits_rx) = std::sync::mpsc::sync_channel(COMMITS_IN_FLIGHT_MAX);
@@ -197,17 +228,21 @@ impl Engine {
         let io_failed = failed.clone();
         let io_thread = std::thread::Builder::new()
             .name("ledger-journal".into())
-            .spawn(move || journal_thread(file, commits_rx, recycle_tx, io_failed))
+            .spawn(move || journal_thread(sink, commits_rx, recycle_tx, io_failed))
             .map_err(JournalError::io("starting the ledger journal thread"))?;
-        let chunks_sent = chunks.len();
         let snapshot_busy = Arc::new(AtomicBool::new(false));
-        let (storage, jobs) = std::sync::mpsc::channel();
-        let storage_thread = {
-            let (dir, busy) = (config.data_dir.clone(), snapshot_busy.clone());
-            std::thread::Builder::new()
-                .name("ledger-storage".into())
-                .spawn(move || storage_thread(dir, chunks, jobs, busy))
-                .map_err(JournalError::io("starting the ledger storage thread"))?
+        let (lock, chunks_sent, storage, storage_thread) = match storage {
+            Storage::Local { lock, chunks } => {
+                let chunks_sent = chunks.len();
+                let (storage, jobs) = std::sync::mpsc::channel();
+                let (dir, busy) = (config.data_dir.clone(), snapshot_busy.clone());
+                let thread = std::thread::Builder::new()
+                    .name("ledger-storage".into())
+                    .spawn(move || storage_thread(dir, chunks, jobs, busy))
+                    .map_err(JournalError::io("starting the ledger storage thread"))?;
+                (Some(lock), chunks_sent, Some(storage), Some(thread))
+            }
+            Storage::None => (None, 0, None, None),
         };
         let mut worker = Worker {
             _lock: lock,
@@ -216,8 +251,8 @@ impl Engine {
             commits,
             recycled,
             io_thread: Some(io_thread),
-            storage: Some(storage),
-            storage_thread: Some(storage_thread),
+            storage,
+            storage_thread,
             chunks_sent,
             snapshot_busy,
             snapshot_offset: position.offset,
@@ -228,14 +263,11 @@ impl Engine {
             .name("ledger-engine".into())
             .spawn(move || worker.run(rx))
             .map_err(JournalError::io("starting the ledger engine thread"))?;
-        Ok((
-            Engine {
-                tx,
-                thread: std::sync::Mutex::new(Some(thread)),
-                failed,
-            },
-            report,
-        ))
+        Ok(Engine {
+            tx,
+            thread: std::sync::Mutex::new(Some(thread)),
+            failed,
+        })
     }
 
     /// Whether the engine stopped after a storage failure.
@@ -326,9 +358,20 @@ enum Commit {
     Barrier(std::sync::mpsc::Sender<bool>),
 }
 
+/// Where chunk files and snapshots go.
+enum Storage {
+    /// The data folder (held locked) and the chunk files its snapshot names.
+    Local {
+        lock: std::fs::File,
+        chunks: ChunkCrcs,
+    },
+    /// Nowhere (the replicated journal is the copy).
+    None,
+}
+
 struct Worker {
-    /// The data folder's lock, released when the engine thread ends.
-    _lock: std::fs::File,
+    /// The data folder's lock (file journal only), released when the engine thread ends.
+    _lock: Option<std::fs::File>,
     ledger: Ledger,
     encoder: JournalEncoder,
     commits: std::sync::mpsc::SyncSender<Commit>,
@@ -467,7 +510,7 @@ impl Worker {
     /// Starts a snapshot on the storage thread, unless one is still being written. The image
     /// shares the transfer history with the live state, so taking it costs little.
     fn snapshot_in_background(&mut self) {
-        if self.snapshot_busy.load(Ordering::Acquire) || !self.barrier() {
+        if self.storage.is_none() || self.snapshot_busy.load(Ordering::Acquire) || !self.barrier() {
             return;
         }
         let position = self.encoder.position();
@@ -479,9 +522,10 @@ impl Worker {
         self.snapshot_offset = position.offset;
     }
 
-    /// Writes a snapshot of durable state and waits for it; skipped if the journal failed.
+    /// Writes a snapshot of durable state and waits for it; skipped if the journal failed or
+    /// there is no local storage.
     fn snapshot(&mut self) -> Result<(), JournalError> {
-        if !self.barrier() {
+        if self.storage.is_none() || !self.barrier() {
             return Ok(());
         }
         let position = self.encoder.position();
@@ -573,7 +617,7 @@ fn storage_thread(
 
 /// Writes groups as they come, all waiting groups with one fsync, then releases their answers.
 fn journal_thread(
-    mut file: JournalFile,
+    mut file: Box<dyn JournalSink>,
     commits: std::sync::mpsc::Receiver<Commit>,
     recycle: std::sync::mpsc::Sender<Vec<u8>>,
     failed: Arc<AtomicBool>,

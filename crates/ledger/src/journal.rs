@@ -150,6 +150,9 @@ pub enum JournalError {
         /// The data folder.
         dir: PathBuf,
     },
+    /// The replicated journal refused a write or could not be reached.
+    #[error("replicated journal: {0}")]
+    Replication(String),
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -288,6 +291,136 @@ impl JournalFile {
                 .map_err(JournalError::io(context()))?;
         }
         self.file.sync_data().map_err(JournalError::io(context()))
+    }
+}
+
+/// Where the journal thread makes encoded records durable: the local file, or a replicated
+/// stream (`crate::replicated`). A call returns only when every byte given is durable; an error
+/// means the state of the sink is unknown and the engine stops.
+pub trait JournalSink: Send + 'static {
+    /// Appends `bytes` (whole records, in order) and waits until they are durable.
+    fn write_durable(&mut self, bytes: &[&[u8]]) -> Result<(), JournalError>;
+}
+
+impl JournalSink for JournalFile {
+    fn write_durable(&mut self, bytes: &[&[u8]]) -> Result<(), JournalError> {
+        JournalFile::write_durable(self, bytes)
+    }
+}
+
+/// Reads records from a journal that arrives in pieces (the replicated journal's messages),
+/// each piece tagged with the byte offset it starts at.
+///
+/// A piece that starts before the end of the bytes received so far replaces them from there:
+/// that is how a new leader cuts off the partial record a dead leader left (it writes from the
+/// end of the last whole record). It may never start before that end, nor after the end of
+/// what was received (a gap). Every record is checked as in the file journal: header and
+/// payload checksums, sequence, hash chain.
+pub struct RecordStream {
+    source: PathBuf,
+    /// After the last whole record.
+    position: Position,
+    /// Bytes after `position.offset` that do not make a whole record yet.
+    pending: Vec<u8>,
+}
+
+impl RecordStream {
+    /// A reader continuing after `position`; `source` names the journal in errors.
+    pub fn new(source: impl Into<PathBuf>, position: Position) -> RecordStream {
+        RecordStream {
+            source: source.into(),
+            position,
+            pending: Vec::new(),
+        }
+    }
+
+    /// After the last whole record: where a new writer continues.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Bytes received past the last whole record (a partial record).
+    pub fn partial_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes `bytes` starting at journal offset `offset` and visits every record completed.
+    pub fn push(
+        &mut self,
+        offset: u64,
+        bytes: &[u8],
+        mut visit: impl FnMut(&RecordHeader, &[u8]) -> Result<(), String>,
+    ) -> Result<(), JournalError> {
+        let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
+            path: self.source.clone(),
+            offset,
+            reason,
+        };
+        let end = self.position.offset + self.pending.len() as u64;
+        if offset > end {
+            return Err(corrupt(
+                end,
+                format!("a piece starts at {offset}, after the end of what came before"),
+            ));
+        }
+        if offset < self.position.offset {
+            return Err(corrupt(
+                offset,
+                format!(
+                    "a piece starts at {offset}, inside record {} which was already complete",
+                    self.position.seq
+                ),
+            ));
+        }
+        self.pending
+            .truncate((offset - self.position.offset) as usize);
+        self.pending.extend_from_slice(bytes);
+        let mut used = 0;
+        while self.pending.len() - used >= HEADER_SIZE {
+            let at = self.position.offset;
+            let rest = &self.pending[used..];
+            let header: &[u8; HEADER_SIZE] = rest[..HEADER_SIZE].try_into().expect("header size");
+            let Some(h) = parse_header(header, at) else {
+                return Err(corrupt(at, "record header fails its checksum".into()));
+            };
+            if h.seq != self.position.seq + 1 {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "expected record {} but found {}",
+                        self.position.seq + 1,
+                        h.seq
+                    ),
+                ));
+            }
+            let payload_len =
+                u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) as usize;
+            if rest.len() < HEADER_SIZE + payload_len {
+                break;
+            }
+            let payload = &rest[HEADER_SIZE..HEADER_SIZE + payload_len];
+            let payload_crc = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+            if crc32c::crc32c(payload) != payload_crc {
+                return Err(corrupt(at, "record payload fails its checksum".into()));
+            }
+            if h.prev_hash != self.position.hash {
+                return Err(corrupt(
+                    at,
+                    "record does not chain to the previous record's hash".into(),
+                ));
+            }
+            let hash = record_hash(header, payload);
+            let h = RecordHeader { hash, ..h };
+            visit(&h, payload).map_err(|reason| corrupt(at, reason))?;
+            self.position = Position {
+                seq: h.seq,
+                offset: at + (HEADER_SIZE + payload_len) as u64,
+                hash,
+            };
+            used += HEADER_SIZE + payload_len;
+        }
+        self.pending.drain(..used);
+        Ok(())
     }
 }
 

@@ -5,6 +5,8 @@
 //! - [`codec`]: the fixed-size binary encoding shared by the journal, snapshots and the binary API.
 //! - [`journal`] and [`snapshot`]: durability. An append-only, checksummed, hash-chained journal
 //!   with group commit, and snapshots that bound recovery time.
+//! - [`replicated`]: the journal on a NATS JetStream stream, with a fenced single writer,
+//!   a lease and a standby that takes over.
 //! - [`engine`]: the imperative shell. One thread owns the state and the journal, gathers
 //!   waiting batches, applies them, makes them durable with one fsync, then answers.
 //! - [`api`]: the HTTP API (JSON and binary) and its OpenAPI document.
@@ -13,6 +15,7 @@ pub mod api;
 pub mod codec;
 pub mod engine;
 pub mod journal;
+pub mod replicated;
 pub mod snapshot;
 pub mod state;
 pub mod types;

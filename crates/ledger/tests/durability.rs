@@ -5,8 +5,11 @@ use ledger::journal::{HEADER_SIZE, JOURNAL_FILE, JournalError};
 use ledger::snapshot::SNAPSHOT_FILE;
 use ledger::*;
 use std::path::Path;
+
+mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use support::transfers;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -37,22 +40,6 @@ fn accounts(ids: std::ops::RangeInclusive<u128>) -> Vec<AccountEvent> {
             ..Account::default()
         },
         metadata: Some(format!("{{\"n\":{id}}}").into()),
-    })
-    .collect()
-}
-
-fn transfers(ids: std::ops::Range<u128>) -> Vec<TransferEvent> {
-    ids.map(|id| TransferEvent {
-        transfer: Transfer {
-            id,
-            debit_account_id: 1 + id % 3,
-            credit_account_id: 1 + (id + 1) % 3,
-            amount: id,
-            ledger: 1,
-            code: 1,
-            ..Transfer::default()
-        },
-        metadata: None,
     })
     .collect()
 }

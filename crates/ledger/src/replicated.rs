@@ -1,0 +1,394 @@
+//! The replicated journal: the ledger's journal on a NATS JetStream stream (R3 across zones in
+//! production), so the ledger survives losing its node.
+//!
+//! - **The log.** The journal's bytes — the same checksummed, hash-chained records as the file
+//!   journal — are appended as messages to the stream `ledger-journal-<shard>` (subject
+//!   `journal.ledger.<shard>`). Each message carries the journal byte offset it starts at
+//!   (header `Gureum-Offset`); a group commit larger than one message is split across several.
+//!   A group is durable, and its answers released, when JetStream has acknowledged every one of
+//!   its messages (stored on a majority of replicas).
+//! - **One writer, fenced.** Every append says which stream sequence it expects to follow
+//!   (`Nats-Expected-Last-Sequence`). A writer that is not the last to have appended — a stale
+//!   leader, paused or cut off while another took over — is refused and stops serving.
+//! - **Leadership** is a lease: the key `leader` in the KV bucket `ledger-lease-<shard>`, created by
+//!   the leader and renewed well within the bucket's maximum age. When the leader dies the key
+//!   ages out and a standby creates it.
+//! - **A standby** tails the stream and applies every record to its own copy of the state, so
+//!   when it wins the lease it only has to read what is left, then **seal** the log: append an
+//!   empty message at the end of the last whole record, expecting the last sequence it read.
+//!   Once that append is accepted, the old leader's next append is refused. A partial record a
+//!   dead leader left behind is cut off by the seal (see [`RecordStream`]); it was never
+//!   acknowledged.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, kv, message::PublishMessage, stream};
+
+use crate::journal::{self, JournalError, JournalSink, Position, RecordStream};
+use crate::state::Ledger;
+
+/// The key of the lease in its bucket.
+pub const LEASE_KEY: &str = "leader";
+/// The header giving the journal byte offset a message starts at.
+pub const OFFSET_HEADER: &str = "Gureum-Offset";
+/// Room left in a message for headers and protocol framing.
+const MESSAGE_OVERHEAD: usize = 16 << 10;
+
+/// How a replicated ledger node runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// The ledger shard this node serves (one writer per shard).
+    pub shard: u32,
+    /// Copies JetStream keeps of the journal and the lease: 1 on a laptop, 3 across zones.
+    pub replicas: usize,
+    /// A lease not renewed for this long expires, and a standby takes over.
+    pub lease_ttl: Duration,
+    /// This node's name, written into the lease (for operators).
+    pub node: String,
+}
+
+impl ReplicationConfig {
+    /// The stream holding shard `shard`'s journal.
+    pub fn stream_name(&self) -> String {
+        format!("ledger-journal-{}", self.shard)
+    }
+
+    /// The subject the journal is appended on.
+    pub fn subject(&self) -> String {
+        format!("journal.ledger.{}", self.shard)
+    }
+
+    /// The KV bucket holding the shard's lease; its maximum age is the lease's time to live.
+    pub fn lease_bucket(&self) -> String {
+        format!("ledger-lease-{}", self.shard)
+    }
+
+    /// How often the leader renews its lease.
+    pub fn renew_every(&self) -> Duration {
+        self.lease_ttl / 4
+    }
+}
+
+fn nats_error(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> JournalError + '_ {
+    move |e| JournalError::Replication(format!("{what}: {e}"))
+}
+
+/// Creates the journal stream and the lease bucket if missing. The journal keeps everything:
+/// no age or size limit, and deleting or purging messages is refused.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &ReplicationConfig,
+) -> Result<(), JournalError> {
+    let stream_config = stream::Config {
+        name: config.stream_name(),
+        subjects: vec![config.subject()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: config.replicas,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    };
+    js.get_or_create_stream(stream_config)
+        .await
+        .map_err(|e| nats_error("creating the journal stream")(&e))?;
+    if js.get_key_value(config.lease_bucket()).await.is_err() {
+        js.create_key_value(kv::Config {
+            bucket: config.lease_bucket(),
+            history: 1,
+            max_age: config.lease_ttl,
+            num_replicas: config.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating the lease bucket")(&e))?;
+    }
+    Ok(())
+}
+
+/// A copy of the ledger kept up to date from the journal stream.
+pub struct Follower {
+    ledger: Ledger,
+    records: RecordStream,
+    /// The last stream sequence applied.
+    stream_seq: u64,
+    stream: stream::Stream,
+}
+
+impl Follower {
+    /// A follower starting from an empty ledger at the stream's beginning.
+    pub async fn new(
+        js: &jetstream::Context,
+        config: &ReplicationConfig,
+    ) -> Result<Follower, JournalError> {
+        let name = config.stream_name();
+        let stream = js
+            .get_stream(&name)
+            .await
+            .map_err(|e| nats_error("opening the journal stream")(&e))?;
+        Ok(Follower {
+            ledger: Ledger::default(),
+            records: RecordStream::new(format!("jetstream:{name}"), Position::default()),
+            stream_seq: 0,
+            stream,
+        })
+    }
+
+    /// The state applied so far.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The last stream sequence applied.
+    pub fn stream_seq(&self) -> u64 {
+        self.stream_seq
+    }
+
+    /// After the last whole record.
+    pub fn position(&self) -> Position {
+        self.records.position()
+    }
+
+    /// Applies every message appended since the last call; returns how many.
+    pub async fn catch_up(&mut self) -> Result<u64, JournalError> {
+        let last = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| nats_error("reading the journal stream's state")(&e))?
+            .state
+            .last_sequence;
+        let from = self.stream_seq;
+        while self.stream_seq < last {
+            let seq = self.stream_seq + 1;
+            let message = self
+                .stream
+                .get_raw_message(seq)
+                .await
+                .map_err(|e| nats_error(&format!("reading journal message {seq}"))(&e))?;
+            self.apply(seq, &message.headers, &message.payload)?;
+        }
+        Ok(self.stream_seq - from)
+    }
+
+    fn apply(&mut self, seq: u64, headers: &HeaderMap, payload: &[u8]) -> Result<(), JournalError> {
+        let offset = headers
+            .get(OFFSET_HEADER)
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .ok_or_else(|| {
+                JournalError::Replication(format!(
+                    "journal message {seq} has no valid {OFFSET_HEADER} header"
+                ))
+            })?;
+        let ledger = &mut self.ledger;
+        self.records.push(offset, payload, |header, payload| {
+            journal::replay(ledger, header, payload)
+                .map_err(|e| format!("record {} does not decode: {e}", header.seq))
+        })?;
+        self.stream_seq = seq;
+        Ok(())
+    }
+
+    /// Appends the seal: an empty message at the end of the last whole record, expecting the
+    /// last sequence this follower applied. `Ok(false)`: someone appended meanwhile; catch up
+    /// and try again. On success the follower's state is the whole journal, and a writer may
+    /// continue from [`Follower::into_writer`].
+    pub async fn seal(
+        &mut self,
+        js: &jetstream::Context,
+        config: &ReplicationConfig,
+    ) -> Result<bool, JournalError> {
+        let message = PublishMessage::build()
+            .header(
+                OFFSET_HEADER,
+                self.records.position().offset.to_string().as_str(),
+            )
+            .expected_last_sequence(self.stream_seq);
+        let ack = match js.send_publish(config.subject(), message).await {
+            Ok(pending) => pending.await,
+            Err(e) => return Err(nats_error("sealing the journal")(&e)),
+        };
+        match ack {
+            Ok(ack) => {
+                let headers = seal_headers(self.records.position().offset);
+                self.apply(ack.sequence, &headers, &[])?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(false)
+            }
+            Err(e) => Err(nats_error("sealing the journal")(&e)),
+        }
+    }
+
+    /// The state and a sink that appends after it, for the engine of a new leader.
+    pub fn into_writer(
+        self,
+        js: jetstream::Context,
+        config: &ReplicationConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> (Ledger, Position, JetStreamSink) {
+        let position = self.records.position();
+        let message_bytes_max = js
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(MESSAGE_OVERHEAD)
+            .max(64 << 10);
+        let sink = JetStreamSink {
+            js,
+            subject: config.subject(),
+            last_seq: self.stream_seq,
+            offset: position.offset,
+            message_bytes_max,
+            runtime,
+        };
+        (self.ledger, position, sink)
+    }
+}
+
+fn seal_headers(offset: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(OFFSET_HEADER, offset.to_string().as_str());
+    headers
+}
+
+/// Appends the journal to the stream, fenced by the expected last sequence. Runs on the
+/// engine's journal thread (it blocks on the async client through `runtime`).
+pub struct JetStreamSink {
+    js: jetstream::Context,
+    subject: String,
+    last_seq: u64,
+    offset: u64,
+    message_bytes_max: usize,
+    runtime: tokio::runtime::Handle,
+}
+
+impl JournalSink for JetStreamSink {
+    fn write_durable(&mut self, bytes: &[&[u8]]) -> Result<(), JournalError> {
+        let joined: Vec<u8>;
+        let all: &[u8] = if bytes.len() == 1 {
+            bytes[0]
+        } else {
+            joined = bytes.concat();
+            &joined
+        };
+        let runtime = self.runtime.clone();
+        runtime.block_on(self.append(all))
+    }
+}
+
+impl JetStreamSink {
+    /// Publishes `all` as one or more messages, each expecting the one before, all in flight at
+    /// once; durable when every acknowledgement is in.
+    async fn append(&mut self, all: &[u8]) -> Result<(), JournalError> {
+        let mut pending = Vec::new();
+        let mut offset = self.offset;
+        for (expected, part) in (self.last_seq..).zip(all.chunks(self.message_bytes_max)) {
+            let message = PublishMessage::build()
+                .payload(bytes::Bytes::copy_from_slice(part))
+                .header(OFFSET_HEADER, offset.to_string().as_str())
+                .expected_last_sequence(expected);
+            let ack = self
+                .js
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|e| nats_error("appending to the journal")(&e))?;
+            pending.push(ack);
+            offset += part.len() as u64;
+        }
+        for ack in pending {
+            let ack = ack.await.map_err(|e| {
+                if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence {
+                    JournalError::Replication(
+                        "another leader appended to the journal: this node was fenced off and stops serving".into(),
+                    )
+                } else {
+                    nats_error("appending to the journal")(&e)
+                }
+            })?;
+            if ack.sequence != self.last_seq + 1 {
+                return Err(JournalError::Replication(format!(
+                    "the journal stored a message at sequence {} where {} was expected",
+                    ack.sequence,
+                    self.last_seq + 1
+                )));
+            }
+            self.last_seq = ack.sequence;
+        }
+        self.offset = offset;
+        Ok(())
+    }
+}
+
+/// A held leadership lease.
+pub struct Lease {
+    kv: kv::Store,
+    key: String,
+    node: String,
+    revision: u64,
+}
+
+impl Lease {
+    /// Takes the lease if no one holds it (or the holder's lease aged out).
+    pub async fn try_acquire(
+        js: &jetstream::Context,
+        config: &ReplicationConfig,
+    ) -> Result<Option<Lease>, JournalError> {
+        let kv = js
+            .get_key_value(config.lease_bucket())
+            .await
+            .map_err(|e| nats_error("opening the lease bucket")(&e))?;
+        let key = LEASE_KEY.to_owned();
+        match kv.create(&key, config.node.clone().into()).await {
+            Ok(revision) => Ok(Some(Lease {
+                kv,
+                key,
+                node: config.node.clone(),
+                revision,
+            })),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(nats_error("taking the lease")(&e)),
+        }
+    }
+
+    /// Renews the lease; an error means it is lost (someone else holds it, or NATS is
+    /// unreachable for longer than is safe) and the node must stop writing.
+    pub async fn renew(&mut self) -> Result<(), JournalError> {
+        self.revision = self
+            .kv
+            .update(&self.key, self.node.clone().into(), self.revision)
+            .await
+            .map_err(|e| nats_error("renewing the lease")(&e))?;
+        Ok(())
+    }
+
+    /// Gives the lease up (graceful shutdown), so a standby takes over at once.
+    pub async fn release(self) -> Result<(), JournalError> {
+        self.kv
+            .delete_expect_revision(&self.key, Some(self.revision))
+            .await
+            .map_err(|e| nats_error("releasing the lease")(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_shard() {
+        let c = ReplicationConfig {
+            shard: 2,
+            replicas: 3,
+            lease_ttl: Duration::from_secs(2),
+            node: "a".into(),
+        };
+        assert_eq!(c.stream_name(), "ledger-journal-2");
+        assert_eq!(c.subject(), "journal.ledger.2");
+        assert_eq!(c.lease_bucket(), "ledger-lease-2");
+        assert_eq!(c.renew_every(), Duration::from_millis(500));
+    }
+}
