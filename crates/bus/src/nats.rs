@@ -25,9 +25,10 @@ pub struct NatsBus {
 impl NatsBus {
     /// Connects to NATS at `url` (e.g. `nats://127.0.0.1:4222`; several servers comma-separated).
     pub async fn connect(url: &str) -> Result<NatsBus, BusError> {
+        let servers = server_addrs(url)?;
         let client = async_nats::ConnectOptions::new()
             .name("gureum")
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| BusError::Nats(format!("connect to {url}: {e}")))?;
         Ok(NatsBus::from_client(client))
@@ -107,6 +108,18 @@ impl NatsBus {
             .map_err(|e| BusError::Nats(format!("consumer {}: {e}", spec.durable)))?;
         Ok(NatsConsumer { consumer })
     }
+}
+
+/// Parses a comma-separated list of NATS server URLs.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    urls.split(',')
+        .map(|u| {
+            u.trim().parse().map_err(|e| BusError::Invalid {
+                what: "NATS server URL",
+                value: format!("{u}: {e}"),
+            })
+        })
+        .collect()
 }
 
 fn nats_publish_error(subject: &str, e: &jetstream::context::PublishError) -> BusError {

@@ -1,11 +1,14 @@
 //! The Gureum binary: runs the platform, talks to it, and measures it.
 //!
 //! - `gureum up`: every service in one process on embedded storage.
+//! - `gureum serve <service> --config FILE`: one service per process (scale-out shape).
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
 //! - `gureum bench ledger …`: the ledger benchmark.
 
 mod bench;
 mod client;
+mod edge;
+mod serve;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run every service in one process on embedded storage (a data folder).
     Up(server::UpArgs),
+    /// Run one service in its own process (the scale-out shape), configured by a TOML file.
+    Serve(serve::ServeArgs),
     /// Work with the ledger: accounts, transfers, history; verify a data folder.
     Ledger(client::LedgerArgs),
     /// Measure Gureum.
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => server::up(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Ledger(args) => client::run(args),
         Command::Bench {
             target: BenchTarget::Ledger(args),

@@ -31,9 +31,17 @@ pub struct UpArgs {
 /// Runs until SIGINT or SIGTERM, then finishes in-flight work, flushes and returns.
 pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     init_tracing();
-    let (engine, report) = Engine::open(EngineConfig::new(&args.data_dir))?;
+    run_ledger_with_file_journal(&args.data_dir, args.listen)
+}
+
+/// The ledger on a local journal, served at `listen` until SIGINT or SIGTERM.
+pub fn run_ledger_with_file_journal(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> Result<ExitCode, Error> {
+    let (engine, report) = Engine::open(EngineConfig::new(data_dir))?;
     tracing::info!(
-        data_dir = %args.data_dir.display(),
+        data_dir = %data_dir.display(),
         snapshot_seq = report.snapshot_seq,
         records_replayed = report.records_replayed,
         accounts = report.accounts,
@@ -45,7 +53,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(serve(engine.clone(), args.listen));
+    let served = runtime.block_on(serve(engine.clone(), listen));
     // Stop the engine outside the runtime: it finishes queued work and writes a snapshot.
     let stopped = engine.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -62,7 +70,8 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `GUREUM_LOG` (default `info`).
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GUREUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -109,18 +118,7 @@ async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
     // Scripts and tests wait for this line (also when --listen asks for port 0).
     println!("gureum listening on http://{local}");
     tracing::info!(%local, "serving");
-    let pulse = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(EXPIRY_PULSE_MS));
-            loop {
-                tick.tick().await;
-                if engine.expire().await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let pulse = expiry_pulse(engine.clone());
     axum::serve(listener, app(engine))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -128,7 +126,21 @@ async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Asks the engine every [`EXPIRY_PULSE_MS`] to void pending transfers whose timeout passed.
+pub fn expiry_pulse(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(EXPIRY_PULSE_MS));
+        loop {
+            tick.tick().await;
+            if engine.expire().await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

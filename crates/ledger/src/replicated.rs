@@ -32,6 +32,10 @@ use crate::state::Ledger;
 pub const LEASE_KEY: &str = "leader";
 /// The header giving the journal byte offset a message starts at.
 pub const OFFSET_HEADER: &str = "Gureum-Offset";
+/// How long a leader keeps trying to append a group (NATS nodes failing over, the connection
+/// moving to another node) before it gives up and stops serving. Well under the client's
+/// patience, well over a JetStream leader election.
+pub const APPEND_RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// Room left in a message for headers and protocol framing.
 const MESSAGE_OVERHEAD: usize = 16 << 10;
 
@@ -239,6 +243,7 @@ impl Follower {
             .max(64 << 10);
         let sink = JetStreamSink {
             js,
+            stream: config.stream_name(),
             subject: config.subject(),
             last_seq: self.stream_seq,
             offset: position.offset,
@@ -247,6 +252,22 @@ impl Follower {
         };
         (self.ledger, position, sink)
     }
+}
+
+/// Reads the whole journal and seals it (retrying while someone else still appends): the state
+/// a new leader starts from and the sink it writes with. The caller should hold the lease.
+pub async fn take_over(
+    mut follower: Follower,
+    js: &jetstream::Context,
+    config: &ReplicationConfig,
+) -> Result<(Ledger, Position, JetStreamSink), JournalError> {
+    loop {
+        follower.catch_up().await?;
+        if follower.seal(js, config).await? {
+            break;
+        }
+    }
+    Ok(follower.into_writer(js.clone(), config, tokio::runtime::Handle::current()))
 }
 
 fn seal_headers(offset: u64) -> HeaderMap {
@@ -259,6 +280,7 @@ fn seal_headers(offset: u64) -> HeaderMap {
 /// engine's journal thread (it blocks on the async client through `runtime`).
 pub struct JetStreamSink {
     js: jetstream::Context,
+    stream: String,
     subject: String,
     last_seq: u64,
     offset: u64,
@@ -282,45 +304,139 @@ impl JournalSink for JetStreamSink {
 
 impl JetStreamSink {
     /// Publishes `all` as one or more messages, each expecting the one before, all in flight at
-    /// once; durable when every acknowledgement is in.
+    /// once; durable when every acknowledgement is in. If an acknowledgement does not come
+    /// (a NATS node or the connection went away), what was stored is found out by reading the
+    /// stream back, and the rest is published again, until [`APPEND_RETRY_WINDOW`] has passed.
     async fn append(&mut self, all: &[u8]) -> Result<(), JournalError> {
-        let mut pending = Vec::new();
-        let mut offset = self.offset;
-        for (expected, part) in (self.last_seq..).zip(all.chunks(self.message_bytes_max)) {
-            let message = PublishMessage::build()
-                .payload(bytes::Bytes::copy_from_slice(part))
-                .header(OFFSET_HEADER, offset.to_string().as_str())
-                .expected_last_sequence(expected);
-            let ack = self
-                .js
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|e| nats_error("appending to the journal")(&e))?;
-            pending.push(ack);
-            offset += part.len() as u64;
-        }
-        for ack in pending {
-            let ack = ack.await.map_err(|e| {
-                if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence {
-                    JournalError::Replication(
-                        "another leader appended to the journal: this node was fenced off and stops serving".into(),
-                    )
-                } else {
-                    nats_error("appending to the journal")(&e)
-                }
-            })?;
-            if ack.sequence != self.last_seq + 1 {
-                return Err(JournalError::Replication(format!(
-                    "the journal stored a message at sequence {} where {} was expected",
-                    ack.sequence,
-                    self.last_seq + 1
-                )));
+        let parts: Vec<&[u8]> = all.chunks(self.message_bytes_max).collect();
+        let first_unacked = self.publish_pipelined(&parts).await;
+        if let Err((index, e)) = first_unacked {
+            if matches!(e, JournalError::Replication(ref m) if m.contains("fenced")) {
+                return Err(e);
             }
-            self.last_seq = ack.sequence;
+            tracing::warn!(error = %e, "journal append unconfirmed; reconciling with the stream");
+            self.reconcile(&parts[index..]).await?;
         }
-        self.offset = offset;
         Ok(())
     }
+
+    /// Publishes every part, then awaits the acknowledgements in order. On the first failure,
+    /// returns its part's index (the parts before it are durable and accounted for).
+    async fn publish_pipelined(&mut self, parts: &[&[u8]]) -> Result<(), (usize, JournalError)> {
+        let mut pending = Vec::with_capacity(parts.len());
+        let mut offset = self.offset;
+        for (expected, part) in (self.last_seq..).zip(parts) {
+            let sent = self
+                .js
+                .send_publish(self.subject.clone(), self.message(offset, part, expected))
+                .await;
+            pending.push(sent);
+            offset += part.len() as u64;
+        }
+        for (index, (sent, part)) in pending.into_iter().zip(parts).enumerate() {
+            let acked = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => return Err((index, nats_error("appending to the journal")(&e))),
+            };
+            match acked {
+                Ok(ack) if ack.sequence == self.last_seq + 1 => {
+                    self.last_seq = ack.sequence;
+                    self.offset += part.len() as u64;
+                }
+                Ok(ack) => {
+                    return Err((
+                        index,
+                        JournalError::Replication(format!(
+                            "fenced: the journal stored a message at sequence {} where {} was expected",
+                            ack.sequence,
+                            self.last_seq + 1
+                        )),
+                    ));
+                }
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                    // Either another leader appended (fenced), or an earlier unconfirmed
+                    // publish of ours was stored after all: reconciling tells which.
+                    return Err((
+                        index,
+                        nats_error("appending to the journal (wrong last sequence)")(&e),
+                    ));
+                }
+                Err(e) => return Err((index, nats_error("appending to the journal")(&e))),
+            }
+        }
+        Ok(())
+    }
+
+    /// For each part in turn: if the stream already holds it at the next sequence (an
+    /// unconfirmed publish that was stored), count it; if the stream ends there, publish it; if
+    /// the stream holds something else there, another writer took over: fenced.
+    async fn reconcile(&mut self, parts: &[&[u8]]) -> Result<(), JournalError> {
+        let deadline = tokio::time::Instant::now() + APPEND_RETRY_WINDOW;
+        let stream = self.js.get_stream_no_info(&self.stream).await;
+        let stream = stream.map_err(|e| nats_error("opening the journal stream")(&e))?;
+        let mut index = 0;
+        while index < parts.len() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(JournalError::Replication(format!(
+                    "the journal could not be appended to for {APPEND_RETRY_WINDOW:?}"
+                )));
+            }
+            let part = parts[index];
+            let next = self.last_seq + 1;
+            let outcome = match stream.get_raw_message(next).await {
+                Ok(stored) => {
+                    let offset = stored
+                        .headers
+                        .get(OFFSET_HEADER)
+                        .map(|v| v.as_str().to_owned());
+                    if offset == Some(self.offset.to_string()) && stored.payload.as_ref() == part {
+                        Ok(())
+                    } else {
+                        return Err(JournalError::Replication(
+                            "fenced: another leader appended to the journal; this node stops serving".into(),
+                        ));
+                    }
+                }
+                Err(_) => {
+                    let message = self.message(self.offset, part, self.last_seq);
+                    match self.js.send_publish(self.subject.clone(), message).await {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    self.last_seq = next;
+                    self.offset += part.len() as u64;
+                    index += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal append failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn message(&self, offset: u64, part: &[u8], expected_last: u64) -> PublishMessage {
+        PublishMessage::build()
+            .payload(bytes::Bytes::copy_from_slice(part))
+            .header(OFFSET_HEADER, offset.to_string().as_str())
+            .expected_last_sequence(expected_last)
+    }
+}
+
+/// Why a lease was not renewed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenewError {
+    /// Another node holds the lease.
+    #[error("the lease was lost: {0}")]
+    Lost(String),
+    /// NATS did not answer.
+    #[error("the lease could not be renewed: {0}")]
+    Unreachable(String),
 }
 
 /// A held leadership lease.
@@ -354,15 +470,24 @@ impl Lease {
         }
     }
 
-    /// Renews the lease; an error means it is lost (someone else holds it, or NATS is
-    /// unreachable for longer than is safe) and the node must stop writing.
-    pub async fn renew(&mut self) -> Result<(), JournalError> {
-        self.revision = self
+    /// Renews the lease. [`RenewError::Lost`]: someone else holds it now; stop writing.
+    /// [`RenewError::Unreachable`]: try again; the lease stays ours until its time to live runs
+    /// out after the last renewal.
+    pub async fn renew(&mut self) -> Result<(), RenewError> {
+        match self
             .kv
             .update(&self.key, self.node.clone().into(), self.revision)
             .await
-            .map_err(|e| nats_error("renewing the lease")(&e))?;
-        Ok(())
+        {
+            Ok(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(RenewError::Lost(e.to_string()))
+            }
+            Err(e) => Err(RenewError::Unreachable(e.to_string())),
+        }
     }
 
     /// Gives the lease up (graceful shutdown), so a standby takes over at once.

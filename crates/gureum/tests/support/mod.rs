@@ -1,4 +1,4 @@
-//! Starting and stopping a real `gureum up` for end-to-end tests.
+//! Starting and stopping a real `gureum up` or `gureum serve` for end-to-end tests.
 
 #![allow(dead_code)]
 
@@ -27,6 +27,18 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("gureum up starts");
+        Server::wait_listening(child)
+    }
+
+    /// Starts `gureum serve <service> --config <config>` and waits until it listens.
+    pub fn serve(service: &str, config: &Path) -> Server {
+        let child = gureum()
+            .args(["serve", service, "--config"])
+            .arg(config)
+            .env("GUREUM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gureum serve starts");
         Server::wait_listening(child)
     }
 

@@ -1,0 +1,185 @@
+//! The edge in the split shape: the one door, routing every `/v1/…` request to the service
+//! that owns it, so clients see exactly what `gureum up` serves at one address.
+//!
+//! A service may run as several nodes of which one serves (the ledger's leader; the others are
+//! standbys answering `503 standby`). The edge remembers which node served last and, when that
+//! one refuses the connection or answers `standby`, tries the others in order — both mean the
+//! request was not processed, so nothing is applied twice. A request that reached a node and
+//! got no answer in time is not retried (`504 upstream_timeout`); ledger writes are idempotent
+//! by id, so the client can safely retry it.
+//!
+//! Authentication, roles and the web application firewall (issue 6) will sit here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kernel::Problem;
+
+use crate::Error;
+use crate::serve::EdgeConfig;
+
+/// The largest request body the edge forwards (the ledger's own limit is 40 MiB).
+pub const BODY_BYTES_MAX: usize = 41 << 20;
+/// How long connecting to a service node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a service node may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request headers passed on to the services.
+const FORWARDED: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::AUTHORIZATION,
+    HeaderName::from_static("traceparent"),
+];
+
+struct Upstream {
+    nodes: Vec<String>,
+    /// The node that answered last.
+    preferred: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Edge {
+    http: reqwest::Client,
+    ledger: Arc<Upstream>,
+}
+
+/// Serves the edge at `listen` until SIGINT or SIGTERM.
+pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> {
+    if config.ledger.is_empty() {
+        return Err("[edge] ledger must name at least one node".into());
+    }
+    let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(ANSWER_TIMEOUT)
+        .build()?;
+    let edge = Edge {
+        http,
+        ledger: Arc::new(Upstream {
+            nodes: config
+                .ledger
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            preferred: AtomicUsize::new(0),
+        }),
+    };
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .fallback(route)
+        .with_state(edge);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    println!("gureum listening on http://{local}");
+    tracing::info!(%local, "edge serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::server::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn ready(State(edge): State<Edge>) -> Response {
+    for node in &edge.ledger.nodes {
+        let answer = edge.http.get(format!("{node}/readyz")).send().await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            return axum::Json(serde_json::json!({"status": "ready"})).into_response();
+        }
+    }
+    Problem::unavailable("no ledger node is serving").into_response()
+}
+
+async fn route(State(edge): State<Edge>, request: Request) -> Response {
+    let path = request.uri().path();
+    let upstream = if path.starts_with("/v1/ledger/") || path == "/v1/openapi.json" {
+        edge.ledger.clone()
+    } else {
+        return Problem::not_found("route_not_found", format!("no route serves {path}"))
+            .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(413, "body_too_large", "Request body too large")
+                .with_detail(format!("the edge accepts at most {BODY_BYTES_MAX} bytes"))
+                .into_response();
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let count = upstream.nodes.len();
+    let first = upstream.preferred.load(Ordering::Relaxed);
+    for i in 0..count {
+        let index = (first + i) % count;
+        let mut outgoing = edge.http.request(
+            parts.method.clone(),
+            format!("{}{path_and_query}", upstream.nodes[index]),
+        );
+        for name in &FORWARDED {
+            if let Some(value) = parts.headers.get(name) {
+                outgoing = outgoing.header(name, value);
+            }
+        }
+        match outgoing.body(body.clone()).send().await {
+            Ok(answer) => {
+                let status = answer.status();
+                let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+                let bytes = match answer.bytes().await {
+                    Ok(bytes) => bytes,
+                    Err(_) => return upstream_timeout(),
+                };
+                if status == StatusCode::SERVICE_UNAVAILABLE && is_standby(&bytes) {
+                    continue;
+                }
+                upstream.preferred.store(index, Ordering::Relaxed);
+                return respond(status, content_type, bytes);
+            }
+            Err(e) if e.is_connect() => continue,
+            Err(_) => return upstream_timeout(),
+        }
+    }
+    Problem::unavailable("no ledger node is serving; try again shortly").into_response()
+}
+
+fn is_standby(body: &Bytes) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["code"] == "standby")
+}
+
+fn respond(status: StatusCode, content_type: Option<HeaderValue>, bytes: Bytes) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}
+
+fn upstream_timeout() -> Response {
+    Problem::new(
+        504,
+        "upstream_timeout",
+        "The service did not answer in time",
+    )
+    .with_detail(
+        "the request may or may not have been applied; retrying it with the same ids is safe",
+    )
+    .into_response()
+}

@@ -1,0 +1,379 @@
+//! `gureum serve <service> --config FILE`: one service in its own process, the scale-out shape.
+//!
+//! Today's services: `ledger` (journal in a local folder, or replicated on NATS JetStream with
+//! a standby taking over) and `edge` (the one door: routes every `/v1/…` request to the
+//! service that owns it). Settings come from a TOML file, and a few from the environment
+//! (which wins): `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8081"
+//!
+//! [ledger]
+//! journal = "jetstream"        # or "file"
+//! data_dir = "./gureum-data/ledger"
+//! nats_url = "nats://127.0.0.1:4222"
+//! shard = 0
+//! replicas = 3
+//! lease_ttl_ms = 2000
+//! node = "ledger-a"
+//!
+//! [edge]
+//! ledger = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kernel::Problem;
+use ledger::engine::{Engine, EngineConfig};
+use ledger::journal::JournalError;
+use ledger::replicated::{self, Follower, Lease, RenewError, ReplicationConfig};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+use crate::Error;
+use crate::server::{self, init_tracing};
+
+/// How often a standby reads new journal messages and tries for the lease.
+const STANDBY_POLL: Duration = Duration::from_millis(100);
+
+/// The services `gureum serve` runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// The account system.
+    Ledger,
+    /// The one door: routes requests to the services.
+    Edge,
+}
+
+/// Arguments of `gureum serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    service: Service,
+    /// The TOML configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// A `gureum serve` configuration file.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to serve HTTP.
+    pub listen: SocketAddr,
+    /// The ledger's settings.
+    pub ledger: Option<LedgerConfig>,
+    /// The edge's settings.
+    pub edge: Option<EdgeConfig>,
+}
+
+/// Where the ledger keeps its journal.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalKind {
+    /// A local folder (one node).
+    File,
+    /// A NATS JetStream stream (replicated; leader and standbys).
+    Jetstream,
+}
+
+/// `[ledger]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// `file` or `jetstream`.
+    pub journal: JournalKind,
+    /// The data folder (file journal).
+    pub data_dir: Option<PathBuf>,
+    /// NATS servers, comma-separated (JetStream journal).
+    pub nats_url: Option<String>,
+    /// The ledger shard this node serves.
+    #[serde(default)]
+    pub shard: u32,
+    /// JetStream replicas of the journal.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Milliseconds a leader's lease lives without renewal.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+    /// This node's name.
+    pub node: Option<String>,
+}
+
+/// `[edge]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// The ledger's nodes, tried in order until one is serving (the leader).
+    pub ledger: Vec<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    2_000
+}
+
+impl Config {
+    /// Reads the file and applies the environment overrides.
+    pub fn load(path: &std::path::Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Ok(listen) = std::env::var("GUREUM_LISTEN") {
+            config.listen = listen
+                .parse()
+                .map_err(|e| format!("GUREUM_LISTEN={listen}: {e}"))?;
+        }
+        if let Some(ledger) = config.ledger.as_mut() {
+            if let Ok(dir) = std::env::var("GUREUM_DATA_DIR") {
+                ledger.data_dir = Some(dir.into());
+            }
+            if let Ok(url) = std::env::var("GUREUM_NATS_URL") {
+                ledger.nats_url = Some(url);
+            }
+            if let Ok(node) = std::env::var("GUREUM_NODE") {
+                ledger.node = Some(node);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
+    init_tracing();
+    let config = Config::load(&args.config)?;
+    match args.service {
+        Service::Ledger => {
+            let ledger = config
+                .ledger
+                .clone()
+                .ok_or("the configuration has no [ledger] section")?;
+            match ledger.journal {
+                JournalKind::File => {
+                    let data_dir = ledger
+                        .data_dir
+                        .ok_or("[ledger] data_dir is required with journal = \"file\"")?;
+                    server::run_ledger_with_file_journal(&data_dir, config.listen)
+                }
+                JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
+            }
+        }
+        Service::Edge => {
+            let edge = config
+                .edge
+                .clone()
+                .ok_or("the configuration has no [edge] section")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::edge::serve(config.listen, edge))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The replicated ledger node: serves health at once, follows the journal as a standby, and
+/// serves the ledger once it holds the lease and has sealed the journal. Exits non-zero if it
+/// loses the lease or is fenced off while leading (a supervisor restarts it as a standby).
+fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<ExitCode, Error> {
+    let nats_url = ledger
+        .nats_url
+        .clone()
+        .ok_or("[ledger] nats_url is required with journal = \"jetstream\"")?;
+    let replication = ReplicationConfig {
+        shard: ledger.shard,
+        replicas: ledger.replicas,
+        lease_ttl: Duration::from_millis(ledger.lease_ttl_ms),
+        node: ledger
+            .node
+            .clone()
+            .unwrap_or_else(|| format!("ledger-{}", std::process::id())),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let active: Arc<OnceLock<Arc<Engine>>> = Arc::default();
+    let outcome = runtime.block_on(async {
+        let servers = bus::nats::server_addrs(&nats_url)?;
+        let client = async_nats::ConnectOptions::new()
+            .name(&replication.node)
+            .connect(servers)
+            .await
+            .map_err(|e| format!("connecting to NATS at {nats_url}: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        replicated::ensure_stream(&js, &replication).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        println!("gureum listening on http://{local}");
+        tracing::info!(%local, node = %replication.node, shard = replication.shard, "standby: following the journal");
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let app = standby_app(active.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        let led = lead(&js, &replication, &active);
+        let result = tokio::select! {
+            result = led => result,
+            () = server::shutdown_signal() => Ok(Stopped::Signal),
+        };
+        let _ = stop_tx.send(true);
+        let _ = http.await;
+        result
+    });
+    // Stop the engine outside the runtime's workers: it finishes queued work.
+    if let Some(engine) = active.get() {
+        let engine = engine.clone();
+        let _ = std::thread::spawn(move || engine.shutdown()).join();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match outcome {
+        Ok(Stopped::Signal) => {
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Stopped::Lost(reason)) => Err(format!("stopped leading: {reason}").into()),
+        Err(e) => Err(e),
+    }
+}
+
+enum Stopped {
+    Signal,
+    Lost(String),
+}
+
+/// Follows the journal until the lease is won, takes over, serves, and keeps the lease. Returns
+/// only when leadership is lost (or on an error); a signal cancels it.
+async fn lead(
+    js: &async_nats::jetstream::Context,
+    config: &ReplicationConfig,
+    active: &OnceLock<Arc<Engine>>,
+) -> Result<Stopped, Error> {
+    let mut follower = Follower::new(js, config).await?;
+    let mut lease = loop {
+        // NATS being unreachable for a while (a node failing over) is waited out; a journal
+        // that does not check out is not.
+        match follower.catch_up().await {
+            Ok(_) => {}
+            Err(e @ JournalError::Corrupt { .. }) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "standby: cannot read the journal; retrying"),
+        }
+        match Lease::try_acquire(js, config).await {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "standby: cannot reach the lease; retrying"),
+        }
+        tokio::time::sleep(STANDBY_POLL).await;
+    };
+    tracing::info!(node = %config.node, "won the lease; taking over the journal");
+    let (state, position, sink) = replicated::take_over(follower, js, config).await?;
+    let (accounts, transfers) = (state.account_count(), state.transfer_count());
+    let engine = Arc::new(Engine::open_replicated(
+        EngineConfig::new(std::env::temp_dir()),
+        state,
+        position,
+        Box::new(sink),
+    )?);
+    let _ = active.set(engine.clone());
+    tracing::info!(
+        accounts,
+        transfers,
+        journal_seq = position.seq,
+        "leading: serving the ledger"
+    );
+    let pulse = server::expiry_pulse(engine.clone());
+    // The lease says who should lead; the journal's fencing is what makes a second writer
+    // harmless. So a lease that cannot be renewed for a while (NATS electing a new stream
+    // leader after losing a node) does not stop this node: it keeps serving and renewing. Only
+    // another node holding the lease, or the journal refusing a write, ends its leadership.
+    let mut renew = tokio::time::interval(config.renew_every());
+    let stopped = loop {
+        renew.tick().await;
+        if engine.is_failed() {
+            break Stopped::Lost(
+                "the journal refused a write (fenced off, or NATS failed for too long)".into(),
+            );
+        }
+        match tokio::time::timeout(config.renew_every(), lease.renew()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(RenewError::Lost(reason))) => match Lease::try_acquire(js, config).await {
+                // It aged out while NATS was unreachable and no one took it: take it back.
+                Ok(Some(again)) => lease = again,
+                Ok(None) => {
+                    break Stopped::Lost(format!("another node holds the lease ({reason})"));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot retake the lease; retrying"),
+            },
+            Ok(Err(e @ RenewError::Unreachable(_))) => tracing::warn!(error = %e, "retrying"),
+            Err(_) => tracing::warn!("renewing the lease timed out; retrying"),
+        }
+    };
+    pulse.abort();
+    Ok(stopped)
+}
+
+/// Health and readiness at once; the ledger's routes once this node leads.
+fn standby_app(active: Arc<OnceLock<Arc<Engine>>>) -> Router {
+    let leading: OnceLock<Router> = OnceLock::new();
+    let leading = Arc::new(leading);
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .fallback(dispatch)
+        .with_state(Node { active, leading })
+}
+
+#[derive(Clone)]
+struct Node {
+    active: Arc<OnceLock<Arc<Engine>>>,
+    leading: Arc<OnceLock<Router>>,
+}
+
+async fn ready(State(node): State<Node>) -> Response {
+    match node.active.get() {
+        Some(engine) if !engine.is_failed() => {
+            axum::Json(serde_json::json!({"status": "ready", "role": "leader"})).into_response()
+        }
+        Some(_) => {
+            Problem::unavailable("the ledger stopped after a journal failure").into_response()
+        }
+        None => standby_problem().into_response(),
+    }
+}
+
+async fn dispatch(State(node): State<Node>, request: Request) -> Response {
+    let Some(engine) = node.active.get() else {
+        return standby_problem().into_response();
+    };
+    let router = node.leading.get_or_init(|| server::app(engine.clone()));
+    match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+fn standby_problem() -> Problem {
+    Problem::new(503, "standby", "This ledger node is a standby").with_detail(
+        "it follows the journal and takes over when the leader stops; send requests to the leader",
+    )
+}
