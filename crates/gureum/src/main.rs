@@ -2,11 +2,13 @@
 //!
 //! - `gureum up`: every service in one process on embedded storage.
 //! - `gureum serve <service> --config FILE`: one service per process (scale-out shape).
+//! - `gureum cluster up`: that shape on one machine, supervised, the edge in front.
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
 //! - `gureum bench ledger …`: the ledger benchmark.
 
 mod bench;
 mod client;
+mod cluster;
 mod edge;
 mod serve;
 mod server;
@@ -30,6 +32,11 @@ enum Command {
     Up(server::UpArgs),
     /// Run one service in its own process (the scale-out shape), configured by a TOML file.
     Serve(serve::ServeArgs),
+    /// The split shape on one machine: every service its own process, the edge in front.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Work with the ledger: accounts, transfers, history; verify a data folder.
     Ledger(client::LedgerArgs),
     /// Measure Gureum.
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => server::up(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Cluster { command } => cluster::run(command),
         Command::Ledger(args) => client::run(args),
         Command::Bench {
             target: BenchTarget::Ledger(args),

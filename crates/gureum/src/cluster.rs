@@ -1,0 +1,230 @@
+//! `gureum cluster up`: the split shape on one machine. Each service runs as its own
+//! `gureum serve` process on a 127.0.0.1 port, against the local NATS JetStream, with the edge
+//! in front answering at `--listen` exactly as `gureum up` does:
+//!
+//! - `ledger-a` and `ledger-b`: the ledger on a replicated journal (one leads, one stands by);
+//! - `edge`: routes `/v1/…` to the node that serves.
+//!
+//! The launcher supervises them: a process that dies is started again (a killed ledger leader
+//! comes back as the new standby). SIGINT or SIGTERM stops them all; they are in the
+//! launcher's process group, and each also gets SIGTERM if the launcher itself dies.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// How often the launcher checks its processes.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
+/// How long a process may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long processes get to stop after SIGTERM before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Restarts of one process allowed within [`RESTART_WINDOW`] before the launcher gives up.
+const RESTARTS_MAX: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Arguments of `gureum cluster up`.
+#[derive(clap::Args)]
+pub struct ClusterUpArgs {
+    /// Where the processes' configuration files go (created if missing).
+    #[arg(long, default_value = "./gureum-cluster")]
+    data_dir: PathBuf,
+    /// The address the edge serves on.
+    #[arg(long, default_value_t = crate::default_listen())]
+    listen: SocketAddr,
+    /// NATS with JetStream (comma-separated servers).
+    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "GUREUM_NATS_URL")]
+    nats_url: String,
+    /// JetStream replicas of the ledger's journal (3 needs a 3-node NATS cluster).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+}
+
+/// `gureum cluster …`.
+#[derive(clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Start the local multi-process deployment and supervise it until SIGINT/SIGTERM.
+    Up(ClusterUpArgs),
+}
+
+/// One supervised process.
+struct Process {
+    name: &'static str,
+    service: &'static str,
+    config: PathBuf,
+    child: Child,
+    url: String,
+    restarts: Vec<Instant>,
+}
+
+/// Runs `gureum cluster up`.
+pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
+    let ClusterCommand::Up(args) = command;
+    crate::server::init_tracing();
+    std::fs::create_dir_all(&args.data_dir)?;
+    let ports = [free_port()?, free_port()?];
+    let ledger_urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let mut processes = Vec::new();
+    for (name, port) in [("ledger-a", ports[0]), ("ledger-b", ports[1])] {
+        let config = write_config(
+            &args.data_dir,
+            name,
+            &format!(
+                "listen = \"127.0.0.1:{port}\"\n\n[ledger]\njournal = \"jetstream\"\nnats_url = \"{}\"\n\
+                 replicas = {}\nlease_ttl_ms = 2000\nnode = \"{name}\"\n",
+                args.nats_url, args.replicas
+            ),
+        )?;
+        processes.push(start(name, "ledger", config)?);
+    }
+    let edge_config = write_config(
+        &args.data_dir,
+        "edge",
+        &format!(
+            "listen = \"{}\"\n\n[edge]\nledger = [{}]\n",
+            args.listen,
+            ledger_urls
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )?;
+    let edge = start("edge", "edge", edge_config)?;
+    // Scripts and tests wait for this line, as with `gureum up`.
+    println!("gureum listening on {}", edge.url);
+    processes.push(edge);
+    for p in &processes {
+        eprintln!("  {:<9} pid {:<7} {}", p.name, p.child.id(), p.url);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        runtime.block_on(crate::server::shutdown_signal());
+        flag.store(true, Ordering::Relaxed);
+    });
+    let outcome = supervise(&mut processes, &stop);
+    stop_all(&mut processes);
+    outcome
+}
+
+fn supervise(processes: &mut [Process], stop: &AtomicBool) -> Result<ExitCode, Error> {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(SUPERVISE_EVERY);
+        for p in processes.iter_mut() {
+            let Some(status) = p.child.try_wait()? else {
+                continue;
+            };
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            p.restarts
+                .retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+            if p.restarts.len() >= RESTARTS_MAX {
+                return Err(format!(
+                    "{} exited ({status}) {RESTARTS_MAX} times within a minute; stopping",
+                    p.name
+                )
+                .into());
+            }
+            tracing::warn!(process = p.name, %status, "exited; starting it again");
+            let again = start(p.name, p.service, p.config.clone())?;
+            p.child = again.child;
+            p.restarts.push(now);
+        }
+    }
+    tracing::info!("stopping every process");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM to each, then SIGKILL to whatever has not stopped in time.
+fn stop_all(processes: &mut [Process]) {
+    for p in processes.iter() {
+        // SAFETY: kill(2) on a child's pid we still own (not yet reaped).
+        unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for p in processes.iter_mut() {
+        while p.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `gureum serve <service> --config <config>` and waits for its listening line.
+fn start(name: &'static str, service: &'static str, config: PathBuf) -> Result<Process, Error> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", service, "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped());
+    // SAFETY: prctl(2) in the child between fork and exec only sets its parent-death signal:
+    // if the launcher dies, even by SIGKILL, the child gets SIGTERM and stops.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the listening line, then keeps draining the child's stdout to ours.
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = tx.send(first);
+        for line in lines.map_while(Result::ok) {
+            eprintln!("[{name}] {line}");
+        }
+    });
+    let line = rx
+        .recv_timeout(START_TIMEOUT)
+        .map_err(|_| format!("{name} did not start listening within {START_TIMEOUT:?}"))?;
+    let url = line
+        .strip_prefix("gureum listening on ")
+        .ok_or_else(|| format!("{name} did not start (see its errors above)"))?
+        .to_owned();
+    Ok(Process {
+        name,
+        service,
+        config,
+        child,
+        url,
+        restarts: Vec::new(),
+    })
+}

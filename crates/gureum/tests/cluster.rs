@@ -1,0 +1,155 @@
+//! `gureum cluster up` end to end: the split shape on one machine answers at one address as
+//! `gureum up` does, survives its ledger leader being killed (the launcher restarts it as the
+//! standby), and stopping the launcher's process group stops every process.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bus::testing::NatsCluster;
+use serde_json::{Value, json};
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        if http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{url} not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
+    let nats = NatsCluster::single().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut launcher = support::gureum()
+        .args([
+            "cluster",
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            &nats.urls(),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("GUREUM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(launcher.stdout.take().unwrap()).lines();
+    let line = out.next().unwrap().unwrap();
+    let url = line
+        .strip_prefix("gureum listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    // The launcher lists its processes on stderr: name, pid, URL.
+    let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
+    let mut pids = Vec::new();
+    while pids.len() < 3 {
+        let line = err.next().unwrap().unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [name, "pid", pid, _url] = words[..] {
+            pids.push((name.to_owned(), pid.parse::<i32>().unwrap()));
+        }
+    }
+    std::thread::spawn(move || err.for_each(drop));
+    let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ledger-a", "ledger-b", "edge"]);
+
+    let http = reqwest::Client::new();
+    wait_ready(&http, &url).await;
+    let accounts =
+        json!([{"id": "1", "ledger": 1, "code": 1}, {"id": "2", "ledger": 1, "code": 1}]);
+    let created: Vec<Value> = http
+        .post(format!("{url}/v1/ledger/accounts"))
+        .json(&accounts)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        created,
+        vec![
+            json!({"index": 0, "result": "ok"}),
+            json!({"index": 1, "result": "ok"})
+        ]
+    );
+    let transfer = json!([{"id": "7", "debit_account_id": "1", "credit_account_id": "2", "amount": "25", "ledger": 1, "code": 1}]);
+    let sent = http
+        .post(format!("{url}/v1/ledger/transfers"))
+        .json(&transfer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // Kill the leader: the standby takes over behind the same address.
+    let leader = pids[0].1;
+    // SAFETY: a child of the launcher, found by its printed pid.
+    unsafe { libc::kill(leader, libc::SIGKILL) };
+    let started = Instant::now();
+    let account: Value = loop {
+        let answer = http.get(format!("{url}/v1/ledger/accounts/2")).send().await;
+        if let Ok(answer) = answer
+            && answer.status().is_success()
+        {
+            break answer.json().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no ledger node took over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(account["credits_posted"], "25");
+    let again = http
+        .post(format!("{url}/v1/ledger/transfers"))
+        .json(&transfer)
+        .send()
+        .await
+        .unwrap();
+    let results: Vec<Value> = again.json().await.unwrap();
+    assert_eq!(results, vec![json!({"index": 0, "result": "exists"})]);
+
+    // SIGTERM to the whole process group stops every process.
+    // SAFETY: the launcher leads its own process group (process_group(0) above).
+    unsafe { libc::kill(-(launcher.id() as i32), libc::SIGTERM) };
+    let status = launcher.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (name, pid) in &pids[1..] {
+        while alive(*pid) {
+            assert!(Instant::now() < deadline, "{name} still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
