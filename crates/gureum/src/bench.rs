@@ -52,12 +52,29 @@ pub struct LedgerBenchArgs {
     /// Data folder for the in-process engine (default: a temporary one, removed afterwards).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// After the run, stop the engine (writing a snapshot) and time a restart.
+    /// After the run, stop the engine (writing a snapshot) and time a restart (with
+    /// `--journal jetstream`: time a new node reading the whole journal back).
     #[arg(long)]
     recovery: bool,
+    /// Where the in-process engine's journal goes: a local file, or a NATS JetStream stream.
+    #[arg(long, value_enum, default_value_t = Journal::File)]
+    journal: Journal,
+    /// NATS servers for `--journal jetstream` (comma-separated).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// JetStream replicas of the journal for `--journal jetstream` (3 needs a 3-node cluster).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Journal {
+    File,
+    Jetstream,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -71,6 +88,8 @@ enum Encoding {
 #[derive(Serialize, Default)]
 struct Report {
     mode: &'static str,
+    journal: Option<Journal>,
+    replicas: Option<usize>,
     encoding: Option<Encoding>,
     transfers: u64,
     accounts: u64,
@@ -85,7 +104,11 @@ struct Report {
     batch_latency_p99_ms: f64,
     batch_latency_max_ms: f64,
     results_not_ok: u64,
+    /// Every answer waited for its journal write to be durable.
     durable: bool,
+    /// What "durable" meant: `fdatasync` of the local journal, or JetStream's acknowledgement
+    /// (stored on a majority of replicas; each server fsyncs as its `sync_interval` says).
+    durability: &'static str,
     snapshot_seconds: Option<f64>,
     recovery_seconds: Option<f64>,
 }
@@ -103,6 +126,8 @@ pub fn ledger(args: LedgerBenchArgs) -> Result<ExitCode, Error> {
         .build()?;
     let report = if args.http {
         runtime.block_on(http(&args))?
+    } else if args.journal == Journal::Jetstream {
+        replicated(&args, &runtime)?
     } else {
         in_process(&args, &runtime)?
     };
@@ -149,7 +174,7 @@ fn print_report(r: &Report) {
         r.batch_latency_p50_ms, r.batch_latency_p99_ms, r.batch_latency_max_ms
     );
     println!("results not ok        {}", r.results_not_ok);
-    println!("durable               {}", r.durable);
+    println!("durable               {} ({})", r.durable, r.durability);
     if let Some(s) = r.snapshot_seconds {
         println!("snapshot seconds      {s:.3}");
     }
@@ -341,34 +366,11 @@ fn in_process(args: &LedgerBenchArgs, runtime: &tokio::runtime::Runtime) -> Resu
     };
     let (engine, _) = Engine::open(EngineConfig::new(&dir))?;
     let engine = Arc::new(engine);
-    let base = id_base();
-    let accounts = account_events(args, base);
-    let batches = transfer_batches(args, base);
-    let (elapsed, latencies, not_ok) = runtime.block_on(async {
-        for batch in accounts {
-            let results = engine.create_accounts(batch).await?;
-            if results
-                .iter()
-                .any(|r| *r != ledger::CreateAccountResult::Ok)
-            {
-                return Err::<_, Error>("creating the benchmark's accounts failed".into());
-            }
-        }
-        let e = engine.clone();
-        drive(batches, args.clients, pacing(args), move |batch| {
-            let e = e.clone();
-            async move {
-                let results = e.create_transfers(batch).await?;
-                Ok(results
-                    .iter()
-                    .filter(|r| **r != ledger::CreateTransferResult::Ok)
-                    .count() as u64)
-            }
-        })
-        .await
-    })?;
+    let (elapsed, latencies, not_ok) = load(args, runtime, &engine)?;
     let mut report = Report {
         mode: "in_process",
+        journal: Some(Journal::File),
+        durability: "fdatasync",
         ..Report::default()
     };
     fill(&mut report, args, elapsed, latencies, not_ok);
@@ -392,6 +394,109 @@ fn in_process(args: &LedgerBenchArgs, runtime: &tokio::runtime::Runtime) -> Resu
         engine.shutdown()?;
     }
     Ok(report)
+}
+
+/// Creates the accounts, then drives the transfers through the engine.
+fn load(
+    args: &LedgerBenchArgs,
+    runtime: &tokio::runtime::Runtime,
+    engine: &Arc<Engine>,
+) -> Result<(Duration, Vec<Duration>, u64), Error> {
+    let base = id_base();
+    let accounts = account_events(args, base);
+    let batches = transfer_batches(args, base);
+    runtime.block_on(async {
+        for batch in accounts {
+            let results = engine.create_accounts(batch).await?;
+            if results
+                .iter()
+                .any(|r| *r != ledger::CreateAccountResult::Ok)
+            {
+                return Err::<_, Error>("creating the benchmark's accounts failed".into());
+            }
+        }
+        let e = engine.clone();
+        drive(batches, args.clients, pacing(args), move |batch| {
+            let e = e.clone();
+            async move {
+                let results = e.create_transfers(batch).await?;
+                Ok(results
+                    .iter()
+                    .filter(|r| **r != ledger::CreateTransferResult::Ok)
+                    .count() as u64)
+            }
+        })
+        .await
+    })
+}
+
+/// The in-process engine on a replicated journal (a JetStream stream on its own shard number,
+/// deleted afterwards).
+fn replicated(args: &LedgerBenchArgs, runtime: &tokio::runtime::Runtime) -> Result<Report, Error> {
+    use ledger::replicated::{self, Follower, ReplicationConfig};
+    let config = ReplicationConfig {
+        shard: 1_000_000 + std::process::id(),
+        replicas: args.replicas,
+        lease_ttl: Duration::from_secs(2),
+        node: "bench".into(),
+    };
+    let js = runtime.block_on(async {
+        let servers = bus::nats::server_addrs(&args.nats_url)?;
+        let client = async_nats::connect(servers)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", args.nats_url))?;
+        let js = async_nats::jetstream::new(client);
+        replicated::ensure_stream(&js, &config).await?;
+        Ok::<_, Error>(js)
+    })?;
+    let outcome = (|| {
+        let engine = runtime.block_on(async {
+            let follower = Follower::new(&js, &config).await?;
+            let (state, position, sink) = replicated::take_over(follower, &js, &config).await?;
+            let dir = std::env::temp_dir();
+            Ok::<_, Error>(Engine::open_replicated(
+                EngineConfig::new(dir),
+                state,
+                position,
+                Box::new(sink),
+            )?)
+        })?;
+        let engine = Arc::new(engine);
+        let (elapsed, latencies, not_ok) = load(args, runtime, &engine)?;
+        let mut report = Report {
+            mode: "in_process",
+            journal: Some(Journal::Jetstream),
+            replicas: Some(args.replicas),
+            durability: "jetstream_ack",
+            ..Report::default()
+        };
+        fill(&mut report, args, elapsed, latencies, not_ok);
+        engine.shutdown()?;
+        if args.recovery {
+            let started = Instant::now();
+            let transfers = runtime.block_on(async {
+                let mut follower = Follower::new(&js, &config).await?;
+                follower.catch_up().await?;
+                Ok::<_, Error>(follower.ledger().transfer_count())
+            })?;
+            report.recovery_seconds = Some(started.elapsed().as_secs_f64());
+            if transfers < args.transfers as usize {
+                return Err(format!(
+                    "replay found {transfers} transfers, expected {}",
+                    args.transfers
+                )
+                .into());
+            }
+        }
+        Ok(report)
+    })();
+    runtime.block_on(async {
+        let _ = js.delete_stream(config.stream_name()).await;
+        let _ = js
+            .delete_stream(format!("KV_{}", config.lease_bucket()))
+            .await;
+    });
+    outcome
 }
 
 /// A `gureum up` child on a temporary data folder, stopped on drop.
@@ -521,6 +626,12 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
     let mut report = Report {
         mode: "http",
         encoding: Some(encoding),
+        // A server the benchmark starts itself is `gureum up`: a local, fsynced journal.
+        durability: if args.server.is_none() {
+            "fdatasync"
+        } else {
+            "as_the_server_is_configured"
+        },
         ..Report::default()
     };
     fill(&mut report, args, elapsed, latencies, not_ok);
