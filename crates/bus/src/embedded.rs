@@ -21,11 +21,18 @@ use crate::{Acker, BusError, ConsumerSpec, Delivery, Published, StreamSpec, subj
 /// The embedded bus's tables.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "bus",
-    migrations: &[Migration {
-        version: 1,
-        description: "message log and consumers",
-        sql: include_str!("../migrations/0001_log.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "message log and consumers",
+            sql: include_str!("../migrations/0001_log.sql"),
+        },
+        Migration {
+            version: 2,
+            description: "cursors",
+            sql: include_str!("../migrations/0002_cursors.sql"),
+        },
+    ],
 };
 
 /// Messages a consumer's cursor examines per fetch when looking for matching subjects.
@@ -131,51 +138,93 @@ impl EmbeddedBus {
         msg_id: &str,
         payload: String,
     ) -> Result<Published, BusError> {
-        let stream = {
-            let streams = self.streams.read().expect("streams lock");
-            streams
-                .iter()
-                .find(|s| s.subjects.iter().any(|f| subject_matches(f, subject)))
-                .cloned()
-        }
-        .ok_or_else(|| BusError::NoStream(subject.to_owned()))?;
+        let published = self
+            .publish_all(vec![(subject.to_owned(), msg_id.to_owned(), payload)])
+            .await?;
+        Ok(published[0])
+    }
+
+    /// Stores every message in one transaction, in order; each is deduplicated by its id.
+    pub(crate) async fn publish_all(
+        &self,
+        messages: Vec<(String, String, String)>,
+    ) -> Result<Vec<Published>, BusError> {
         let now = now_us();
+        let streams = self.streams.read().expect("streams lock").clone();
+        let mut out = Vec::with_capacity(messages.len());
         let mut tx = self.store.begin().await?;
-        let seen: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM bus_messages WHERE stream = $1 AND msg_id = $2 AND stored_at_us >= $3 \
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(&stream.name)
-        .bind(msg_id)
-        .bind(now - stream.duplicate_window_us)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(seq) = seen {
-            return Ok(Published {
+        for (subject, msg_id, payload) in messages {
+            let stream = streams
+                .iter()
+                .find(|s| s.subjects.iter().any(|f| subject_matches(f, &subject)))
+                .ok_or_else(|| BusError::NoStream(subject.clone()))?;
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT seq FROM bus_messages WHERE stream = $1 AND msg_id = $2 AND stored_at_us >= $3 \
+                 ORDER BY seq LIMIT 1",
+            )
+            .bind(&stream.name)
+            .bind(&msg_id)
+            .bind(now - stream.duplicate_window_us)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(seq) = seen {
+                out.push(Published {
+                    sequence: seq as u64,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO bus_messages (stream, subject, msg_id, payload, stored_at_us) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            )
+            .bind(&stream.name)
+            .bind(&subject)
+            .bind(&msg_id)
+            .bind(payload)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(Published {
                 sequence: seq as u64,
-                duplicate: true,
+                duplicate: false,
             });
         }
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO bus_messages (stream, subject, msg_id, payload, stored_at_us) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-        )
-        .bind(&stream.name)
-        .bind(subject)
-        .bind(msg_id)
-        .bind(payload)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         self.published.notify_waiters();
-        if self.publishes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        let count = out.len() as u64;
+        let before = self.publishes.fetch_add(count, Ordering::Relaxed);
+        if before / PRUNE_EVERY != (before + count) / PRUNE_EVERY {
             self.prune(now).await?;
         }
-        Ok(Published {
-            sequence: seq as u64,
-            duplicate: false,
-        })
+        Ok(out)
+    }
+
+    pub(crate) async fn load_cursor(&self, name: &str) -> Result<Option<u64>, BusError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM bus_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.store.reader())
+                .await?;
+        Ok(position.map(|p| p as u64))
+    }
+
+    pub(crate) async fn save_cursor(&self, name: &str, position: u64) -> Result<(), BusError> {
+        let position = i64::try_from(position).map_err(|_| BusError::Invalid {
+            what: "cursor",
+            value: position.to_string(),
+        })?;
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO bus_cursors (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        )
+        .bind(name)
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Removes messages past their stream's maximum age, and deliveries of them.

@@ -197,6 +197,40 @@ impl Bus {
         }
     }
 
+    /// Stores every event on the subject of its type, in order, deduplicated by id; returns
+    /// once all are stored. Faster than one [`Bus::publish`] each.
+    pub async fn publish_batch(&self, events: &[CloudEvent]) -> Result<Vec<Published>, BusError> {
+        let messages = events
+            .iter()
+            .map(|e| {
+                check_subject(&e.event_type, false)?;
+                Ok((e.event_type.clone(), e.id.clone(), e.to_json()))
+            })
+            .collect::<Result<Vec<_>, BusError>>()?;
+        match self {
+            Bus::Embedded(bus) => bus.publish_all(messages).await,
+            Bus::Nats(bus) => bus.publish_all(messages).await,
+        }
+    }
+
+    /// The position a named reader saved (see [`Bus::save_cursor`]), if any.
+    pub async fn load_cursor(&self, name: &str) -> Result<Option<u64>, BusError> {
+        check_name("cursor name", name)?;
+        match self {
+            Bus::Embedded(bus) => bus.load_cursor(name).await,
+            Bus::Nats(bus) => bus.load_cursor(name).await,
+        }
+    }
+
+    /// Saves how far a relay that reads another log (the ledger's journal) has published.
+    pub async fn save_cursor(&self, name: &str, position: u64) -> Result<(), BusError> {
+        check_name("cursor name", name)?;
+        match self {
+            Bus::Embedded(bus) => bus.save_cursor(name, position).await,
+            Bus::Nats(bus) => bus.save_cursor(name, position).await,
+        }
+    }
+
     /// Opens (creating if needed) the durable consumer.
     pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<Consumer, BusError> {
         check_name("stream name", &spec.stream)?;

@@ -16,10 +16,15 @@ pub const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deliveries a consumer may have unacknowledged at once.
 pub const ACK_PENDING_MAX: i64 = 1_024;
 
+/// The KV bucket holding relay cursors.
+pub const CURSOR_BUCKET: &str = "gureum-cursors";
+
 /// The JetStream bus. Cheap to clone (one connection, shared).
 #[derive(Clone, Debug)]
 pub struct NatsBus {
     jetstream: jetstream::Context,
+    /// Replicas of the buckets the bus creates itself (cursors).
+    replicas: usize,
 }
 
 impl NatsBus {
@@ -39,7 +44,16 @@ impl NatsBus {
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(PUBLISH_ACK_TIMEOUT)
             .build(client);
-        NatsBus { jetstream }
+        NatsBus {
+            jetstream,
+            replicas: 1,
+        }
+    }
+
+    /// Keeps `replicas` copies of the buckets the bus creates (3 across zones).
+    pub fn with_replicas(mut self, replicas: usize) -> NatsBus {
+        self.replicas = replicas;
+        self
     }
 
     /// The JetStream context (for the replicated ledger journal and KV leases).
@@ -87,6 +101,74 @@ impl NatsBus {
         })
     }
 
+    /// Publishes every message, all in flight at once, then waits for each acknowledgement in
+    /// order. On an error some later messages may be stored: publishing them again is
+    /// deduplicated by their ids.
+    pub(crate) async fn publish_all(
+        &self,
+        messages: Vec<(String, String, String)>,
+    ) -> Result<Vec<Published>, BusError> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for (subject, msg_id, payload) in messages {
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(&msg_id);
+            let ack = self
+                .jetstream
+                .send_publish(subject.clone(), message)
+                .await
+                .map_err(|e| nats_publish_error(&subject, &e))?;
+            pending.push((subject, ack));
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for (subject, ack) in pending {
+            let ack = ack.await.map_err(|e| nats_publish_error(&subject, &e))?;
+            out.push(Published {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The cursor bucket.
+    async fn cursors(&self) -> Result<jetstream::kv::Store, BusError> {
+        ensure_kv_bucket(
+            &self.jetstream,
+            CURSOR_BUCKET,
+            Duration::ZERO,
+            self.replicas,
+        )
+        .await
+        .map_err(|e| BusError::Nats(format!("cursor bucket: {e}")))
+    }
+
+    pub(crate) async fn load_cursor(&self, name: &str) -> Result<Option<u64>, BusError> {
+        let entry = self.cursors().await?.get(name).await;
+        let entry = entry.map_err(|e| BusError::Nats(format!("cursor {name}: {e}")))?;
+        entry
+            .map(|bytes| {
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| BusError::Invalid {
+                        what: "stored cursor",
+                        value: name.to_owned(),
+                    })
+            })
+            .transpose()
+    }
+
+    pub(crate) async fn save_cursor(&self, name: &str, position: u64) -> Result<(), BusError> {
+        let saved = self
+            .cursors()
+            .await?
+            .put(name, position.to_string().into())
+            .await;
+        saved.map_err(|e| BusError::Nats(format!("cursor {name}: {e}")))?;
+        Ok(())
+    }
+
     pub(crate) async fn consumer(&self, spec: &ConsumerSpec) -> Result<NatsConsumer, BusError> {
         let stream = self
             .jetstream
@@ -108,6 +190,35 @@ impl NatsBus {
             .map_err(|e| BusError::Nats(format!("consumer {}: {e}", spec.durable)))?;
         Ok(NatsConsumer { consumer })
     }
+}
+
+/// Makes sure the KV bucket exists and opens it. The bucket's stream is created in the layout
+/// JetStream's KV uses (what `create_key_value` would make) with a plain stream request, which
+/// also works on servers older than the client's KV management API (NATS 2.9). `max_age`
+/// zero keeps values forever.
+pub async fn ensure_kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, String> {
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    js.get_key_value(bucket).await.map_err(|e| e.to_string())
 }
 
 /// Parses a comma-separated list of NATS server URLs.

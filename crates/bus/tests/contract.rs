@@ -603,3 +603,52 @@ async fn the_relay_publishes_every_committed_event_in_order_per_aggregate_in_bot
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn batches_are_stored_in_order_with_dedup_and_cursors_persist() {
+    for kind in KINDS {
+        let mut t = TestBus::new(kind).await;
+        let service = t.stream(|_| {}).await;
+        let events: Vec<CloudEvent> = (1..=5).map(|n| event(&service, "a.b", "a/1", n)).collect();
+        let first = t.bus.publish_batch(&events[..3]).await.unwrap();
+        assert!(first.iter().all(|p| !p.duplicate), "{kind:?}");
+        assert!(
+            first.windows(2).all(|w| w[1].sequence == w[0].sequence + 1),
+            "{kind:?}"
+        );
+        let second = t.bus.publish_batch(&events).await.unwrap();
+        let duplicates: Vec<bool> = second.iter().map(|p| p.duplicate).collect();
+        assert_eq!(duplicates, vec![true, true, true, false, false], "{kind:?}");
+        let sequences = |p: &[bus::Published]| p.iter().map(|p| p.sequence).collect::<Vec<_>>();
+        assert_eq!(
+            sequences(&second[..3]),
+            sequences(&first),
+            "{kind:?}: a duplicate answers the original's sequence"
+        );
+        let mut consumer = t
+            .bus
+            .consumer(&quick(&service, "c", &format!("{service}.>")))
+            .await
+            .unwrap();
+        let got = consumer.fetch(10, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(numbers(&got), vec![1, 2, 3, 4, 5], "{kind:?}");
+
+        let cursor = format!("cur-{service}");
+        assert_eq!(t.bus.load_cursor(&cursor).await.unwrap(), None, "{kind:?}");
+        t.bus.save_cursor(&cursor, 41).await.unwrap();
+        t.bus
+            .save_cursor(&cursor, u64::from(u32::MAX) * 7)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.bus.load_cursor(&cursor).await.unwrap(),
+            Some(u64::from(u32::MAX) * 7),
+            "{kind:?}"
+        );
+        assert!(matches!(
+            t.bus.save_cursor("bad name", 1).await,
+            Err(BusError::Invalid { .. })
+        ));
+        t.cleanup().await;
+    }
+}

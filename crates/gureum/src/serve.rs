@@ -167,7 +167,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                     let data_dir = ledger
                         .data_dir
                         .ok_or("[ledger] data_dir is required with journal = \"file\"")?;
-                    server::run_ledger_with_file_journal(&data_dir, config.listen)
+                    let events = match &ledger.nats_url {
+                        Some(url) => server::Events::Nats(url.clone(), ledger.replicas),
+                        None => server::Events::Embedded(data_dir.join(server::BUS_FILE)),
+                    };
+                    server::run_ledger_with_file_journal(&data_dir, config.listen, events)
                 }
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
@@ -229,7 +233,7 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
                 })
                 .await
         });
-        let led = lead(&js, &replication, &active);
+        let led = lead(&js, &nats_url, &replication, &active);
         let result = tokio::select! {
             result = led => result,
             () = server::shutdown_signal() => Ok(Stopped::Signal),
@@ -263,6 +267,7 @@ enum Stopped {
 /// only when leadership is lost (or on an error); a signal cancels it.
 async fn lead(
     js: &async_nats::jetstream::Context,
+    nats_url: &str,
     config: &ReplicationConfig,
     active: &OnceLock<Arc<Engine>>,
 ) -> Result<Stopped, Error> {
@@ -292,6 +297,10 @@ async fn lead(
         Box::new(sink),
     )?);
     let _ = active.set(engine.clone());
+    // Only the leader publishes the ledger's events (from the journal it now owns).
+    let (stop_events, events_stopped) = tokio::sync::watch::channel(false);
+    let events = server::Events::Nats(nats_url.to_owned(), config.replicas);
+    let relaying = events.spawn(engine.clone(), events_stopped);
     tracing::info!(
         accounts,
         transfers,
@@ -326,6 +335,8 @@ async fn lead(
         }
     };
     pulse.abort();
+    let _ = stop_events.send(true);
+    let _ = relaying.await;
     Ok(stopped)
 }
 

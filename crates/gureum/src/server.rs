@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bus::Bus;
 use kernel::Problem;
 use ledger::engine::{Engine, EngineConfig};
+use ledger::events::EventRelay;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,13 +33,75 @@ pub struct UpArgs {
 /// Runs until SIGINT or SIGTERM, then finishes in-flight work, flushes and returns.
 pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     init_tracing();
-    run_ledger_with_file_journal(&args.data_dir, args.listen)
+    let events = Events::Embedded(args.data_dir.join(BUS_FILE));
+    run_ledger_with_file_journal(&args.data_dir, args.listen, events)
+}
+
+/// The embedded bus's file in the data folder of `gureum up`.
+pub const BUS_FILE: &str = "bus.sqlite";
+
+/// Where the ledger's `ledger.transfer.committed` events go.
+#[derive(Clone, Debug)]
+pub enum Events {
+    /// The embedded bus in this SQLite file.
+    Embedded(std::path::PathBuf),
+    /// NATS JetStream at these servers, with this many replicas of the ledger's stream.
+    Nats(String, usize),
+}
+
+impl Events {
+    /// Connects to the bus and makes sure the ledger's stream exists.
+    pub async fn open(&self, engine: Arc<Engine>) -> Result<EventRelay, Error> {
+        let (bus, replicas) = match self {
+            Events::Embedded(path) => {
+                let store =
+                    store::Store::open(&store::SqlConfig::Sqlite { path: path.clone() }).await?;
+                (
+                    Bus::Embedded(bus::embedded::EmbeddedBus::open(store).await?),
+                    1,
+                )
+            }
+            Events::Nats(url, replicas) => {
+                let nats = bus::nats::NatsBus::connect(url)
+                    .await?
+                    .with_replicas(*replicas);
+                (Bus::Nats(nats), *replicas)
+            }
+        };
+        let relay = EventRelay::new(engine, bus, 0);
+        relay.ensure_stream(replicas).await?;
+        Ok(relay)
+    }
+
+    /// Publishes the ledger's events in the background until `stop` turns true, connecting
+    /// (again and again, if the bus is down) first.
+    pub fn spawn(
+        self,
+        engine: Arc<Engine>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while !*stop.borrow() {
+                match self.open(engine.clone()).await {
+                    Ok(relay) => return relay.run(stop).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ledger events: cannot reach the bus; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        })
+    }
 }
 
 /// The ledger on a local journal, served at `listen` until SIGINT or SIGTERM.
 pub fn run_ledger_with_file_journal(
     data_dir: &std::path::Path,
     listen: SocketAddr,
+    events: Events,
 ) -> Result<ExitCode, Error> {
     let (engine, report) = Engine::open(EngineConfig::new(data_dir))?;
     tracing::info!(
@@ -53,7 +117,14 @@ pub fn run_ledger_with_file_journal(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(serve(engine.clone(), listen));
+    let served = runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let relaying = events.spawn(engine.clone(), stopped);
+        let served = serve(engine.clone(), listen).await;
+        let _ = stop.send(true);
+        let _ = relaying.await;
+        served
+    });
     // Stop the engine outside the runtime: it finishes queued work and writes a snapshot.
     let stopped = engine.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(5));

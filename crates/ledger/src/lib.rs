@@ -9,11 +9,13 @@
 //!   a lease and a standby that takes over.
 //! - [`engine`]: the imperative shell. One thread owns the state and the journal, gathers
 //!   waiting batches, applies them, makes them durable with one fsync, then answers.
+//! - [`events`]: `ledger.transfer.committed` events, published from the journal to the bus.
 //! - [`api`]: the HTTP API (JSON and binary) and its OpenAPI document.
 
 pub mod api;
 pub mod codec;
 pub mod engine;
+pub mod events;
 pub mod journal;
 pub mod replicated;
 pub mod snapshot;

@@ -97,26 +97,14 @@ pub async fn ensure_stream(
     js.get_or_create_stream(stream_config)
         .await
         .map_err(|e| nats_error("creating the journal stream")(&e))?;
-    // The lease bucket is a KV bucket; its stream is created here in the layout JetStream's KV
-    // uses (what `create_key_value` would make), which also works on servers older than the
-    // client's KV management API (NATS 2.9).
-    let bucket = config.lease_bucket();
-    let lease_stream = stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: config.lease_ttl,
-        num_replicas: config.replicas,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        ..Default::default()
-    };
-    js.get_or_create_stream(lease_stream)
-        .await
-        .map_err(|e| nats_error("creating the lease bucket")(&e))?;
+    bus::nats::ensure_kv_bucket(
+        js,
+        &config.lease_bucket(),
+        config.lease_ttl,
+        config.replicas,
+    )
+    .await
+    .map_err(|e| JournalError::Replication(format!("creating the lease bucket: {e}")))?;
     Ok(())
 }
 

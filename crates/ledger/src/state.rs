@@ -1142,6 +1142,22 @@ impl Ledger {
         }
     }
 
+    /// Up to `limit` committed transfers with a timestamp after `timestamp`, oldest first: how
+    /// the ledger's events are read (the transfer log is in timestamp order).
+    pub fn transfers_after(&self, timestamp: u64, limit: usize) -> Vec<TransferView> {
+        let (mut low, mut high) = (0, self.transfers.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.transfers[mid].timestamp <= timestamp {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let end = self.transfers.len().min(low.saturating_add(limit));
+        (low..end).map(|p| self.view(p as u64)).collect()
+    }
+
     /// The committed transfers touching an account, a page at a time. `None` if the account is
     /// unknown.
     pub fn account_transfers(&self, id: u128, query: PageQuery) -> Option<Page<TransferView>> {

@@ -227,7 +227,7 @@ impl Store {
         // holds a session advisory lock that an error return leaves taken, and a pooled
         // connection would carry it on to block every later migration.
         let mut conn = self.writer.acquire().await?.detach();
-        let result = migrator.run(&mut conn).await;
+        let result = migrator.run_direct(None, &mut conn, false).await;
         let closed = conn.close().await;
         result?;
         closed?;
