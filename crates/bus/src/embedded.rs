@@ -7,11 +7,12 @@
 //! order, which is what lets a consumer keep a simple cursor (on PostgreSQL a lower number
 //! could commit after a higher one and be skipped).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use store::sql::now_us;
 use store::{Backend, Migration, MigrationSet, Store};
 use tokio::sync::Notify;
@@ -39,8 +40,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
 const SCAN_MAX: i64 = 1_024;
 /// How often a waiting fetch looks again without being woken (redeliveries come due).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Old messages are pruned every this many publishes.
-const PRUNE_EVERY: u64 = 1_024;
+/// Messages per duplicate check and multi-row insert (5 parameters a row; SQLite allows
+/// 32,766 per statement).
+const PUBLISH_CHUNK: usize = 512;
+/// How often publishing also prunes messages past their stream's maximum age.
+const PRUNE_EVERY_US: u64 = 60_000_000;
 
 #[derive(Clone, Debug)]
 struct StreamRow {
@@ -56,7 +60,8 @@ pub struct EmbeddedBus {
     store: Store,
     published: Arc<Notify>,
     streams: Arc<RwLock<Vec<StreamRow>>>,
-    publishes: Arc<AtomicU64>,
+    /// When messages were last pruned (microseconds since the epoch).
+    pruned_at_us: Arc<AtomicU64>,
 }
 
 impl EmbeddedBus {
@@ -73,7 +78,7 @@ impl EmbeddedBus {
             store,
             published: Arc::new(Notify::new()),
             streams: Arc::default(),
-            publishes: Arc::default(),
+            pruned_at_us: Arc::default(),
         };
         bus.load_streams().await?;
         Ok(bus)
@@ -145,56 +150,117 @@ impl EmbeddedBus {
     }
 
     /// Stores every message in one transaction, in order; each is deduplicated by its id.
+    /// Messages go in chunks of [`PUBLISH_CHUNK`]: one query finds the chunk's duplicates and
+    /// one multi-row insert stores the rest (each statement is a round trip to SQLite's thread).
     pub(crate) async fn publish_all(
         &self,
         messages: Vec<(String, String, String)>,
     ) -> Result<Vec<Published>, BusError> {
         let now = now_us();
         let streams = self.streams.read().expect("streams lock").clone();
-        let mut out = Vec::with_capacity(messages.len());
-        let mut tx = self.store.begin().await?;
+        let mut routed = Vec::with_capacity(messages.len());
         for (subject, msg_id, payload) in messages {
             let stream = streams
                 .iter()
                 .find(|s| s.subjects.iter().any(|f| subject_matches(f, &subject)))
                 .ok_or_else(|| BusError::NoStream(subject.clone()))?;
-            let seen: Option<i64> = sqlx::query_scalar(
-                "SELECT seq FROM bus_messages WHERE stream = $1 AND msg_id = $2 AND stored_at_us >= $3 \
-                 ORDER BY seq LIMIT 1",
-            )
-            .bind(&stream.name)
-            .bind(&msg_id)
-            .bind(now - stream.duplicate_window_us)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(seq) = seen {
-                out.push(Published {
+            routed.push((stream, subject, msg_id, payload));
+        }
+        let mut out = Vec::with_capacity(routed.len());
+        let mut tx = self.store.begin().await?;
+        // Ids stored by this call, for a message repeated within the batch.
+        let mut stored_now: HashMap<(String, String), i64> = HashMap::new();
+        let mut rest = routed.as_slice();
+        while !rest.is_empty() {
+            // A run of one stream, at most a chunk long.
+            let stream = rest[0].0;
+            let len = rest
+                .iter()
+                .take(PUBLISH_CHUNK)
+                .take_while(|m| m.0.name == stream.name)
+                .count();
+            let (chunk, after) = rest.split_at(len);
+            rest = after;
+            let mut seen: HashMap<String, i64> = HashMap::new();
+            // Anonymous `?` parameters here: SQLite looks a named one up by scanning the list of
+            // names, which costs quadratic time in statements with hundreds of parameters.
+            let sql = format!(
+                "SELECT msg_id, MIN(seq) AS seq FROM bus_messages WHERE stream = ? AND stored_at_us >= ? \
+                 AND msg_id IN ({}) GROUP BY msg_id",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(&stream.name)
+                .bind(now - stream.duplicate_window_us);
+            for m in chunk {
+                query = query.bind(&m.2);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                seen.insert(row.try_get("msg_id")?, row.try_get("seq")?);
+            }
+            // Each message is a duplicate of one stored before (or earlier in this call), or
+            // fresh; fresh ones are inserted together, numbered in order.
+            let mut fresh: Vec<&(&StreamRow, String, String, String)> = Vec::new();
+            let mut fresh_index: HashMap<&str, usize> = HashMap::new();
+            let mut answers: Vec<Answer> = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let key = (stream.name.clone(), m.2.clone());
+                if let Some(&seq) = seen.get(&m.2).or_else(|| stored_now.get(&key)) {
+                    answers.push(Answer::Stored(seq));
+                } else if let Some(&i) = fresh_index.get(m.2.as_str()) {
+                    answers.push(Answer::SameAs(i));
+                } else {
+                    fresh_index.insert(&m.2, fresh.len());
+                    answers.push(Answer::Fresh(fresh.len()));
+                    fresh.push(m);
+                }
+            }
+            let mut seqs: Vec<i64> = Vec::new();
+            if !fresh.is_empty() {
+                let sql = format!(
+                    "INSERT INTO bus_messages (stream, subject, msg_id, payload, stored_at_us) VALUES {} RETURNING seq",
+                    vec!["(?, ?, ?, ?, ?)"; fresh.len()].join(", ")
+                );
+                let mut insert = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+                for m in &fresh {
+                    insert = insert
+                        .bind(&m.0.name)
+                        .bind(&m.1)
+                        .bind(&m.2)
+                        .bind(&m.3)
+                        .bind(now);
+                }
+                seqs = insert.fetch_all(&mut *tx).await?;
+                // One writer: the rows got consecutive numbers in the order of the VALUES list.
+                seqs.sort_unstable();
+                for (m, seq) in fresh.iter().zip(&seqs) {
+                    stored_now.insert((stream.name.clone(), m.2.clone()), *seq);
+                }
+            }
+            out.extend(answers.into_iter().map(|answer| match answer {
+                Answer::Stored(seq) => Published {
                     sequence: seq as u64,
                     duplicate: true,
-                });
-                continue;
-            }
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO bus_messages (stream, subject, msg_id, payload, stored_at_us) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-            )
-            .bind(&stream.name)
-            .bind(&subject)
-            .bind(&msg_id)
-            .bind(payload)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            out.push(Published {
-                sequence: seq as u64,
-                duplicate: false,
-            });
+                },
+                Answer::Fresh(i) => Published {
+                    sequence: seqs[i] as u64,
+                    duplicate: false,
+                },
+                Answer::SameAs(i) => Published {
+                    sequence: seqs[i] as u64,
+                    duplicate: true,
+                },
+            }));
         }
         tx.commit().await?;
         self.published.notify_waiters();
-        let count = out.len() as u64;
-        let before = self.publishes.fetch_add(count, Ordering::Relaxed);
-        if before / PRUNE_EVERY != (before + count) / PRUNE_EVERY {
+        let last = self.pruned_at_us.load(Ordering::Relaxed);
+        if (now as u64).saturating_sub(last) >= PRUNE_EVERY_US
+            && self
+                .pruned_at_us
+                .compare_exchange(last, now as u64, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.prune(now).await?;
         }
         Ok(out)
@@ -240,9 +306,11 @@ impl EmbeddedBus {
                     .execute(&mut *tx)
                     .await?;
             removed += done.rows_affected();
+            // Messages go in age order, so deliveries of removed ones are those numbered below
+            // the oldest message left (or all of them, if none is left).
             sqlx::query(
-                "DELETE FROM bus_pending WHERE stream = $1 AND seq NOT IN \
-                 (SELECT seq FROM bus_messages WHERE stream = $1)",
+                "DELETE FROM bus_pending WHERE stream = $1 AND seq < \
+                 COALESCE((SELECT MIN(seq) FROM bus_messages WHERE stream = $1), 9223372036854775807)",
             )
             .bind(&stream.name)
             .execute(&mut *tx)
@@ -310,6 +378,16 @@ impl EmbeddedBus {
         self.published.notify_waiters();
         Ok(())
     }
+}
+
+/// What became of one message of a batch.
+enum Answer {
+    /// A duplicate of the message stored under this number.
+    Stored(i64),
+    /// Stored now, as the i-th fresh message of its chunk.
+    Fresh(usize),
+    /// A repeat of the i-th fresh message of its chunk.
+    SameAs(usize),
 }
 
 /// A durable consumer on the embedded bus.

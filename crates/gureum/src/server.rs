@@ -40,6 +40,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
 /// The embedded bus's file in the data folder of `gureum up`.
 pub const BUS_FILE: &str = "bus.sqlite";
 
+/// The nice value of the event relay's thread (0 is normal; higher yields the CPU).
+const EVENTS_NICE: libc::c_int = 10;
+
 /// Where the ledger's `ledger.transfer.committed` events go.
 #[derive(Clone, Debug)]
 pub enum Events {
@@ -74,24 +77,37 @@ impl Events {
     }
 
     /// Publishes the ledger's events in the background until `stop` turns true, connecting
-    /// (again and again, if the bus is down) first.
+    /// (again and again, if the bus is down) first. The relay runs on a thread of its own at
+    /// a lower scheduling priority (nice 10): events are never lost, only late, so under a
+    /// load that fills the cores the money path comes first and the relay catches up after.
     pub fn spawn(
         self,
         engine: Arc<Engine>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            while !*stop.borrow() {
-                match self.open(engine.clone()).await {
-                    Ok(relay) => return relay.run(stop).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ledger events: cannot reach the bus; retrying")
+        let thread = std::thread::Builder::new().name("ledger-events".into()).spawn(move || {
+            // SAFETY: setpriority(2) on this thread's own id only changes its nice value.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, EVENTS_NICE) };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return tracing::error!(error = %e, "ledger events: cannot start; no events will be published"),
+            };
+            runtime.block_on(async move {
+                while !*stop.borrow() {
+                    match self.open(engine.clone()).await {
+                        Ok(relay) => return relay.run(stop).await,
+                        Err(e) => tracing::warn!(error = %e, "ledger events: cannot reach the bus; retrying"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
                     }
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
+            });
+        });
+        tokio::task::spawn_blocking(move || {
+            if let Ok(thread) = thread {
+                let _ = thread.join();
             }
         })
     }
