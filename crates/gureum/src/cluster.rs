@@ -80,8 +80,12 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
             name,
             &format!(
                 "listen = \"127.0.0.1:{port}\"\n\n[ledger]\njournal = \"jetstream\"\nnats_url = \"{}\"\n\
-                 replicas = {}\nlease_ttl_ms = 2000\nnode = \"{name}\"\n",
-                args.nats_url, args.replicas
+                 replicas = {}\nlease_ttl_ms = 2000\nnode = \"{name}\"\ndata_dir = \"{}\"\n\
+                 snapshot_after_mib = 64\n\n[objects]\nkind = \"local\"\nroot = \"{}\"\n",
+                args.nats_url,
+                args.replicas,
+                args.data_dir.join(name).display(),
+                args.data_dir.join("objects").display()
             ),
         )?;
         processes.push(start(name, "ledger", config)?);

@@ -17,6 +17,12 @@
 //! lease_ttl_ms = 2000
 //! node = "ledger-a"
 //!
+//! snapshot_after_mib = 256     # a standby snapshots to [objects] this often
+//!
+//! [objects]                    # or kind = "s3", bucket, prefix, endpoint, region
+//! kind = "local"               #    (keys: GUREUM_S3_ACCESS_KEY_ID, GUREUM_S3_SECRET_ACCESS_KEY)
+//! root = "./gureum-data/objects"
+//!
 //! [edge]
 //! ledger = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
 //! ```
@@ -34,7 +40,7 @@ use axum::routing::get;
 use kernel::Problem;
 use ledger::engine::{Engine, EngineConfig};
 use ledger::journal::JournalError;
-use ledger::replicated::{self, Follower, Lease, RenewError, ReplicationConfig};
+use ledger::replicated::{self, Follower, Lease, RenewError, ReplicationConfig, SnapshotStore};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -74,6 +80,8 @@ pub struct Config {
     pub ledger: Option<LedgerConfig>,
     /// The edge's settings.
     pub edge: Option<EdgeConfig>,
+    /// Object storage.
+    pub objects: Option<ObjectsSection>,
 }
 
 /// Where the ledger keeps its journal.
@@ -107,6 +115,63 @@ pub struct LedgerConfig {
     pub lease_ttl_ms: u64,
     /// This node's name.
     pub node: Option<String>,
+    /// A standby writes a snapshot to object storage (`[objects]`) after this many MiB of
+    /// journal since its last one.
+    #[serde(default = "default_snapshot_after_mib")]
+    pub snapshot_after_mib: u64,
+}
+
+/// `[objects]`: object storage (the replicated ledger's snapshots). The S3 keys come from
+/// `GUREUM_S3_ACCESS_KEY_ID` and `GUREUM_S3_SECRET_ACCESS_KEY`, never from the file.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum ObjectsSection {
+    /// A folder.
+    Local {
+        /// The folder.
+        root: PathBuf,
+    },
+    /// An S3-compatible bucket.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix inside the bucket.
+        #[serde(default)]
+        prefix: String,
+        /// Endpoint URL (none: AWS).
+        endpoint: Option<String>,
+        /// Region.
+        region: String,
+    },
+}
+
+impl ObjectsSection {
+    /// Opens the storage it names.
+    pub fn open(&self) -> Result<store::Objects, Error> {
+        let config = match self {
+            ObjectsSection::Local { root } => store::ObjectsConfig::Local { root: root.clone() },
+            ObjectsSection::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => {
+                let key = |name: &str| {
+                    std::env::var(name)
+                        .map_err(|_| format!("{name} must be set for [objects] kind = \"s3\""))
+                };
+                store::ObjectsConfig::S3 {
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
+                    access_key_id: key("GUREUM_S3_ACCESS_KEY_ID")?,
+                    secret_access_key: key("GUREUM_S3_SECRET_ACCESS_KEY")?,
+                }
+            }
+        };
+        Ok(store::Objects::open(&config)?)
+    }
 }
 
 /// `[edge]`.
@@ -123,6 +188,10 @@ fn one() -> usize {
 
 fn default_lease_ttl_ms() -> u64 {
     2_000
+}
+
+fn default_snapshot_after_mib() -> u64 {
+    256
 }
 
 impl Config {
@@ -207,10 +276,25 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
             .clone()
             .unwrap_or_else(|| format!("ledger-{}", std::process::id())),
     };
+    let snapshots = match &config.objects {
+        Some(objects) => {
+            // Snapshot files pass through a local folder: the node's data folder, or one of
+            // its own under the system's temporary folder.
+            let cache = ledger.data_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("gureum-{}", replication.node))
+            });
+            Some(Snapshots {
+                store: SnapshotStore::new(objects.open()?, replication.shard, cache),
+                after_bytes: ledger.snapshot_after_mib.saturating_mul(1 << 20),
+            })
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let active: Arc<OnceLock<Arc<Engine>>> = Arc::default();
+    let held: tokio::sync::Mutex<Option<Lease>> = tokio::sync::Mutex::new(None);
     let outcome = runtime.block_on(async {
         let servers = bus::nats::server_addrs(&nats_url)?;
         let client = async_nats::ConnectOptions::new()
@@ -233,7 +317,7 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
                 })
                 .await
         });
-        let led = lead(&js, &nats_url, &replication, &active);
+        let led = lead(&js, &nats_url, &replication, snapshots, &active, &held);
         let result = tokio::select! {
             result = led => result,
             () = server::shutdown_signal() => Ok(Stopped::Signal),
@@ -247,6 +331,14 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
         let engine = engine.clone();
         let _ = std::thread::spawn(move || engine.shutdown()).join();
     }
+    // Stopped on purpose, with nothing left to write: hand the lease over at once rather than
+    // let a standby wait for it to age out.
+    if let (Ok(Stopped::Signal), Some(lease)) = (&outcome, held.into_inner()) {
+        match runtime.block_on(lease.release()) {
+            Ok(()) => tracing::info!("gave up the lease"),
+            Err(e) => tracing::warn!(error = %e, "could not give up the lease; it ages out"),
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
     match outcome {
         Ok(Stopped::Signal) => {
@@ -256,6 +348,12 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
         Ok(Stopped::Lost(reason)) => Err(format!("stopped leading: {reason}").into()),
         Err(e) => Err(e),
     }
+}
+
+/// Where a replicated node's snapshots go, and how often.
+struct Snapshots {
+    store: SnapshotStore,
+    after_bytes: u64,
 }
 
 enum Stopped {
@@ -269,16 +367,45 @@ async fn lead(
     js: &async_nats::jetstream::Context,
     nats_url: &str,
     config: &ReplicationConfig,
+    mut snapshots: Option<Snapshots>,
     active: &OnceLock<Arc<Engine>>,
+    held: &tokio::sync::Mutex<Option<Lease>>,
 ) -> Result<Stopped, Error> {
-    let mut follower = Follower::new(js, config).await?;
-    let mut lease = loop {
+    let mut follower = match snapshots.as_mut() {
+        Some(s) => s.store.follower(js, config).await?,
+        None => Follower::new(js, config).await?,
+    };
+    if follower.stream_seq() > 0 {
+        tracing::info!(
+            stream_seq = follower.stream_seq(),
+            "started from the latest snapshot"
+        );
+    }
+    let mut snapshot_offset = follower.position().offset;
+    let lease = loop {
         // NATS being unreachable for a while (a node failing over) is waited out; a journal
         // that does not check out is not.
         match follower.catch_up().await {
             Ok(_) => {}
             Err(e @ JournalError::Corrupt { .. }) => return Err(e.into()),
             Err(e) => tracing::warn!(error = %e, "standby: cannot read the journal; retrying"),
+        }
+        if let Some(s) = snapshots.as_mut()
+            && follower.position().offset - snapshot_offset >= s.after_bytes
+        {
+            match s.store.save(&follower).await {
+                Ok(Some(manifest)) => {
+                    snapshot_offset = follower.position().offset;
+                    tracing::info!(
+                        stream_seq = manifest.stream_seq,
+                        "snapshot written to object storage"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "standby: snapshot failed; the journal still holds everything")
+                }
+            }
         }
         match Lease::try_acquire(js, config).await {
             Ok(Some(lease)) => break lease,
@@ -287,6 +414,7 @@ async fn lead(
         }
         tokio::time::sleep(STANDBY_POLL).await;
     };
+    *held.lock().await = Some(lease);
     tracing::info!(node = %config.node, "won the lease; taking over the journal");
     let (state, position, sink) = replicated::take_over(follower, js, config).await?;
     let (accounts, transfers) = (state.account_count(), state.transfer_count());
@@ -320,11 +448,15 @@ async fn lead(
                 "the journal refused a write (fenced off, or NATS failed for too long)".into(),
             );
         }
+        let mut guard = held.lock().await;
+        let Some(lease) = guard.as_mut() else {
+            break Stopped::Lost("the lease was given up".into());
+        };
         match tokio::time::timeout(config.renew_every(), lease.renew()).await {
             Ok(Ok(())) => {}
             Ok(Err(RenewError::Lost(reason))) => match Lease::try_acquire(js, config).await {
                 // It aged out while NATS was unreachable and no one took it: take it back.
-                Ok(Some(again)) => lease = again,
+                Ok(Some(again)) => *guard = Some(again),
                 Ok(None) => {
                     break Stopped::Lost(format!("another node holds the lease ({reason})"));
                 }

@@ -266,6 +266,197 @@ pub async fn take_over(
     Ok(follower.into_writer(js.clone(), config, tokio::runtime::Handle::current()))
 }
 
+/// Snapshots of a replicated ledger in object storage, so a new node starts from the latest
+/// one and reads only the journal after it.
+///
+/// Under `ledger/shard-<n>/`: `chunks/chunk-N.gt` (sealed transfer chunks, uploaded once
+/// each), `snapshots/<journal seq>.gs` (the state file) and `latest.json`, which names the
+/// newest state file, the stream sequence it covers and its chunk count. Uploads go chunks
+/// first, state file next, `latest.json` last, so `latest.json` only ever names complete
+/// snapshots. A standby writes them (it applies the journal anyway); files go through a local
+/// cache folder first.
+pub struct SnapshotStore {
+    objects: store::Objects,
+    prefix: String,
+    cache: std::path::PathBuf,
+    /// CRCs of the chunk files written to the cache folder.
+    durable: crate::snapshot::ChunkCrcs,
+    /// Chunks already in object storage.
+    uploaded: usize,
+    /// State files this store uploaded, oldest first.
+    states: std::collections::VecDeque<String>,
+}
+
+/// What `latest.json` says.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotManifest {
+    /// The last stream message the snapshot covers.
+    pub stream_seq: u64,
+    /// The last journal record it covers.
+    pub journal_seq: u64,
+    /// The state file's key (under the shard's prefix).
+    pub state: String,
+    /// How many chunk files it names.
+    pub chunks: usize,
+}
+
+impl SnapshotStore {
+    /// Snapshots of shard `shard` in `objects`, cached in `cache` (created if missing).
+    pub fn new(
+        objects: store::Objects,
+        shard: u32,
+        cache: impl Into<std::path::PathBuf>,
+    ) -> SnapshotStore {
+        SnapshotStore {
+            objects,
+            prefix: format!("ledger/shard-{shard}"),
+            cache: cache.into(),
+            durable: Vec::new(),
+            uploaded: 0,
+            states: Default::default(),
+        }
+    }
+
+    fn storage_error(what: &str) -> impl FnOnce(store::StoreError) -> JournalError + '_ {
+        move |e| JournalError::Replication(format!("{what}: {e}"))
+    }
+
+    /// Writes a snapshot of what `follower` has applied. Skipped (`Ok(None)`) while the
+    /// follower holds part of a record; otherwise returns the manifest written.
+    pub async fn save(
+        &mut self,
+        follower: &Follower,
+    ) -> Result<Option<SnapshotManifest>, JournalError> {
+        if follower.records.partial_bytes() > 0 {
+            return Ok(None);
+        }
+        let (position, stream_seq) = (follower.position(), follower.stream_seq());
+        let image = follower.ledger().image();
+        let cache = self.cache.clone();
+        let mut durable = std::mem::take(&mut self.durable);
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&cache)
+                .map_err(JournalError::io(format!("creating {}", cache.display())))?;
+            crate::snapshot::write_image(&cache, image, position, &mut durable).map(|()| durable)
+        })
+        .await
+        .map_err(|e| JournalError::Replication(format!("snapshot task: {e}")))??;
+        self.durable = written;
+        self.uploaded = self.uploaded.min(self.durable.len());
+        while self.uploaded < self.durable.len() {
+            let name = crate::snapshot::chunk_name(self.uploaded);
+            let bytes = read(&self.cache.join(&name)).await?;
+            self.objects
+                .put(&format!("{}/{name}", self.prefix), bytes.into())
+                .await
+                .map_err(Self::storage_error("uploading a snapshot chunk"))?;
+            self.uploaded += 1;
+        }
+        let state = format!("snapshots/{:020}.gs", position.seq);
+        let bytes = read(&self.cache.join(crate::snapshot::SNAPSHOT_FILE)).await?;
+        self.objects
+            .put(&format!("{}/{state}", self.prefix), bytes.into())
+            .await
+            .map_err(Self::storage_error("uploading a snapshot"))?;
+        let manifest = SnapshotManifest {
+            stream_seq,
+            journal_seq: position.seq,
+            state,
+            chunks: self.durable.len(),
+        };
+        let json = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        self.objects
+            .put(&format!("{}/latest.json", self.prefix), json.into())
+            .await
+            .map_err(Self::storage_error("uploading the snapshot manifest"))?;
+        // Keep the state file before this one (a node may be downloading it); delete older.
+        if self.states.back() != Some(&manifest.state) {
+            self.states.push_back(manifest.state.clone());
+        }
+        while self.states.len() > 2 {
+            let old = self.states.pop_front().expect("more than two");
+            if let Err(e) = self.objects.delete(&format!("{}/{old}", self.prefix)).await {
+                tracing::warn!(error = %e, "could not delete an old snapshot");
+            }
+        }
+        Ok(Some(manifest))
+    }
+
+    /// A follower starting from the latest snapshot in object storage (downloaded into the
+    /// cache folder and checked like a local one), or from the beginning if there is none.
+    pub async fn follower(
+        &mut self,
+        js: &jetstream::Context,
+        config: &ReplicationConfig,
+    ) -> Result<Follower, JournalError> {
+        let mut follower = Follower::new(js, config).await?;
+        let latest = self
+            .objects
+            .get(&format!("{}/latest.json", self.prefix))
+            .await
+            .map_err(Self::storage_error("reading the snapshot manifest"))?;
+        let Some(latest) = latest else {
+            return Ok(follower);
+        };
+        let manifest: SnapshotManifest = serde_json::from_slice(&latest).map_err(|e| {
+            JournalError::Replication(format!("the snapshot manifest does not parse: {e}"))
+        })?;
+        std::fs::create_dir_all(self.cache.join(crate::snapshot::CHUNKS_DIR)).map_err(
+            JournalError::io(format!("creating {}", self.cache.display())),
+        )?;
+        for index in 0..manifest.chunks {
+            let name = crate::snapshot::chunk_name(index);
+            let bytes = self.download(&name).await?;
+            write(&self.cache.join(&name), &bytes).await?;
+        }
+        let state = self.download(&manifest.state).await?;
+        write(&self.cache.join(crate::snapshot::SNAPSHOT_FILE), &state).await?;
+        let cache = self.cache.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::snapshot::load(&cache))
+            .await
+            .map_err(|e| JournalError::Replication(format!("snapshot task: {e}")))??;
+        let Some((ledger, position, crcs)) = loaded else {
+            return Ok(follower);
+        };
+        if position.seq != manifest.journal_seq {
+            return Err(JournalError::Replication(format!(
+                "the snapshot manifest names journal record {} but the state file covers {}",
+                manifest.journal_seq, position.seq
+            )));
+        }
+        self.uploaded = crcs.len();
+        self.durable = crcs;
+        follower.ledger = ledger;
+        follower.records =
+            RecordStream::new(format!("jetstream:{}", config.stream_name()), position);
+        follower.stream_seq = manifest.stream_seq;
+        Ok(follower)
+    }
+
+    async fn download(&self, name: &str) -> Result<Vec<u8>, JournalError> {
+        self.objects
+            .get(&format!("{}/{name}", self.prefix))
+            .await
+            .map_err(Self::storage_error("downloading a snapshot"))?
+            .map(|b| b.to_vec())
+            .ok_or_else(|| {
+                JournalError::Replication(format!("the snapshot names {name}, which is missing"))
+            })
+    }
+}
+
+async fn read(path: &std::path::Path) -> Result<Vec<u8>, JournalError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(JournalError::io(format!("reading {}", path.display())))
+}
+
+async fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), JournalError> {
+    tokio::fs::write(path, bytes)
+        .await
+        .map_err(JournalError::io(format!("writing {}", path.display())))
+}
+
 fn seal_headers(offset: u64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(OFFSET_HEADER, offset.to_string().as_str());

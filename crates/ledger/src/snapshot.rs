@@ -42,7 +42,12 @@ const BALANCE_ENTRY_SIZE: u64 = 8 + 16 + 64;
 pub type ChunkCrcs = Vec<u32>;
 
 fn chunk_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join(CHUNKS_DIR).join(format!("chunk-{index:010}.gt"))
+    dir.join(chunk_name(index))
+}
+
+/// Where chunk `index` lives, relative to a snapshot folder: `chunks/chunk-NNNNNNNNNN.gt`.
+pub fn chunk_name(index: usize) -> String {
+    format!("{CHUNKS_DIR}/chunk-{index:010}.gt")
 }
 
 /// Writes a snapshot of `ledger` at journal `position` into `dir`, chunks and all.

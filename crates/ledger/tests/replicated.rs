@@ -12,7 +12,7 @@ use bus::testing::NatsCluster;
 mod support;
 use ledger::engine::{Engine, EngineConfig};
 use ledger::journal::{JournalEncoder, JournalError, RecordKind};
-use ledger::replicated::{self, Follower, Lease, OFFSET_HEADER, ReplicationConfig};
+use ledger::replicated::{self, Follower, Lease, OFFSET_HEADER, ReplicationConfig, SnapshotStore};
 use ledger::*;
 use support::transfers;
 
@@ -260,5 +260,102 @@ async fn the_lease_has_one_holder_and_ages_out_when_not_renewed() {
         Lease::try_acquire(&js, &config).await.unwrap().is_some(),
         "a released lease is free at once"
     );
+    cleanup(&js, &config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_starts_from_the_latest_snapshot_in_object_storage() {
+    let (_nats, js) = jetstream().await;
+    let config = config();
+    replicated::ensure_stream(&js, &config).await.unwrap();
+    let engine = leader(&js, &config).await;
+    engine.create_accounts(accounts()).await.unwrap();
+    // Past two sealed chunks of 65,536 transfers, so the snapshot has chunk files.
+    for b in 0..17u128 {
+        let batch = transfers(1_000 + b * 8_000..1_000 + (b + 1) * 8_000);
+        assert!(
+            engine
+                .create_transfers(batch)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| *r == CreateTransferResult::Ok)
+        );
+    }
+    let s3 = store::testing::S3Server::start("gureum").await;
+    let local = tempfile::tempdir().unwrap();
+    let stores = [
+        store::Objects::open(&store::ObjectsConfig::Local {
+            root: local.path().join("objects"),
+        })
+        .unwrap(),
+        s3.objects("gureum", "prod"),
+    ];
+    for objects in stores {
+        let cache = tempfile::tempdir().unwrap();
+        let mut snapshots = SnapshotStore::new(objects.clone(), config.shard, cache.path());
+        let mut standby = snapshots.follower(&js, &config).await.unwrap();
+        assert_eq!(standby.stream_seq(), 0, "no snapshot yet: from the start");
+        standby.catch_up().await.unwrap();
+        let manifest = snapshots
+            .save(&standby)
+            .await
+            .unwrap()
+            .expect("a whole-record boundary");
+        assert_eq!(manifest.stream_seq, standby.stream_seq());
+        assert_eq!(manifest.chunks, 2);
+        assert!(objects.list("ledger").await.unwrap().contains(&format!(
+            "ledger/shard-{}/chunks/chunk-0000000001.gt",
+            config.shard
+        )));
+
+        // A node with an empty cache starts from that snapshot and reads only what follows.
+        let fresh_cache = tempfile::tempdir().unwrap();
+        let mut fresh = SnapshotStore::new(objects.clone(), config.shard, fresh_cache.path());
+        let mut node = fresh.follower(&js, &config).await.unwrap();
+        assert_eq!(node.stream_seq(), manifest.stream_seq);
+        let expected = engine.query(|l| l.transfer_count()).await.unwrap();
+        assert!(expected >= 136_000);
+        assert_eq!(node.ledger().transfer_count(), expected);
+        assert_eq!(node.catch_up().await.unwrap(), 0);
+        assert_eq!(body(node.ledger()), engine.query(body).await.unwrap());
+        let more = engine
+            .create_transfers(transfers(
+                200_000 + manifest.stream_seq as u128 * 10
+                    ..200_010 + manifest.stream_seq as u128 * 10,
+            ))
+            .await
+            .unwrap();
+        assert!(more.iter().all(|r| *r == CreateTransferResult::Ok));
+        assert!(node.catch_up().await.unwrap() >= 1);
+        assert_eq!(body(node.ledger()), engine.query(body).await.unwrap());
+
+        // Saving again (also at the same position) keeps the newest two state files.
+        snapshots.save(&standby).await.unwrap();
+        standby.catch_up().await.unwrap();
+        let newest = snapshots.save(&standby).await.unwrap().unwrap();
+        let states = objects
+            .list(&format!("ledger/shard-{}/snapshots", config.shard))
+            .await
+            .unwrap();
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(states.iter().any(|s| s.ends_with(&newest.state)));
+
+        // A damaged chunk in object storage is refused, not loaded.
+        let key = format!("ledger/shard-{}/chunks/chunk-0000000000.gt", config.shard);
+        let mut chunk = objects.get(&key).await.unwrap().unwrap().to_vec();
+        chunk[100] ^= 1;
+        objects.put(&key, chunk.into()).await.unwrap();
+        let broken = tempfile::tempdir().unwrap();
+        let refused = SnapshotStore::new(objects.clone(), config.shard, broken.path())
+            .follower(&js, &config)
+            .await;
+        assert!(
+            matches!(refused, Err(JournalError::Corrupt { .. })),
+            "{:?}",
+            refused.err()
+        );
+    }
+    shutdown(engine).await;
     cleanup(&js, &config).await;
 }
