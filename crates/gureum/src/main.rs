@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod cluster;
 mod edge;
+mod provision;
 mod serve;
 mod server;
 
@@ -39,6 +40,11 @@ enum Command {
     },
     /// Work with the ledger: accounts, transfers, history; verify a data folder.
     Ledger(client::LedgerArgs),
+    /// Prepare infrastructure for the split shape (a PostgreSQL role and schema per service).
+    Provision {
+        #[command(subcommand)]
+        command: provision::ProvisionCommand,
+    },
     /// Measure Gureum.
     Bench {
         #[command(subcommand)]
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Up(args) => server::up(args),
         Command::Serve(args) => serve::serve(args),
         Command::Cluster { command } => cluster::run(command),
+        Command::Provision { command } => provision::run(command),
         Command::Ledger(args) => client::run(args),
         Command::Bench {
             target: BenchTarget::Ledger(args),

@@ -335,3 +335,58 @@ fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn provision_gives_a_service_its_own_postgres_role_and_schema() {
+    let admin = std::env::var("GUREUM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let service = format!("t_cli_{}", std::process::id());
+    let secret = "cli-test-password-0123456789";
+    let provision = || {
+        let mut command = support::gureum();
+        command.args([
+            "provision",
+            "postgres",
+            "--admin-url",
+            &admin,
+            "--service",
+            &service,
+        ]);
+        command
+    };
+    let run = provision()
+        .env("GUREUM_SERVICE_PASSWORD", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("role gureum_{service} owns schema {service}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("gureum_{service}:********@")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(secret), "the password is never printed");
+    // Without the password in the environment it refuses, naming what is missing.
+    let refused = provision()
+        .env_remove("GUREUM_SERVICE_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("GUREUM_SERVICE_PASSWORD"));
+    let cleanup = std::process::Command::new("psql")
+        .args([
+            &admin,
+            "-qc",
+            &format!("DROP SCHEMA {service} CASCADE; DROP ROLE gureum_{service}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(cleanup.success());
+}

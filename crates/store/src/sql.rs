@@ -160,13 +160,22 @@ impl Store {
                 "schema name {schema:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
             )));
         }
-        let mut admin = AnyConnection::connect(url).await?;
-        admin
-            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}"
-            ))))
-            .await?;
-        admin.close().await?;
+        // Create the schema only if it is missing: a provisioned service role (see
+        // `provision_postgres`) owns its schema but may not create schemas.
+        let mut first = AnyConnection::connect(url).await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                .bind(schema)
+                .fetch_optional(&mut first)
+                .await?;
+        if exists.is_none() {
+            first
+                .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS {schema}"
+                ))))
+                .await?;
+        }
+        first.close().await?;
         let set_path: Arc<str> = format!(
             "SET search_path TO {schema}; SET lock_timeout = '{}ms'",
             LOCK_WAIT.as_millis()
@@ -292,6 +301,68 @@ impl Store {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// Gives a service its own PostgreSQL role and schema: creates the role `gureum_<service>`
+/// (or resets its password), and the schema `<service>` owned by it, with no rights for anyone
+/// else. Run with an administrator's URL (deployment time, not in the service); returns the
+/// configuration the service connects with, as that role. So a service can read and write its
+/// own tables and no other service's, which is what "each service owns its data" means on a
+/// shared database.
+pub async fn provision_postgres(
+    admin_url: &str,
+    service: &str,
+    password: &str,
+) -> Result<SqlConfig, StoreError> {
+    if !is_valid_schema_name(service) || service.len() > 55 {
+        return Err(StoreError::Config(format!(
+            "service name {service:?} is not a plain identifier"
+        )));
+    }
+    // The password goes into DDL, which takes no parameters: accept only characters that
+    // need no quoting, and enough of them.
+    if password.len() < 16
+        || !password
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(StoreError::Config(
+            "a service password must be at least 16 characters of [A-Za-z0-9_-]".into(),
+        ));
+    }
+    let role = format!("gureum_{service}");
+    sqlx::any::install_default_drivers();
+    let mut admin = AnyConnection::connect(admin_url).await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(&role)
+        .fetch_optional(&mut admin)
+        .await?;
+    let role_sql = match exists {
+        Some(_) => format!("ALTER ROLE {role} WITH LOGIN PASSWORD '{password}'"),
+        None => format!("CREATE ROLE {role} WITH LOGIN PASSWORD '{password}'"),
+    };
+    admin
+        .execute(sqlx::raw_sql(AssertSqlSafe(role_sql)))
+        .await?;
+    let schema_sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {service} AUTHORIZATION {role}; \
+         ALTER SCHEMA {service} OWNER TO {role}; \
+         REVOKE ALL ON SCHEMA {service} FROM PUBLIC"
+    );
+    admin
+        .execute(sqlx::raw_sql(AssertSqlSafe(schema_sql)))
+        .await?;
+    admin.close().await?;
+    let mut url =
+        url::Url::parse(admin_url).map_err(|e| StoreError::Config(format!("admin URL: {e}")))?;
+    url.set_username(&role)
+        .map_err(|()| StoreError::Config("admin URL cannot take a user".into()))?;
+    url.set_password(Some(password))
+        .map_err(|()| StoreError::Config("admin URL cannot take a password".into()))?;
+    Ok(SqlConfig::Postgres {
+        url: url.to_string(),
+        schema: service.to_owned(),
+    })
 }
 
 /// An exclusive lease from [`Store::try_lease`]; released on drop.

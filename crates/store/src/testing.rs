@@ -49,6 +49,7 @@ pub struct TestDb {
 impl TestDb {
     /// A fresh database on `backend`. Panics, saying what to start, if PostgreSQL is down.
     pub async fn new(backend: Backend) -> TestDb {
+        sqlx::any::install_default_drivers();
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary folder");

@@ -536,3 +536,63 @@ async fn object_storage_behaves_the_same_on_a_folder_and_on_s3() {
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn each_service_gets_a_role_that_reaches_only_its_own_schema() {
+    let admin = store::testing::postgres_url();
+    // Fail loudly if PostgreSQL is down, as every contract test does.
+    drop(TestDb::new(Backend::Postgres).await);
+    let (a, b) = (
+        store::testing::unique_name("t_pa"),
+        store::testing::unique_name("t_pb"),
+    );
+    let password = "test-password-0123456789";
+    let config_a = store::sql::provision_postgres(&admin, &a, password)
+        .await
+        .unwrap();
+    let config_b = store::sql::provision_postgres(&admin, &b, password)
+        .await
+        .unwrap();
+    // Provisioning again (a redeploy) is harmless.
+    assert_eq!(
+        store::sql::provision_postgres(&admin, &a, password)
+            .await
+            .unwrap(),
+        config_a
+    );
+    let store_a = store::Store::open(&config_a).await.unwrap();
+    store_a.migrate(&ACCOUNTS_V1).await.unwrap();
+    sqlx::query("INSERT INTO accounts (owner, balance) VALUES ($1, 1)")
+        .bind("x")
+        .execute(store_a.reader())
+        .await
+        .unwrap();
+    let store_b = store::Store::open(&config_b).await.unwrap();
+    let trespass = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT owner FROM {a}.accounts"
+    )))
+    .execute(store_b.reader())
+    .await;
+    match &trespass {
+        Err(sqlx::Error::Database(e)) => assert_eq!(e.code().as_deref(), Some("42501"), "{e}"),
+        other => panic!(
+            "service b read service a's table: {:?}",
+            other.as_ref().map(|r| r.rows_affected())
+        ),
+    }
+    let bad = store::sql::provision_postgres(&admin, &a, "short'; DROP")
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, StoreError::Config(_)));
+    store_a.close().await;
+    store_b.close().await;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    for service in [&a, &b] {
+        let drop = format!("DROP SCHEMA {service} CASCADE; DROP ROLE gureum_{service}");
+        sqlx::Executor::execute(&mut conn, sqlx::raw_sql(sqlx::AssertSqlSafe(drop)))
+            .await
+            .unwrap();
+    }
+}
