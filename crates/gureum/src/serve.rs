@@ -520,3 +520,37 @@ fn standby_problem() -> Problem {
         "it follows the journal and takes over when the leader stops; send requests to the leader",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configurations shipped in deploy/ parse, so they cannot drift from this code.
+    #[test]
+    fn the_shipped_kubernetes_configurations_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+        let ledger = Config::load(&dir.join("ledger.toml")).unwrap();
+        let section = ledger.ledger.unwrap();
+        assert_eq!(section.journal, JournalKind::Jetstream);
+        assert_eq!(section.replicas, 3);
+        assert!(matches!(ledger.objects, Some(ObjectsSection::S3 { .. })));
+        let edge = Config::load(&dir.join("edge.toml")).unwrap();
+        assert_eq!(
+            edge.edge.unwrap().ledger,
+            vec!["http://ledger:8081".to_owned()]
+        );
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\n[ledger]\njournal = \"file\"\nreplica = 3\n",
+        )
+        .unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `replica`"), "{error}");
+    }
+}
