@@ -390,3 +390,68 @@ fn provision_gives_a_service_its_own_postgres_role_and_schema() {
         .unwrap();
     assert!(cleanup.success());
 }
+
+#[test]
+fn gureum_up_publishes_every_committed_transfer_on_its_embedded_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for id in ["1", "2"] {
+        let out = ledger_cli(
+            &server.url,
+            &["create-account", "--id", id, "--ledger", "1", "--code", "1"],
+        );
+        assert!(out.status.success(), "{}", stdout(&out));
+    }
+    for (id, amount) in [("10", "5"), ("11", "7")] {
+        let args = [
+            "transfer", "--id", id, "--debit", "1", "--credit", "2", "--amount", amount,
+            "--ledger", "1", "--code", "1",
+        ];
+        assert!(ledger_cli(&server.url, &args).status.success());
+    }
+    // A refused transfer commits nothing, so it is never published.
+    let refused = [
+        "transfer", "--id", "12", "--debit", "1", "--credit", "99", "--amount", "1", "--ledger",
+        "1", "--code", "1",
+    ];
+    assert!(!ledger_cli(&server.url, &refused).status.success());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bus = dir.path().join("bus.sqlite");
+    let read = || {
+        runtime.block_on(async {
+            let store = store::Store::open(&store::SqlConfig::Sqlite { path: bus.clone() })
+                .await
+                .unwrap();
+            let rows: Vec<(String, String, String)> =
+                sqlx::query_as("SELECT subject, msg_id, payload FROM bus_messages ORDER BY seq")
+                    .fetch_all(store.reader())
+                    .await
+                    .unwrap();
+            store.close().await;
+            rows
+        })
+    };
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = read();
+        if events.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ids: Vec<&str> = events.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["transfer-10", "transfer-11"]);
+    assert!(
+        events
+            .iter()
+            .all(|(subject, _, _)| subject == "ledger.transfer.committed")
+    );
+    let first: Value = serde_json::from_str(&events[0].2).unwrap();
+    assert_eq!(first["data"]["amount"], "5");
+    assert_eq!(first["subject"], "transfer/10");
+    assert_eq!(server.stop().code(), Some(0));
+}
