@@ -137,18 +137,6 @@ impl EmbeddedBus {
         self.load_streams().await
     }
 
-    pub(crate) async fn publish(
-        &self,
-        subject: &str,
-        msg_id: &str,
-        payload: String,
-    ) -> Result<Published, BusError> {
-        let published = self
-            .publish_all(vec![(subject.to_owned(), msg_id.to_owned(), payload)])
-            .await?;
-        Ok(published[0])
-    }
-
     /// Stores every message in one transaction, in order; each is deduplicated by its id.
     /// Messages go in chunks of [`PUBLISH_CHUNK`]: one query finds the chunk's duplicates and
     /// one multi-row insert stores the rest (each statement is a round trip to SQLite's thread).

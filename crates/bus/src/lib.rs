@@ -190,11 +190,12 @@ impl Bus {
         event: &CloudEvent,
     ) -> Result<Published, BusError> {
         check_subject(subject, false)?;
-        let payload = event.to_json();
-        match self {
-            Bus::Embedded(bus) => bus.publish(subject, &event.id, payload).await,
-            Bus::Nats(bus) => bus.publish(subject, &event.id, payload).await,
-        }
+        let message = vec![(subject.to_owned(), event.id.clone(), event.to_json())];
+        let published = match self {
+            Bus::Embedded(bus) => bus.publish_all(message).await?,
+            Bus::Nats(bus) => bus.publish_all(message).await?,
+        };
+        Ok(published[0])
     }
 
     /// Stores every event on the subject of its type, in order, deduplicated by id; returns

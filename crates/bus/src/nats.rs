@@ -79,28 +79,6 @@ impl NatsBus {
         Ok(())
     }
 
-    pub(crate) async fn publish(
-        &self,
-        subject: &str,
-        msg_id: &str,
-        payload: String,
-    ) -> Result<Published, BusError> {
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(msg_id);
-        let ack = self
-            .jetstream
-            .send_publish(subject.to_owned(), message)
-            .await
-            .map_err(|e| nats_publish_error(subject, &e))?
-            .await
-            .map_err(|e| nats_publish_error(subject, &e))?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
-    }
-
     /// Publishes every message, all in flight at once, then waits for each acknowledgement in
     /// order. On an error some later messages may be stored: publishing them again is
     /// deduplicated by their ids.

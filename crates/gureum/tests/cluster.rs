@@ -17,25 +17,6 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    loop {
-        if http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{url} not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     let nats = NatsCluster::single().await;
@@ -78,7 +59,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert_eq!(names, ["ledger-a", "ledger-b", "edge"]);
 
     let http = reqwest::Client::new();
-    wait_ready(&http, &url).await;
+    support::wait_ready(&http, &url, Duration::from_secs(20)).await;
     let accounts =
         json!([{"id": "1", "ledger": 1, "code": 1}, {"id": "2", "ledger": 1, "code": 1}]);
     let created: Vec<Value> = http

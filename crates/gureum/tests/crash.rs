@@ -125,14 +125,7 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
     }
     let (mut debits, mut credits) = (0u128, 0u128);
     for id in 1..=ACCOUNTS {
-        let a: Value = http
-            .get(format!("{}/v1/ledger/accounts/{id}", server.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let a = support::get_json(&http, &format!("{}/v1/ledger/accounts/{id}", server.url)).await;
         debits += a["debits_posted"]
             .as_str()
             .unwrap()

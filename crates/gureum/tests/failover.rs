@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bus::testing::NatsCluster;
 use ledger::replicated::{Follower, ReplicationConfig};
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, get_json, wait_ready};
 use tokio::sync::Mutex;
 
 const ACCOUNTS: u128 = 8;
@@ -49,23 +49,6 @@ async fn start(service: &'static str, config: std::path::PathBuf) -> Server {
     tokio::task::spawn_blocking(move || Server::serve(service, &config))
         .await
         .unwrap()
-}
-
-async fn ready(http: &reqwest::Client, url: &str) -> bool {
-    http.get(format!("{url}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
-/// Waits until `url` is ready; returns how long it took. Panics after `limit`.
-async fn wait_ready(http: &reqwest::Client, url: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    while !ready(http, url).await {
-        assert!(started.elapsed() < limit, "{url} not ready after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    started.elapsed()
 }
 
 fn amount(id: u128) -> u128 {
@@ -274,14 +257,7 @@ async fn the_standby_takes_over_within_5s_and_loses_nothing_then_a_nats_node_die
             "account {id}"
         );
         // The serving node agrees.
-        let served: Value = http
-            .get(format!("{}/v1/ledger/accounts/{id}", edge.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let served = get_json(&http, &format!("{}/v1/ledger/accounts/{id}", edge.url)).await;
         assert_eq!(
             served["debits_posted"],
             account.debits_posted.to_string(),

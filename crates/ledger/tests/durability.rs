@@ -9,7 +9,7 @@ use std::path::Path;
 mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use support::transfers;
+use support::{accounts, transfers};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -28,20 +28,6 @@ fn config(dir: &Path) -> EngineConfig {
 
 fn open(dir: &Path) -> Result<(Engine, RecoveryReport), JournalError> {
     Engine::open(config(dir))
-}
-
-fn accounts(ids: std::ops::RangeInclusive<u128>) -> Vec<AccountEvent> {
-    ids.map(|id| AccountEvent {
-        account: Account {
-            id,
-            ledger: 1,
-            code: 1,
-            flags: AccountFlags::HISTORY,
-            ..Account::default()
-        },
-        metadata: Some(format!("{{\"n\":{id}}}").into()),
-    })
-    .collect()
 }
 
 /// Creates 3 accounts and `batches` batches of 10 transfers; returns the engine still running.

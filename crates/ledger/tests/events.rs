@@ -17,23 +17,13 @@ use store::testing::TestDb;
 const EVENTS_REPUBLISHED: usize = 60;
 
 mod support;
-use support::transfers;
+use support::{accounts, transfers};
 
 async fn engine(dir: &std::path::Path) -> Arc<Engine> {
     let (engine, _) = Engine::open(EngineConfig::new(dir)).unwrap();
     let engine = Arc::new(engine);
-    let accounts = (1..=3)
-        .map(|id| AccountEvent {
-            account: Account {
-                id,
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            },
-            metadata: None,
-        })
-        .collect();
-    engine.create_accounts(accounts).await.unwrap();
+
+    engine.create_accounts(accounts(1..=3)).await.unwrap();
     engine
 }
 

@@ -14,7 +14,7 @@ use ledger::engine::{Engine, EngineConfig};
 use ledger::journal::{JournalEncoder, JournalError, RecordKind};
 use ledger::replicated::{self, Follower, Lease, OFFSET_HEADER, ReplicationConfig, SnapshotStore};
 use ledger::*;
-use support::transfers;
+use support::{accounts, transfers};
 
 async fn jetstream() -> (NatsCluster, jetstream::Context) {
     let nats = NatsCluster::single().await;
@@ -38,21 +38,6 @@ fn config() -> ReplicationConfig {
 async fn cleanup(js: &jetstream::Context, config: &ReplicationConfig) {
     js.delete_stream(config.stream_name()).await.unwrap();
     js.delete_key_value(config.lease_bucket()).await.unwrap();
-}
-
-fn accounts() -> Vec<AccountEvent> {
-    (1..=3)
-        .map(|id| AccountEvent {
-            account: Account {
-                id,
-                ledger: 1,
-                code: 1,
-                flags: AccountFlags::HISTORY,
-                ..Account::default()
-            },
-            metadata: None,
-        })
-        .collect()
 }
 
 /// Seals a fresh follower and starts an engine that writes after it.
@@ -93,7 +78,7 @@ async fn a_follower_rebuilds_the_leaders_exact_state_from_the_stream() {
     let engine = leader(&js, &config).await;
     assert!(
         engine
-            .create_accounts(accounts())
+            .create_accounts(accounts(1..=3))
             .await
             .unwrap()
             .iter()
@@ -130,7 +115,7 @@ async fn a_sealed_journal_fences_the_old_leader_off_and_loses_nothing_it_acknowl
     let config = config();
     replicated::ensure_stream(&js, &config).await.unwrap();
     let old = leader(&js, &config).await;
-    old.create_accounts(accounts()).await.unwrap();
+    old.create_accounts(accounts(1..=3)).await.unwrap();
     old.create_transfers(transfers(10..20)).await.unwrap();
 
     // A new leader takes over while the old one still runs (it was paused, say).
@@ -169,7 +154,7 @@ async fn the_seal_cuts_off_a_partial_group_a_dead_leader_left() {
     let config = config();
     replicated::ensure_stream(&js, &config).await.unwrap();
     let engine = leader(&js, &config).await;
-    engine.create_accounts(accounts()).await.unwrap();
+    engine.create_accounts(accounts(1..=3)).await.unwrap();
     engine.create_transfers(transfers(10..20)).await.unwrap();
     shutdown(engine).await;
 
@@ -269,7 +254,7 @@ async fn a_new_node_starts_from_the_latest_snapshot_in_object_storage() {
     let config = config();
     replicated::ensure_stream(&js, &config).await.unwrap();
     let engine = leader(&js, &config).await;
-    engine.create_accounts(accounts()).await.unwrap();
+    engine.create_accounts(accounts(1..=3)).await.unwrap();
     // Past two sealed chunks of 65,536 transfers, so the snapshot has chunk files.
     for b in 0..17u128 {
         let batch = transfers(1_000 + b * 8_000..1_000 + (b + 1) * 8_000);

@@ -111,6 +111,33 @@ pub fn ledger_cli(url: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Whether the server at `url` answers `/readyz` with 200.
+pub async fn ready(http: &::reqwest::Client, url: &str) -> bool {
+    http.get(format!("{url}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Waits until `url` is ready; returns how long it took. Panics after `limit`.
+pub async fn wait_ready(
+    http: &::reqwest::Client,
+    url: &str,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !ready(http, url).await {
+        assert!(started.elapsed() < limit, "{url} not ready after {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// GETs `url` and parses the JSON answer.
+pub async fn get_json(http: &::reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Minimal blocking GET for tests that do not run an async runtime.
 pub mod reqwest {
     /// GETs `url` and returns the body as text.

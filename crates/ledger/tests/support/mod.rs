@@ -18,3 +18,18 @@ pub fn transfers(ids: std::ops::Range<u128>) -> Vec<TransferEvent> {
     })
     .collect()
 }
+
+/// Accounts with the given ids on ledger 1, keeping history, each with metadata `{"n": id}`.
+pub fn accounts(ids: std::ops::RangeInclusive<u128>) -> Vec<AccountEvent> {
+    ids.map(|id| AccountEvent {
+        account: Account {
+            id,
+            ledger: 1,
+            code: 1,
+            flags: AccountFlags::HISTORY,
+            ..Account::default()
+        },
+        metadata: Some(format!("{{\"n\":{id}}}").into()),
+    })
+    .collect()
+}
