@@ -2,6 +2,8 @@
 //!
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with stable type URIs.
 //! - [`event`]: the CloudEvents 1.0 envelope every service publishes, with W3C trace context.
+//! - [`http`]: JSON bodies parsed with errors that never echo a value, and the [`http::Caller`]
+//!   the edge established.
 //! - [`decimal`]: serde codecs for integers that travel as decimal strings (ids, amounts),
 //!   because JSON numbers lose precision past 2^53 in most clients.
 //!
@@ -9,6 +11,7 @@
 
 pub mod decimal;
 pub mod event;
+pub mod http;
 pub mod problem;
 
 pub use problem::Problem;

@@ -716,14 +716,7 @@ async fn create_transfers(
 
 /// A body that could not be read: too large, or the connection failed mid-way.
 fn body_problem(rejection: BytesRejection) -> Problem {
-    if rejection.status().as_u16() == 413 {
-        Problem::new(413, "body_too_large", "The request body is too large").with_detail(format!(
-            "a request body holds at most {BODY_BYTES_MAX} bytes"
-        ))
-    } else {
-        Problem::new(400, "unreadable_body", "The request body could not be read")
-            .with_detail(rejection.body_text())
-    }
+    kernel::http::body_problem(rejection, BODY_BYTES_MAX)
 }
 
 /// The `{id}` path segment as a decimal `u128`.

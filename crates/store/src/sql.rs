@@ -296,6 +296,19 @@ impl Store {
         }
     }
 
+    /// Makes deleted rows leave the files: on SQLite, checkpoints the write-ahead log into the
+    /// database (where `secure_delete` zeroed them) and truncates the log, which still holds
+    /// the old pages. On PostgreSQL it does nothing: dead row versions stay until autovacuum
+    /// reclaims them (see docs/ARCHITECTURE.md, erasure).
+    pub async fn purge_freed(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Closes every connection (after the transactions in flight).
     pub async fn close(&self) {
         self.writer.close().await;
@@ -401,12 +414,14 @@ impl Drop for Lease {
 }
 
 /// The pragmas every SQLite connection runs with: wait for locks instead of failing, WAL (readers
-/// never block the writer), a commit is durable when it returns, foreign keys enforced.
+/// never block the writer), a commit is durable when it returns, foreign keys enforced, and
+/// deleted content overwritten with zeros (`secure_delete`), so an erased value does not
+/// linger in free pages of the file.
 fn configure_sqlite(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
         conn.execute(sqlx::raw_sql(
             "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
         ))
         .await
         .map(|_| ())

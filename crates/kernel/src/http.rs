@@ -1,0 +1,209 @@
+//! What every service's HTTP layer does the same way: reading a JSON body into a typed request
+//! with problem+json errors that never echo the values a client sent (a request may carry a
+//! resident registration number; a parser's "invalid type: string \"900101-…\"" would put it in
+//! a response and from there in a log), and knowing who is calling.
+
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::BytesRejection;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use crate::Problem;
+
+/// A body that could not be read: larger than `body_bytes_max`, or the connection failed.
+pub fn body_problem(rejection: BytesRejection, body_bytes_max: usize) -> Problem {
+    if rejection.status().as_u16() == 413 {
+        Problem::new(413, "body_too_large", "The request body is too large").with_detail(format!(
+            "a request body holds at most {body_bytes_max} bytes"
+        ))
+    } else {
+        Problem::new(400, "unreadable_body", "The request body could not be read")
+            .with_detail(rejection.body_text())
+    }
+}
+
+/// Parses a JSON body into `T`. Errors name the place (line and column, or the field's path)
+/// and never the value found there.
+///
+/// ```
+/// #[derive(serde::Deserialize, Debug)]
+/// #[serde(deny_unknown_fields)]
+/// struct Req { rrn: String }
+/// let p = kernel::http::parse_json::<Req>(br#"{"rrn": 9001011234567}"#).unwrap_err();
+/// assert_eq!(p.code, "invalid_body");
+/// assert!(!p.detail.unwrap().contains("9001011234567"));
+/// ```
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let not_json = |e: &serde_json::Error| {
+        Problem::new(400, "invalid_body", "The request body is not valid").with_detail(format!(
+            "the body is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return not_json(inner);
+        }
+        let path = e.path().to_string();
+        let message = inner.to_string();
+        // These two name fields, never values, so they are safe to pass on.
+        let names_only = message.starts_with("missing field") || message.starts_with("unknown field");
+        let detail = if names_only {
+            let message = message.split(" at line ").next().unwrap_or_default();
+            if path == "." { message.to_owned() } else { format!("`{path}`: {message}") }
+        } else if path == "." {
+            "the body does not have the expected shape (see the OpenAPI document)".to_owned()
+        } else {
+            format!(
+                "`{path}` is missing, unknown, or has the wrong type or format (see the OpenAPI document)"
+            )
+        };
+        Problem::new(400, "invalid_body", "The request body is not valid").with_detail(detail)
+    })?;
+    deserializer.end().map_err(|e| not_json(&e))?;
+    Ok(value)
+}
+
+/// Reads and parses a JSON body (see [`parse_json`]).
+pub fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    body_bytes_max: usize,
+) -> Result<T, Problem> {
+    let body = body.map_err(|r| body_problem(r, body_bytes_max))?;
+    parse_json(&body)
+}
+
+/// The header naming the authenticated principal of a request.
+pub const PRINCIPAL_HEADER: &str = "gureum-principal";
+/// The header listing the principal's permissions, comma-separated.
+pub const PERMISSIONS_HEADER: &str = "gureum-permissions";
+/// The principal of a request that carries none.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who is calling and what they may do, as the edge established it.
+///
+/// Services never authenticate: the edge does, and passes the result on in
+/// [`PRINCIPAL_HEADER`] and [`PERMISSIONS_HEADER`]. A request without them is
+/// [`ANONYMOUS`] with no permissions. (Until the edge authenticates — its own issue — these
+/// headers are taken as sent; see docs/ARCHITECTURE.md.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal's id (an API key's id, a token's subject), or [`ANONYMOUS`].
+    pub principal: String,
+    /// Permission names, e.g. `customers:unmask`.
+    pub permissions: BTreeSet<String>,
+}
+
+/// Principal names and permission lists are bounded, so a header cannot grow memory.
+const CALLER_HEADER_BYTES_MAX: usize = 4096;
+
+impl Caller {
+    /// A caller with these permissions (for tests and in-process calls).
+    pub fn new(principal: &str, permissions: &[&str]) -> Caller {
+        Caller {
+            principal: principal.to_owned(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    /// Whether the caller holds `permission`.
+    pub fn may(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    /// 403 `permission_denied` unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), Problem> {
+        if self.may(permission) {
+            Ok(())
+        } else {
+            Err(Problem::new(403, "permission_denied", "Permission denied")
+                .with_detail(format!("this action needs the permission `{permission}`")))
+        }
+    }
+
+    /// Reads the caller from request headers.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Caller {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.len() <= CALLER_HEADER_BYTES_MAX)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        Caller {
+            principal: text(PRINCIPAL_HEADER).unwrap_or(ANONYMOUS).to_owned(),
+            permissions: text(PERMISSIONS_HEADER)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Caller, Infallible> {
+        Ok(Caller::from_headers(&parts.headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        name: String,
+        income: Option<u64>,
+    }
+
+    #[test]
+    fn parse_errors_name_the_field_and_never_the_value() {
+        let p = parse_json::<Req>(br#"{"name": "x", "income": "secret-income-7"}"#).unwrap_err();
+        let detail = p.detail.unwrap();
+        assert!(detail.contains("`income`"), "{detail}");
+        assert!(!detail.contains("secret-income-7"), "{detail}");
+        let p = parse_json::<Req>(br#"{"name": "x", "rrn_typo": "900101"}"#).unwrap_err();
+        assert!(!p.detail.unwrap().contains("900101"));
+        let p = parse_json::<Req>(br#"{"income": 1}"#).unwrap_err();
+        assert_eq!(p.detail.unwrap(), "missing field `name`");
+        let p = parse_json::<Req>(br#"{"name": "secret-name" "#).unwrap_err();
+        assert_eq!(p.status, 400);
+        assert!(!p.detail.unwrap().contains("secret-name"));
+        let p = parse_json::<Req>(br#"{"name": "x"} trailing"#).unwrap_err();
+        assert_eq!(p.code, "invalid_body");
+    }
+
+    #[test]
+    fn caller_comes_from_the_edge_headers_and_defaults_to_anonymous() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(Caller::from_headers(&headers), Caller::new(ANONYMOUS, &[]));
+        headers.insert(PRINCIPAL_HEADER, "key-7".parse().unwrap());
+        headers.insert(
+            PERMISSIONS_HEADER,
+            " customers:read, customers:unmask ,".parse().unwrap(),
+        );
+        let caller = Caller::from_headers(&headers);
+        assert_eq!(
+            caller,
+            Caller::new("key-7", &["customers:read", "customers:unmask"])
+        );
+        assert!(caller.require("customers:unmask").is_ok());
+        assert_eq!(caller.require("ledger:write").unwrap_err().status, 403);
+    }
+}
