@@ -8,7 +8,14 @@
 //! got no answer in time is not retried (`504 upstream_timeout`); ledger writes are idempotent
 //! by id, so the client can safely retry it.
 //!
-//! Authentication, roles and the web application firewall (issue 6) will sit here.
+//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…` to the customers service's
+//! replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
+//! service behind the edge.
+//!
+//! Authentication, roles and the web application firewall (issue 6) will sit here. Until
+//! then the caller headers (`gureum-principal`, `gureum-permissions`) are passed on as the
+//! client sent them; once the edge authenticates it will set them itself and drop the
+//! client's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,23 +40,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a service node may take to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request headers passed on to the services.
-const FORWARDED: [HeaderName; 4] = [
+const FORWARDED: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
     header::AUTHORIZATION,
     HeaderName::from_static("traceparent"),
+    HeaderName::from_static(kernel::http::PRINCIPAL_HEADER),
+    HeaderName::from_static(kernel::http::PERMISSIONS_HEADER),
 ];
 
 struct Upstream {
+    /// The service's name, for messages.
+    service: &'static str,
     nodes: Vec<String>,
     /// The node that answered last.
     preferred: AtomicUsize,
+}
+
+impl Upstream {
+    fn new(service: &'static str, nodes: &[String]) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            service,
+            nodes: nodes
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            preferred: AtomicUsize::new(0),
+        })
+    }
 }
 
 #[derive(Clone)]
 struct Edge {
     http: reqwest::Client,
     ledger: Arc<Upstream>,
+    customers: Option<Arc<Upstream>>,
+    openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
 /// Serves the edge at `listen` until SIGINT or SIGTERM.
@@ -61,16 +87,13 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(ANSWER_TIMEOUT)
         .build()?;
+    let customers = (!config.customers.is_empty())
+        .then(|| Upstream::new(customers::SERVICE, &config.customers));
     let edge = Edge {
         http,
-        ledger: Arc::new(Upstream {
-            nodes: config
-                .ledger
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
-            preferred: AtomicUsize::new(0),
-        }),
+        ledger: Upstream::new("ledger", &config.ledger),
+        openapi: Arc::new(crate::server::openapi_document(true, customers.is_some())),
+        customers,
     };
     let app = Router::new()
         .route(
@@ -90,23 +113,38 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
     Ok(())
 }
 
+/// Ready when every service behind the edge has a node that is ready.
 async fn ready(State(edge): State<Edge>) -> Response {
-    for node in &edge.ledger.nodes {
-        let answer = edge.http.get(format!("{node}/readyz")).send().await;
-        if answer.is_ok_and(|a| a.status().is_success()) {
-            return axum::Json(serde_json::json!({"status": "ready"})).into_response();
+    for upstream in std::iter::once(&edge.ledger).chain(&edge.customers) {
+        let mut serving = false;
+        for node in &upstream.nodes {
+            let answer = edge.http.get(format!("{node}/readyz")).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                serving = true;
+                break;
+            }
+        }
+        if !serving {
+            return Problem::unavailable(format!("no {} node is serving", upstream.service))
+                .into_response();
         }
     }
-    Problem::unavailable("no ledger node is serving").into_response()
+    axum::Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
 async fn route(State(edge): State<Edge>, request: Request) -> Response {
     let path = request.uri().path();
-    let upstream = if path.starts_with("/v1/ledger/") || path == "/v1/openapi.json" {
-        edge.ledger.clone()
-    } else {
-        return Problem::not_found("route_not_found", format!("no route serves {path}"))
-            .into_response();
+    let customers_path = path == "/v1/customers" || path.starts_with("/v1/customers/");
+    let upstream = match &edge.customers {
+        _ if path.starts_with("/v1/ledger/") => edge.ledger.clone(),
+        Some(customers) if customers_path => customers.clone(),
+        _ if path == "/v1/openapi.json" => {
+            return axum::Json(edge.openapi.as_ref().clone()).into_response();
+        }
+        _ => {
+            return Problem::not_found("route_not_found", format!("no route serves {path}"))
+                .into_response();
+        }
     };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, BODY_BYTES_MAX).await {
@@ -154,7 +192,11 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
             Err(_) => return upstream_timeout(),
         }
     }
-    Problem::unavailable("no ledger node is serving; try again shortly").into_response()
+    Problem::unavailable(format!(
+        "no {} node is serving; try again shortly",
+        upstream.service
+    ))
+    .into_response()
 }
 
 fn is_standby(body: &Bytes) -> bool {
@@ -179,7 +221,8 @@ fn upstream_timeout() -> Response {
         "The service did not answer in time",
     )
     .with_detail(
-        "the request may or may not have been applied; retrying it with the same ids is safe",
+        "the request may or may not have been applied; retrying a ledger write with the same \
+         ids is safe",
     )
     .into_response()
 }

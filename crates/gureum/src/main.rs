@@ -4,15 +4,18 @@
 //! - `gureum serve <service> --config FILE`: one service per process (scale-out shape).
 //! - `gureum cluster up`: that shape on one machine, supervised, the edge in front.
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
+//! - `gureum keys …`: the vault's master keys (status, rotate, retire).
 //! - `gureum bench ledger …`: the ledger benchmark.
 
 mod bench;
 mod client;
 mod cluster;
 mod edge;
+mod keys;
 mod provision;
 mod serve;
 mod server;
+mod services;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -40,6 +43,11 @@ enum Command {
     },
     /// Work with the ledger: accounts, transfers, history; verify a data folder.
     Ledger(client::LedgerArgs),
+    /// Manage the vault's master keys: status, rotate, retire.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Prepare infrastructure for the split shape (a PostgreSQL role and schema per service).
     Provision {
         #[command(subcommand)]
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Cluster { command } => cluster::run(command),
         Command::Provision { command } => provision::run(command),
+        Command::Keys { command } => keys::run(command),
         Command::Ledger(args) => client::run(args),
         Command::Bench {
             target: BenchTarget::Ledger(args),

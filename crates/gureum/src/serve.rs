@@ -1,9 +1,11 @@
 //! `gureum serve <service> --config FILE`: one service in its own process, the scale-out shape.
 //!
 //! Today's services: `ledger` (journal in a local folder, or replicated on NATS JetStream with
-//! a standby taking over) and `edge` (the one door: routes every `/v1/…` request to the
-//! service that owns it). Settings come from a TOML file, and a few from the environment
-//! (which wins): `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`.
+//! a standby taking over), `customers` (PostgreSQL, a vault keyring file, NATS JetStream; any
+//! number of replicas) and `edge` (the one door: routes every `/v1/…` request to the service
+//! that owns it). Settings come from a TOML file, and a few from the environment (which wins):
+//! `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`,
+//! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`.
 //!
 //! ```toml
 //! listen = "127.0.0.1:8081"
@@ -23,8 +25,20 @@
 //! kind = "local"               #    (keys: GUREUM_S3_ACCESS_KEY_ID, GUREUM_S3_SECRET_ACCESS_KEY)
 //! root = "./gureum-data/objects"
 //!
+//! [database]                   # the SQL services (customers)
+//! url = "postgres://gureum_customers@127.0.0.1:5432/gureum"
+//! schema = "customers"         # default: the service's name
+//!
+//! [vault]                      # the customers service's keyring (a mounted secret)
+//! keyring = "/etc/gureum/vault/vault.toml"
+//!
+//! [bus]                        # where the SQL services publish their events
+//! nats_url = "nats://127.0.0.1:4222"
+//! replicas = 3
+//!
 //! [edge]
 //! ledger = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+//! customers = ["http://127.0.0.1:8083"]
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +69,8 @@ const STANDBY_POLL: Duration = Duration::from_millis(100);
 pub enum Service {
     /// The account system.
     Ledger,
+    /// Customers and the regulated-data vault.
+    Customers,
     /// The one door: routes requests to the services.
     Edge,
 }
@@ -82,6 +98,41 @@ pub struct Config {
     pub edge: Option<EdgeConfig>,
     /// Object storage.
     pub objects: Option<ObjectsSection>,
+    /// The SQL services' database.
+    pub database: Option<DatabaseSection>,
+    /// The customers service's keyring.
+    pub vault: Option<VaultSection>,
+    /// The SQL services' event bus.
+    pub bus: Option<BusSection>,
+}
+
+/// `[database]`: PostgreSQL for the SQL services, one schema each.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://user[:password]@host[:port]/database`; `GUREUM_DATABASE_URL` wins.
+    pub url: String,
+    /// The service's schema (default: the service's name).
+    pub schema: Option<String>,
+}
+
+/// `[vault]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// The keyring file (every replica reads the same one); `GUREUM_VAULT_KEYRING` wins.
+    pub keyring: PathBuf,
+}
+
+/// `[bus]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    /// NATS servers, comma-separated; `GUREUM_NATS_URL` wins.
+    pub nats_url: String,
+    /// Replicas of each service's stream.
+    #[serde(default = "one")]
+    pub replicas: usize,
 }
 
 /// Where the ledger keeps its journal.
@@ -180,6 +231,9 @@ impl ObjectsSection {
 pub struct EdgeConfig {
     /// The ledger's nodes, tried in order until one is serving (the leader).
     pub ledger: Vec<String>,
+    /// The customers service's replicas, tried in order until one answers.
+    #[serde(default)]
+    pub customers: Vec<String>,
 }
 
 fn one() -> usize {
@@ -206,6 +260,21 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("GUREUM_LISTEN={listen}: {e}"))?;
         }
+        if let Ok(url) = std::env::var("GUREUM_DATABASE_URL") {
+            let database = config.database.get_or_insert(DatabaseSection {
+                url: String::new(),
+                schema: None,
+            });
+            database.url = url;
+        }
+        if let Ok(keyring) = std::env::var("GUREUM_VAULT_KEYRING") {
+            config.vault = Some(VaultSection {
+                keyring: keyring.into(),
+            });
+        }
+        if let (Some(bus), Ok(url)) = (config.bus.as_mut(), std::env::var("GUREUM_NATS_URL")) {
+            bus.nats_url = url;
+        }
         if let Some(ledger) = config.ledger.as_mut() {
             if let Ok(dir) = std::env::var("GUREUM_DATA_DIR") {
                 ledger.data_dir = Some(dir.into());
@@ -218,6 +287,39 @@ impl Config {
             }
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The customers service's setup from `[database]`, `[vault]` and `[bus]`.
+    pub fn customers_setup(&self) -> Result<crate::services::CustomersSetup, Error> {
+        let database = self
+            .database
+            .as_ref()
+            .ok_or("the configuration has no [database] section")?;
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or("the configuration has no [vault] section")?;
+        let bus = self
+            .bus
+            .as_ref()
+            .ok_or("the configuration has no [bus] section")?;
+        Ok(crate::services::CustomersSetup {
+            sql: store::SqlConfig::Postgres {
+                url: database.url.clone(),
+                schema: database
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| customers::SERVICE.to_owned()),
+            },
+            keyring: vault.keyring.clone(),
+            create_keyring: false,
+            bus: crate::services::BusSetup::Nats {
+                url: bus.nats_url.clone(),
+                replicas: bus.replicas,
+            },
+        })
     }
 }
 
@@ -240,10 +342,26 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                         Some(url) => server::Events::Nats(url.clone(), ledger.replicas),
                         None => server::Events::Embedded(data_dir.join(server::BUS_FILE)),
                     };
-                    server::run_ledger_with_file_journal(&data_dir, config.listen, events)
+                    server::run_ledger_with_file_journal(&data_dir, config.listen, events, None)
                 }
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
+        }
+        Service::Customers => {
+            let setup = config.customers_setup()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let (customers, relaying) = setup.start(stopped).await?;
+                let app = server::app(None, Some(customers));
+                let served = server::serve_app(app, config.listen).await;
+                let _ = stop.send(true);
+                let _ = relaying.await;
+                served
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Service::Edge => {
             let edge = config
@@ -508,7 +626,9 @@ async fn dispatch(State(node): State<Node>, request: Request) -> Response {
     let Some(engine) = node.active.get() else {
         return standby_problem().into_response();
     };
-    let router = node.leading.get_or_init(|| server::app(engine.clone()));
+    let router = node
+        .leading
+        .get_or_init(|| server::app(Some(engine.clone()), None));
     match router.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

@@ -1,12 +1,14 @@
 //! `gureum up`: every service in one process on embedded storage.
 
 use crate::Error;
+use crate::services::CustomersSetup;
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bus::Bus;
+use customers::Customers;
 use kernel::Problem;
 use ledger::engine::{Engine, EngineConfig};
 use ledger::events::EventRelay;
@@ -34,7 +36,8 @@ pub struct UpArgs {
 pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     init_tracing();
     let events = Events::Embedded(args.data_dir.join(BUS_FILE));
-    run_ledger_with_file_journal(&args.data_dir, args.listen, events)
+    let customers = CustomersSetup::embedded(&args.data_dir);
+    run_ledger_with_file_journal(&args.data_dir, args.listen, events, Some(customers))
 }
 
 /// The embedded bus's file in the data folder of `gureum up`.
@@ -113,11 +116,13 @@ impl Events {
     }
 }
 
-/// The ledger on a local journal, served at `listen` until SIGINT or SIGTERM.
+/// The ledger on a local journal — and the customers service, if `customers` says where —
+/// served at `listen` until SIGINT or SIGTERM.
 pub fn run_ledger_with_file_journal(
     data_dir: &std::path::Path,
     listen: SocketAddr,
     events: Events,
+    customers: Option<CustomersSetup>,
 ) -> Result<ExitCode, Error> {
     let (engine, report) = Engine::open(EngineConfig::new(data_dir))?;
     tracing::info!(
@@ -135,10 +140,20 @@ pub fn run_ledger_with_file_journal(
         .build()?;
     let served = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (customers, customers_relaying) = match &customers {
+            Some(setup) => {
+                let (service, relaying) = setup.start(stopped.clone()).await?;
+                (Some(service), Some(relaying))
+            }
+            None => (None, None),
+        };
         let relaying = events.spawn(engine.clone(), stopped);
-        let served = serve(engine.clone(), listen).await;
+        let served = serve(app(Some(engine.clone()), customers), engine.clone(), listen).await;
         let _ = stop.send(true);
         let _ = relaying.await;
+        if let Some(relaying) = customers_relaying {
+            let _ = relaying.await;
+        }
         served
     });
     // Stop the engine outside the runtime: it finishes queued work and writes a snapshot.
@@ -167,23 +182,58 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The whole HTTP surface of the one-process shape.
-pub fn app(engine: Arc<Engine>) -> Router {
-    let health = Router::new()
+/// The HTTP surface of the services this process runs: their routes, health, and the
+/// OpenAPI document of what it serves.
+pub fn app(engine: Option<Arc<Engine>>, customers: Option<Arc<Customers>>) -> Router {
+    let document = openapi_document(engine.is_some(), customers.is_some());
+    let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(readyz))
-        .with_state(engine.clone());
-    ledger::api::router(engine)
-        .merge(health)
+        .route("/readyz", get(readyz).with_state(engine.clone()))
+        .route(
+            "/v1/openapi.json",
+            get(move || std::future::ready(axum::Json(document.clone()))),
+        );
+    if let Some(engine) = engine {
+        router = router.merge(ledger::api::router(engine));
+    }
+    if let Some(customers) = customers {
+        router = router.merge(customers::api::router(customers));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
-    if engine.is_failed() {
+/// One OpenAPI document for the services named: the ledger's (with the health routes) and the
+/// customers service's.
+pub fn openapi_document(ledger: bool, customers: bool) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut document = ledger::api::openapi();
+    if !ledger {
+        document
+            .paths
+            .paths
+            .retain(|path, _| !path.starts_with("/v1/ledger/"));
+        if let Some(components) = document.components.as_mut() {
+            components.schemas.retain(|name, _| name == "Problem");
+        }
+    }
+    if customers {
+        document.merge(customers::api::ApiDoc::openapi());
+    }
+    document.info.description = Some(
+        "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \
+         RFC 9457 problem+json; regulated values are masked unless unmasked with permission."
+            .to_owned(),
+    );
+    document
+}
+
+async fn readyz(State(engine): State<Option<Arc<Engine>>>) -> Response {
+    if engine.is_some_and(|e| e.is_failed()) {
         Problem::unavailable("the ledger stopped after a storage failure").into_response()
     } else {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()
@@ -199,17 +249,24 @@ async fn method_not_allowed(uri: Uri) -> Problem {
         .with_detail(format!("{} does not accept this method", uri.path()))
 }
 
-async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
+/// Serves `app` at `listen`, with the ledger's expiry pulse, until SIGINT or SIGTERM.
+async fn serve(app: Router, engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
+    let pulse = expiry_pulse(engine);
+    let served = serve_app(app, listen).await;
+    pulse.abort();
+    served
+}
+
+/// Serves `app` at `listen` until SIGINT or SIGTERM, then lets in-flight requests finish.
+pub async fn serve_app(app: Router, listen: SocketAddr) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     // Scripts and tests wait for this line (also when --listen asks for port 0).
     println!("gureum listening on http://{local}");
     tracing::info!(%local, "serving");
-    let pulse = expiry_pulse(engine.clone());
-    axum::serve(listener, app(engine))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    pulse.abort();
     Ok(())
 }
 

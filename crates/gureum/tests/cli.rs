@@ -4,7 +4,7 @@ mod support;
 
 use serde_json::Value;
 use support::reqwest;
-use support::{Server, gureum, ledger_cli};
+use support::{Server, bus_messages, gureum, ledger_cli};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -416,33 +416,7 @@ fn gureum_up_publishes_every_committed_transfer_on_its_embedded_bus() {
     ];
     assert!(!ledger_cli(&server.url, &refused).status.success());
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bus = dir.path().join("bus.sqlite");
-    let read = || {
-        runtime.block_on(async {
-            let store = store::Store::open(&store::SqlConfig::Sqlite { path: bus.clone() })
-                .await
-                .unwrap();
-            let rows: Vec<(String, String, String)> =
-                sqlx::query_as("SELECT subject, msg_id, payload FROM bus_messages ORDER BY seq")
-                    .fetch_all(store.reader())
-                    .await
-                    .unwrap();
-            store.close().await;
-            rows
-        })
-    };
-    let mut events = Vec::new();
-    for _ in 0..50 {
-        events = read();
-        if events.len() >= 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let events = bus_messages(dir.path(), 2);
     let ids: Vec<&str> = events.iter().map(|(_, id, _)| id.as_str()).collect();
     assert_eq!(ids, ["transfer-10", "transfer-11"]);
     assert!(

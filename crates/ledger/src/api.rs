@@ -46,7 +46,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/ledger/accounts/{id}/balances",
             get(get_account_balances),
         )
-        .route("/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(engine)
 }
@@ -931,33 +930,38 @@ async fn get_account_balances(
     }))
 }
 
-/// The OpenAPI document of every route.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi_json() -> Response {
+/// The ledger's OpenAPI document, with the health and document routes every shape serves
+/// next to it (the binary serves it at `/v1/openapi.json`, merged with the other services').
+pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    doc.paths.paths.extend(crate::api::extra_paths());
-    Json(doc).into_response()
+    doc.paths.paths.extend(extra_paths());
+    doc
 }
 
 /// Paths served outside this router (health checks), documented here so the document is whole.
 fn extra_paths() -> Vec<(String, utoipa::openapi::PathItem)> {
     use utoipa::openapi::{HttpMethod, PathItem, ResponseBuilder, path::OperationBuilder};
-    ["/healthz", "/readyz"]
-        .into_iter()
-        .map(|path| {
-            let op = OperationBuilder::new()
-                .tag("meta")
-                .summary(Some(if path == "/healthz" {
-                    "Liveness"
-                } else {
-                    "Readiness: 200 once recovery is done and the service serves"
-                }))
-                .response("200", ResponseBuilder::new().description("OK"))
-                .response("503", ResponseBuilder::new().description("Not ready"))
-                .build();
-            (path.to_owned(), PathItem::new(HttpMethod::Get, op))
-        })
-        .collect()
+    [
+        ("/healthz", "Liveness", true),
+        (
+            "/readyz",
+            "Readiness: 200 once recovery is done and the service serves",
+            true,
+        ),
+        ("/v1/openapi.json", "This OpenAPI 3.1 document", false),
+    ]
+    .into_iter()
+    .map(|(path, summary, may_be_unavailable)| {
+        let mut op = OperationBuilder::new()
+            .tag("meta")
+            .summary(Some(summary))
+            .response("200", ResponseBuilder::new().description("OK"));
+        if may_be_unavailable {
+            op = op.response("503", ResponseBuilder::new().description("Not ready"));
+        }
+        (path.to_owned(), PathItem::new(HttpMethod::Get, op.build()))
+    })
+    .collect()
 }
 
 /// The ledger's OpenAPI document.
@@ -973,8 +977,7 @@ fn extra_paths() -> Vec<(String, utoipa::openapi::PathItem)> {
         get_account,
         get_transfer,
         get_account_transfers,
-        get_account_balances,
-        openapi_json
+        get_account_balances
     ),
     components(schemas(
         AccountRequest,

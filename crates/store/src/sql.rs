@@ -106,6 +106,8 @@ pub struct Store {
     backend: Backend,
     reader: AnyPool,
     writer: AnyPool,
+    /// The SQLite file (SQLite only): migrations lock `<file>.migrate-lock`.
+    sqlite_path: Option<std::path::PathBuf>,
     /// Names of the in-process exclusive leases currently held (SQLite only: one process).
     leases: Arc<Mutex<HashSet<String>>>,
 }
@@ -150,6 +152,7 @@ impl Store {
             backend: Backend::Sqlite,
             reader,
             writer,
+            sqlite_path: Some(std::path::PathBuf::from(path)),
             leases: Arc::default(),
         })
     }
@@ -198,6 +201,7 @@ impl Store {
             backend: Backend::Postgres,
             reader: pool.clone(),
             writer: pool,
+            sqlite_path: None,
             leases: Arc::default(),
         })
     }
@@ -232,6 +236,13 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut migrator = Migrator::with_migrations(migrations);
         migrator.dangerous_set_table_name(format!("_migrations_{}", set.name));
+        // SQLite has no advisory lock for the migrator to take, so two openers of one file
+        // (two services sharing the embedded bus, or two processes) would both apply a
+        // migration; an exclusive lock on a file next to the database puts them in turn.
+        let _turn = match &self.sqlite_path {
+            Some(path) => Some(lock_file(path.with_extension("migrate-lock")).await?),
+            None => None,
+        };
         // On its own connection, closed afterwards whatever happened: on PostgreSQL the migrator
         // holds a session advisory lock that an error return leaves taken, and a pooled
         // connection would carry it on to block every later migration.
@@ -426,6 +437,22 @@ fn configure_sqlite(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::
         .await
         .map(|_| ())
     })
+}
+
+/// Opens (creating) `path` and waits for an exclusive lock on it, held until the file closes.
+async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Config(format!("migration lock: {e}")))?;
+    locked.map_err(|e| StoreError::Config(format!("migration lock: {e}")))
 }
 
 /// Whether `name` is a PostgreSQL identifier Gureum accepts unquoted for a schema.

@@ -596,3 +596,25 @@ async fn each_service_gets_a_role_that_reaches_only_its_own_schema() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_openers_of_one_sqlite_file_migrate_it_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..10 {
+        let config = store::SqlConfig::Sqlite {
+            path: dir.path().join(format!("shared-{round}.sqlite")),
+        };
+        let openers = (0..4).map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move {
+                let store = store::Store::open(&config).await?;
+                store.migrate(&ACCOUNTS_V2).await?;
+                store.close().await;
+                Ok::<(), StoreError>(())
+            })
+        });
+        for opened in futures::future::join_all(openers).await {
+            opened.unwrap().unwrap();
+        }
+    }
+}

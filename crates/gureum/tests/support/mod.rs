@@ -149,3 +149,36 @@ pub mod reqwest {
         runtime.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
+
+/// The messages on a `gureum up` data folder's embedded bus, in order: (subject, message id,
+/// payload), waiting up to five seconds for at least `at_least` of them.
+pub fn bus_messages(data_dir: &Path, at_least: usize) -> Vec<(String, String, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bus = data_dir.join("bus.sqlite");
+    let read = || {
+        runtime.block_on(async {
+            let store = store::Store::open(&store::SqlConfig::Sqlite { path: bus.clone() })
+                .await
+                .unwrap();
+            let rows: Vec<(String, String, String)> =
+                sqlx::query_as("SELECT subject, msg_id, payload FROM bus_messages ORDER BY seq")
+                    .fetch_all(store.reader())
+                    .await
+                    .unwrap();
+            store.close().await;
+            rows
+        })
+    };
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        messages = read();
+        if messages.len() >= at_least {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    messages
+}

@@ -1,0 +1,157 @@
+//! The SQL services (customers today) in either shape: where a service's data, keys and
+//! events live, opening it, and relaying its outbox to the bus in the background.
+//!
+//! - one process (`gureum up`): `DATA_DIR/customers.sqlite`, the keyring
+//!   `DATA_DIR/keys/vault.toml` (made on first start), the embedded bus `DATA_DIR/bus.sqlite`;
+//! - split (`gureum serve customers`): a PostgreSQL schema, a keyring file mounted from a
+//!   secret, NATS JetStream.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{Bus, StreamSpec};
+use customers::Customers;
+use customers::vault::{FileKeyring, Vault};
+use store::{SqlConfig, Store};
+use tokio::sync::watch;
+
+use crate::Error;
+
+/// The customers database file in the data folder of `gureum up`.
+pub const CUSTOMERS_FILE: &str = "customers.sqlite";
+/// The vault keyring in the data folder of `gureum up` (a folder of its own, mode 0700).
+pub const KEYRING_FILE: &str = "keys/vault.toml";
+/// How long the relay waits before trying an unreachable bus again.
+const BUS_RETRY: Duration = Duration::from_secs(1);
+
+/// Where a service's events go.
+#[derive(Clone, Debug)]
+pub enum BusSetup {
+    /// The embedded bus in this SQLite file.
+    Embedded(PathBuf),
+    /// NATS JetStream at these servers, with this many stream replicas.
+    Nats {
+        /// Comma-separated server URLs.
+        url: String,
+        /// Replicas of the service's stream.
+        replicas: usize,
+    },
+}
+
+impl BusSetup {
+    /// Connects.
+    pub async fn open(&self) -> Result<Bus, Error> {
+        Ok(match self {
+            BusSetup::Embedded(path) => {
+                let store = Store::open(&SqlConfig::Sqlite { path: path.clone() }).await?;
+                Bus::Embedded(bus::embedded::EmbeddedBus::open(store).await?)
+            }
+            BusSetup::Nats { url, replicas } => Bus::Nats(
+                bus::nats::NatsBus::connect(url)
+                    .await?
+                    .with_replicas(*replicas),
+            ),
+        })
+    }
+}
+
+/// Everything the customers service needs.
+#[derive(Clone, Debug)]
+pub struct CustomersSetup {
+    /// Its database.
+    pub sql: SqlConfig,
+    /// The vault keyring file.
+    pub keyring: PathBuf,
+    /// Make the keyring with fresh keys if the file does not exist (the one-process shape
+    /// only: a split deployment mounts the one keyring every replica shares).
+    pub create_keyring: bool,
+    /// Where its events go.
+    pub bus: BusSetup,
+}
+
+impl CustomersSetup {
+    /// The one-process shape's customers in `data_dir`.
+    pub fn embedded(data_dir: &Path) -> CustomersSetup {
+        CustomersSetup {
+            sql: SqlConfig::Sqlite {
+                path: data_dir.join(CUSTOMERS_FILE),
+            },
+            keyring: data_dir.join(KEYRING_FILE),
+            create_keyring: true,
+            bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
+        }
+    }
+
+    /// Opens the keyring (making it if allowed and missing).
+    pub fn vault(&self) -> Result<Vault, Error> {
+        let keyring = if self.create_keyring {
+            FileKeyring::open_or_create(&self.keyring, &now_rfc3339())?
+        } else {
+            FileKeyring::open(&self.keyring)?
+        };
+        Ok(Vault::from_keyring(keyring))
+    }
+
+    /// Opens the service (migrations applied).
+    pub async fn open(&self) -> Result<Customers, Error> {
+        let vault = self.vault()?;
+        let store = Store::open(&self.sql).await?;
+        Ok(Customers::open(store, vault).await?)
+    }
+
+    /// Opens the service and relays its outbox to the bus until `stop` turns true. The relay
+    /// keeps trying an unreachable bus; events wait in the outbox meanwhile, never lost.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Customers>, tokio::task::JoinHandle<()>), Error> {
+        let customers = Arc::new(self.open().await?);
+        let relaying = tokio::spawn(relay(
+            customers.store().clone(),
+            self.bus.clone(),
+            customers::SERVICE,
+            stop,
+        ));
+        tracing::info!("customers: serving");
+        Ok((customers, relaying))
+    }
+}
+
+/// Publishes `service`'s outbox until `stop` turns true, (re)connecting to the bus first.
+async fn relay(
+    store: Store,
+    setup: BusSetup,
+    service: &'static str,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let connected = async {
+            let bus = setup.open().await?;
+            bus.ensure_stream(&StreamSpec::for_service(service)).await?;
+            Ok::<Bus, Error>(bus)
+        };
+        match connected.await {
+            Ok(bus) => {
+                if let Err(e) = bus::relay::Relay::new(store.clone(), bus)
+                    .run(stop.clone())
+                    .await
+                {
+                    tracing::warn!(service, error = %e, "outbox relay stopped; restarting");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service, error = %e, "outbox relay: cannot reach the bus; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(BUS_RETRY) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Now as RFC 3339 (key ids carry their creation time).
+pub fn now_rfc3339() -> String {
+    kernel::event::format_time_us(store::sql::now_us()).unwrap_or_default()
+}
