@@ -121,6 +121,11 @@ fn open(key: &Secret, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, Vau
         .map_err(|_| VaultError::Authentication)
 }
 
+/// 43 characters of URL-safe base64 from 256 random bits: a password for a service account.
+pub fn random_password() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Secret::generate().0.as_ref())
+}
+
 /// A customer's data key, in the clear: only ever in memory, for one operation.
 pub struct DataKey(Secret);
 

@@ -3,6 +3,10 @@
 //! in front answering at `--listen` exactly as `gureum up` does:
 //!
 //! - `ledger-a` and `ledger-b`: the ledger on a replicated journal (one leads, one stands by);
+//! - `customers`: on the local PostgreSQL — a database of its own (`--postgres-url`, created
+//!   if missing), the role `gureum_customers` owning the schema `customers` (provisioned at
+//!   start, its password kept in `DATA_DIR/secrets/`), the vault keyring in `DATA_DIR/keys/`,
+//!   events on NATS;
 //! - `edge`: routes `/v1/…` to the node that serves.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
@@ -44,6 +48,14 @@ pub struct ClusterUpArgs {
     /// JetStream replicas of the ledger's journal (3 needs a 3-node NATS cluster).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// PostgreSQL, as an administrator, with the database the services use (created if
+    /// missing; each service gets its own role and schema in it).
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/gureum",
+        env = "GUREUM_ADMIN_POSTGRES_URL"
+    )]
+    postgres_url: String,
 }
 
 /// `gureum cluster …`.
@@ -90,11 +102,14 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
         )?;
         processes.push(start(name, "ledger", config)?);
     }
+    let customers = start("customers", "customers", customers_config(&args)?)?;
+    let customers_url = customers.url.clone();
+    processes.push(customers);
     let edge_config = write_config(
         &args.data_dir,
         "edge",
         &format!(
-            "listen = \"{}\"\n\n[edge]\nledger = [{}]\n",
+            "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n",
             args.listen,
             ledger_urls
                 .iter()
@@ -172,6 +187,63 @@ fn stop_all(processes: &mut [Process]) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Provisions the customers service on PostgreSQL and writes its configuration (mode 0600:
+/// it holds the role's password). The password is made once per data folder and kept.
+fn customers_config(args: &ClusterUpArgs) -> Result<PathBuf, Error> {
+    let secret = args
+        .data_dir
+        .join("secrets")
+        .join("postgres-customers.password");
+    let password = match std::fs::read_to_string(&secret) {
+        Ok(text) => text.trim().to_owned(),
+        Err(_) => {
+            let password = customers::vault::random_password();
+            write_private(&secret, &password)?;
+            password
+        }
+    };
+    let keyring = args.data_dir.join(crate::services::KEYRING_FILE);
+    customers::vault::FileKeyring::open_or_create(&keyring, &crate::services::now_rfc3339())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sql = runtime.block_on(async {
+        store::sql::ensure_postgres_database(&args.postgres_url).await?;
+        store::sql::provision_postgres(&args.postgres_url, customers::SERVICE, &password).await
+    })?;
+    let store::SqlConfig::Postgres { url, schema } = sql else {
+        return Err("provisioning returned a non-PostgreSQL configuration".into());
+    };
+    let text = format!(
+        "listen = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{url}\"\nschema = \"{schema}\"\n\n\
+         [vault]\nkeyring = \"{}\"\n\n[bus]\nnats_url = \"{}\"\nreplicas = {}\n",
+        free_port()?,
+        keyring.display(),
+        args.nats_url,
+        args.replicas,
+    );
+    let path = args.data_dir.join("customers.toml");
+    write_private(&path, &text)?;
+    Ok(path)
+}
+
+/// Writes a file only its owner can read, in a folder made if missing.
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn write_config(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {

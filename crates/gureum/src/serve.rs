@@ -30,7 +30,7 @@
 //! schema = "customers"         # default: the service's name
 //!
 //! [vault]                      # the customers service's keyring (a mounted secret)
-//! keyring = "/etc/gureum/vault/vault.toml"
+//! keyring = "/etc/gureum-vault/vault.toml"
 //!
 //! [bus]                        # where the SQL services publish their events
 //! nats_url = "nats://127.0.0.1:4222"
@@ -654,10 +654,18 @@ mod tests {
         assert_eq!(section.journal, JournalKind::Jetstream);
         assert_eq!(section.replicas, 3);
         assert!(matches!(ledger.objects, Some(ObjectsSection::S3 { .. })));
-        let edge = Config::load(&dir.join("edge.toml")).unwrap();
+        let edge = Config::load(&dir.join("edge.toml")).unwrap().edge.unwrap();
+        assert_eq!(edge.ledger, vec!["http://ledger:8081".to_owned()]);
+        assert_eq!(edge.customers, vec!["http://customers:8083".to_owned()]);
+        let customers = Config::load(&dir.join("customers.toml")).unwrap();
+        let setup = customers.customers_setup().unwrap();
         assert_eq!(
-            edge.edge.unwrap().ledger,
-            vec!["http://ledger:8081".to_owned()]
+            setup.keyring,
+            std::path::Path::new("/etc/gureum-vault/vault.toml")
+        );
+        assert!(!setup.create_keyring);
+        assert!(
+            matches!(setup.sql, store::SqlConfig::Postgres { ref schema, .. } if schema == "customers")
         );
     }
 

@@ -21,6 +21,10 @@ fn alive(pid: i32) -> bool {
 async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     let nats = NatsCluster::single().await;
     let dir = tempfile::tempdir().unwrap();
+    // A database of its own, dropped at the end (CI also drops leftovers named gureum_t_*).
+    let database = store::testing::unique_name("gureum_t");
+    let admin = store::testing::postgres_url();
+    let postgres_url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
     let mut launcher = support::gureum()
         .args([
             "cluster",
@@ -29,6 +33,8 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             "127.0.0.1:0",
             "--nats-url",
             &nats.urls(),
+            "--postgres-url",
+            &postgres_url,
             "--data-dir",
         ])
         .arg(dir.path())
@@ -47,7 +53,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
-    while pids.len() < 3 {
+    while pids.len() < 4 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "pid", pid, _url] = words[..] {
@@ -56,7 +62,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     }
     std::thread::spawn(move || err.for_each(drop));
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["ledger-a", "ledger-b", "edge"]);
+    assert_eq!(names, ["ledger-a", "ledger-b", "customers", "edge"]);
 
     let http = reqwest::Client::new();
     support::wait_ready(&http, &url, Duration::from_secs(20)).await;
@@ -86,6 +92,50 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         .await
         .unwrap();
     assert_eq!(sent.status(), 200);
+    // The customers service behind the same door, on PostgreSQL, its keyring private.
+    let onboarded = http
+        .post(format!("{url}/v1/customers"))
+        .json(&json!({"name": "김하늘", "rrn": "900101-1234568", "phone": "010-9876-5432"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(onboarded.status(), 201);
+    let customer: Value = onboarded.json().await.unwrap();
+    let id = customer["id"].as_str().unwrap();
+    let plain: Value = http
+        .get(format!(
+            "{url}/v1/customers/{id}?unmask=rrn&purpose=cluster%20check"
+        ))
+        .header("gureum-permissions", "customers:unmask")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (customer["rrn"].as_str(), plain["rrn"].as_str()),
+        (Some("900101-1******"), Some("900101-1234568"))
+    );
+    let raw_rrn: i64 = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&postgres_url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM customers.customers WHERE rrn_sealed IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(raw_rrn, 1, "the customer is in the cluster's own database");
+    let document: Value = http
+        .get(format!("{url}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["paths"]["/v1/customers/{id}"].is_object());
+    assert!(document["paths"]["/v1/ledger/transfers"].is_object());
     let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(
@@ -133,4 +183,10 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }

@@ -439,6 +439,41 @@ fn configure_sqlite(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::
     })
 }
 
+/// Creates the database `admin_url` names if it does not exist (connecting to the same
+/// server's `postgres` database to do so). Deployment-time, with an administrator's URL.
+pub async fn ensure_postgres_database(admin_url: &str) -> Result<(), StoreError> {
+    let mut url =
+        url::Url::parse(admin_url).map_err(|e| StoreError::Config(format!("admin URL: {e}")))?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    if !is_valid_schema_name(&name) {
+        return Err(StoreError::Config(format!(
+            "database name {name:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
+        )));
+    }
+    url.set_path("/postgres");
+    sqlx::any::install_default_drivers();
+    let mut admin = AnyConnection::connect(url.as_str()).await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await?;
+    if exists.is_none() {
+        let created = admin
+            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE DATABASE {name}"
+            ))))
+            .await;
+        // Another launcher may have created it in between.
+        if let Err(e) = created
+            && !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04"))
+        {
+            return Err(e.into());
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
 /// Opens (creating) `path` and waits for an exclusive lock on it, held until the file closes.
 async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
     let locked = tokio::task::spawn_blocking(move || {
