@@ -16,8 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use kernel::Problem;
-use kernel::event::TraceParent;
-use kernel::http::{Caller, json_body};
+use kernel::http::{Caller, json_body, query_problem, trace_parent};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -283,7 +282,7 @@ async fn create(
         business_registration_number: req.business_registration_number,
     };
     let view = customers
-        .create(&caller, submitted, trace(&headers))
+        .create(&caller, submitted, trace_parent(&headers))
         .await
         .map_err(problem)?;
     Ok((StatusCode::CREATED, Json(CustomerResponse::from(view))).into_response())
@@ -349,7 +348,13 @@ async fn get_customer(
         Some(list) => {
             let fields = unmask_fields(list)?;
             customers
-                .get_unmasked(&caller, &id, &fields, q.purpose.as_deref(), trace(&headers))
+                .get_unmasked(
+                    &caller,
+                    &id,
+                    &fields,
+                    q.purpose.as_deref(),
+                    trace_parent(&headers),
+                )
                 .await
         }
     }
@@ -407,7 +412,7 @@ async fn update(
         credit: req.credit,
     };
     let view = customers
-        .update(&caller, &id, patch, trace(&headers))
+        .update(&caller, &id, patch, trace_parent(&headers))
         .await
         .map_err(problem)?;
     Ok(Json(view.into()))
@@ -424,7 +429,7 @@ async fn erase(
 ) -> Result<StatusCode, Problem> {
     let id = path_id(id)?;
     customers
-        .erase(&caller, &id, trace(&headers))
+        .erase(&caller, &id, trace_parent(&headers))
         .await
         .map_err(problem)?;
     Ok(StatusCode::NO_CONTENT)
@@ -475,7 +480,13 @@ async fn set_kyc(
             .with_detail("expected pending, verified, rejected or expired")
     })?;
     let view = customers
-        .set_kyc(&caller, &id, status, req.reason.as_deref(), trace(&headers))
+        .set_kyc(
+            &caller,
+            &id,
+            status,
+            req.reason.as_deref(),
+            trace_parent(&headers),
+        )
         .await
         .map_err(problem)?;
     Ok(Json(view.into()))
@@ -524,7 +535,14 @@ async fn set_consent(
             .with_detail("expected app, web, branch, call_center or mail")
     })?;
     let entry = customers
-        .set_consent(&caller, &id, purpose, req.granted, channel, trace(&headers))
+        .set_consent(
+            &caller,
+            &id,
+            purpose,
+            req.granted,
+            channel,
+            trace_parent(&headers),
+        )
         .await
         .map_err(problem)?;
     Ok(Json(entry))
@@ -620,17 +638,6 @@ fn parse_id(text: &str) -> Result<String, Problem> {
             Problem::new(400, "invalid_id", "The id is not valid")
                 .with_detail("a customer id is a UUID")
         })
-}
-
-fn query_problem(e: QueryRejection) -> Problem {
-    Problem::new(400, "invalid_query", "The query string is not valid").with_detail(e.body_text())
-}
-
-fn trace(headers: &HeaderMap) -> Option<TraceParent> {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The customers OpenAPI document.

@@ -78,12 +78,29 @@ async fn raw_storage(fixture: &Fixture) -> Vec<u8> {
                         .unwrap();
                 bytes.extend(content.unwrap_or_default());
             }
+            // The write-ahead log is the whole server's: read only what was written since
+            // the fixture was made (other tests write their own values to it).
+            let since = fixture
+                .wal_start
+                .as_deref()
+                .expect("a PostgreSQL fixture notes its WAL start");
             let wal: Vec<u8> = sqlx::query_scalar(
-                "SELECT pg_read_binary_file('pg_wal/' || pg_walfile_name(pg_current_wal_lsn()))",
+                "WITH s AS (SELECT * FROM pg_walfile_name_offset($1::pg_lsn)), \
+                      e AS (SELECT * FROM pg_walfile_name_offset(pg_current_wal_lsn())) \
+                 SELECT CASE WHEN s.file_name = e.file_name \
+                   THEN pg_read_binary_file('pg_wal/' || s.file_name, s.file_offset, e.file_offset - s.file_offset) \
+                   ELSE pg_read_binary_file('pg_wal/' || s.file_name, s.file_offset, 16777216 - s.file_offset) \
+                        || pg_read_binary_file('pg_wal/' || e.file_name, 0, e.file_offset) END \
+                 FROM s, e",
             )
+            .bind(since)
             .fetch_one(&mut conn)
             .await
             .unwrap();
+            assert!(
+                wal.len() > 4096,
+                "the test's own WAL records are scanned too"
+            );
             bytes.extend(wal);
             bytes
         }

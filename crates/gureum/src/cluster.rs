@@ -7,6 +7,7 @@
 //!   if missing), the role `gureum_customers` owning the schema `customers` (provisioned at
 //!   start, its password kept in `DATA_DIR/secrets/`), the vault keyring in `DATA_DIR/keys/`,
 //!   events on NATS;
+//! - `products`: the catalogue, the same way (role `gureum_products`, schema `products`);
 //! - `edge`: routes `/v1/…` to the node that serves.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
@@ -102,14 +103,26 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
         )?;
         processes.push(start(name, "ledger", config)?);
     }
-    let customers = start("customers", "customers", customers_config(&args)?)?;
+    let customers = start(
+        "customers",
+        "customers",
+        sql_service_config(&args, customers::SERVICE)?,
+    )?;
     let customers_url = customers.url.clone();
     processes.push(customers);
+    let products = start(
+        "products",
+        "products",
+        sql_service_config(&args, products::SERVICE)?,
+    )?;
+    let products_url = products.url.clone();
+    processes.push(products);
     let edge_config = write_config(
         &args.data_dir,
         "edge",
         &format!(
-            "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n",
+            "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n\
+             products = [\"{products_url}\"]\n",
             args.listen,
             ledger_urls
                 .iter()
@@ -189,13 +202,14 @@ fn stop_all(processes: &mut [Process]) {
     }
 }
 
-/// Provisions the customers service on PostgreSQL and writes its configuration (mode 0600:
-/// it holds the role's password). The password is made once per data folder and kept.
-fn customers_config(args: &ClusterUpArgs) -> Result<PathBuf, Error> {
+/// Provisions a SQL service on PostgreSQL and writes its configuration (mode 0600: it holds
+/// the role's password). The password is made once per data folder and kept; the customers
+/// service also gets the vault keyring.
+fn sql_service_config(args: &ClusterUpArgs, service: &'static str) -> Result<PathBuf, Error> {
     let secret = args
         .data_dir
         .join("secrets")
-        .join("postgres-customers.password");
+        .join(format!("postgres-{service}.password"));
     let password = match std::fs::read_to_string(&secret) {
         Ok(text) => text.trim().to_owned(),
         Err(_) => {
@@ -205,26 +219,30 @@ fn customers_config(args: &ClusterUpArgs) -> Result<PathBuf, Error> {
         }
     };
     let keyring = args.data_dir.join(crate::services::KEYRING_FILE);
-    customers::vault::FileKeyring::open_or_create(&keyring, &crate::services::now_rfc3339())?;
+    let vault = if service == customers::SERVICE {
+        customers::vault::FileKeyring::open_or_create(&keyring, &crate::services::now_rfc3339())?;
+        format!("[vault]\nkeyring = \"{}\"\n\n", keyring.display())
+    } else {
+        String::new()
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let sql = runtime.block_on(async {
         store::sql::ensure_postgres_database(&args.postgres_url).await?;
-        store::sql::provision_postgres(&args.postgres_url, customers::SERVICE, &password).await
+        store::sql::provision_postgres(&args.postgres_url, service, &password).await
     })?;
     let store::SqlConfig::Postgres { url, schema } = sql else {
         return Err("provisioning returned a non-PostgreSQL configuration".into());
     };
     let text = format!(
         "listen = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{url}\"\nschema = \"{schema}\"\n\n\
-         [vault]\nkeyring = \"{}\"\n\n[bus]\nnats_url = \"{}\"\nreplicas = {}\n",
+         {vault}[bus]\nnats_url = \"{}\"\nreplicas = {}\n",
         free_port()?,
-        keyring.display(),
         args.nats_url,
         args.replicas,
     );
-    let path = args.data_dir.join("customers.toml");
+    let path = args.data_dir.join(format!("{service}.toml"));
     write_private(&path, &text)?;
     Ok(path)
 }

@@ -8,8 +8,8 @@
 //! got no answer in time is not retried (`504 upstream_timeout`); ledger writes are idempotent
 //! by id, so the client can safely retry it.
 //!
-//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…` to the customers service's
-//! replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
+//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…` and `/v1/products…` to those
+//! services' replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
 //! Authentication, roles and the web application firewall (issue 6) will sit here. Until
@@ -75,6 +75,7 @@ struct Edge {
     http: reqwest::Client,
     ledger: Arc<Upstream>,
     customers: Option<Arc<Upstream>>,
+    products: Option<Arc<Upstream>>,
     openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -89,11 +90,18 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         .build()?;
     let customers = (!config.customers.is_empty())
         .then(|| Upstream::new(customers::SERVICE, &config.customers));
+    let products =
+        (!config.products.is_empty()).then(|| Upstream::new(products::SERVICE, &config.products));
     let edge = Edge {
         http,
         ledger: Upstream::new("ledger", &config.ledger),
-        openapi: Arc::new(crate::server::openapi_document(true, customers.is_some())),
+        openapi: Arc::new(crate::server::openapi_document(
+            true,
+            customers.is_some(),
+            products.is_some(),
+        )),
         customers,
+        products,
     };
     let app = Router::new()
         .route(
@@ -115,7 +123,10 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
 
 /// Ready when every service behind the edge has a node that is ready.
 async fn ready(State(edge): State<Edge>) -> Response {
-    for upstream in std::iter::once(&edge.ledger).chain(&edge.customers) {
+    for upstream in std::iter::once(&edge.ledger)
+        .chain(&edge.customers)
+        .chain(&edge.products)
+    {
         let mut serving = false;
         for node in &upstream.nodes {
             let answer = edge.http.get(format!("{node}/readyz")).send().await;
@@ -134,10 +145,11 @@ async fn ready(State(edge): State<Edge>) -> Response {
 
 async fn route(State(edge): State<Edge>, request: Request) -> Response {
     let path = request.uri().path();
-    let customers_path = path == "/v1/customers" || path.starts_with("/v1/customers/");
-    let upstream = match &edge.customers {
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let upstream = match (&edge.customers, &edge.products) {
         _ if path.starts_with("/v1/ledger/") => edge.ledger.clone(),
-        Some(customers) if customers_path => customers.clone(),
+        (Some(customers), _) if under("/v1/customers") => customers.clone(),
+        (_, Some(products)) if under("/v1/products") => products.clone(),
         _ if path == "/v1/openapi.json" => {
             return axum::Json(edge.openapi.as_ref().clone()).into_response();
         }

@@ -2,7 +2,7 @@
 //!
 //! Today's services: `ledger` (journal in a local folder, or replicated on NATS JetStream with
 //! a standby taking over), `customers` (PostgreSQL, a vault keyring file, NATS JetStream; any
-//! number of replicas) and `edge` (the one door: routes every `/v1/…` request to the service
+//! number of replicas), `products` (PostgreSQL, NATS JetStream) and `edge` (the one door: routes every `/v1/…` request to the service
 //! that owns it). Settings come from a TOML file, and a few from the environment (which wins):
 //! `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`,
 //! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`.
@@ -39,6 +39,7 @@
 //! [edge]
 //! ledger = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
 //! customers = ["http://127.0.0.1:8083"]
+//! products = ["http://127.0.0.1:8084"]
 //! ```
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub enum Service {
     Ledger,
     /// Customers and the regulated-data vault.
     Customers,
+    /// The product catalogue.
+    Products,
     /// The one door: routes requests to the services.
     Edge,
 }
@@ -234,6 +237,9 @@ pub struct EdgeConfig {
     /// The customers service's replicas, tried in order until one answers.
     #[serde(default)]
     pub customers: Vec<String>,
+    /// The products service's replicas.
+    #[serde(default)]
+    pub products: Vec<String>,
 }
 
 fn one() -> usize {
@@ -293,32 +299,49 @@ impl Config {
 impl Config {
     /// The customers service's setup from `[database]`, `[vault]` and `[bus]`.
     pub fn customers_setup(&self) -> Result<crate::services::CustomersSetup, Error> {
-        let database = self
-            .database
-            .as_ref()
-            .ok_or("the configuration has no [database] section")?;
         let vault = self
             .vault
             .as_ref()
             .ok_or("the configuration has no [vault] section")?;
+        Ok(crate::services::CustomersSetup {
+            sql: self.sql(customers::SERVICE)?,
+            keyring: vault.keyring.clone(),
+            create_keyring: false,
+            bus: self.bus_setup()?,
+        })
+    }
+
+    /// The products service's setup from `[database]` and `[bus]`.
+    pub fn products_setup(&self) -> Result<crate::services::ProductsSetup, Error> {
+        Ok(crate::services::ProductsSetup {
+            sql: self.sql(products::SERVICE)?,
+            bus: self.bus_setup()?,
+        })
+    }
+
+    /// `[database]` for `service` (its schema defaults to the service's name).
+    fn sql(&self, service: &str) -> Result<store::SqlConfig, Error> {
+        let database = self
+            .database
+            .as_ref()
+            .ok_or("the configuration has no [database] section")?;
+        Ok(store::SqlConfig::Postgres {
+            url: database.url.clone(),
+            schema: database
+                .schema
+                .clone()
+                .unwrap_or_else(|| service.to_owned()),
+        })
+    }
+
+    fn bus_setup(&self) -> Result<crate::services::BusSetup, Error> {
         let bus = self
             .bus
             .as_ref()
             .ok_or("the configuration has no [bus] section")?;
-        Ok(crate::services::CustomersSetup {
-            sql: store::SqlConfig::Postgres {
-                url: database.url.clone(),
-                schema: database
-                    .schema
-                    .clone()
-                    .unwrap_or_else(|| customers::SERVICE.to_owned()),
-            },
-            keyring: vault.keyring.clone(),
-            create_keyring: false,
-            bus: crate::services::BusSetup::Nats {
-                url: bus.nats_url.clone(),
-                replicas: bus.replicas,
-            },
+        Ok(crate::services::BusSetup::Nats {
+            url: bus.nats_url.clone(),
+            replicas: bus.replicas,
         })
     }
 }
@@ -342,23 +365,39 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                         Some(url) => server::Events::Nats(url.clone(), ledger.replicas),
                         None => server::Events::Embedded(data_dir.join(server::BUS_FILE)),
                     };
-                    server::run_ledger_with_file_journal(&data_dir, config.listen, events, None)
+                    server::run_ledger_with_file_journal(
+                        &data_dir,
+                        config.listen,
+                        events,
+                        server::SqlServices::default(),
+                    )
                 }
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
         }
-        Service::Customers => {
-            let setup = config.customers_setup()?;
+        Service::Customers | Service::Products => {
+            let sql = if args.service == Service::Customers {
+                server::SqlServices {
+                    customers: Some(config.customers_setup()?),
+                    ..server::SqlServices::default()
+                }
+            } else {
+                server::SqlServices {
+                    products: Some(config.products_setup()?),
+                    ..server::SqlServices::default()
+                }
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
                 let (stop, stopped) = tokio::sync::watch::channel(false);
-                let (customers, relaying) = setup.start(stopped).await?;
-                let app = server::app(None, Some(customers));
-                let served = server::serve_app(app, config.listen).await;
+                let (services, relays) = sql.start(&stopped).await?;
+                let served = server::serve_app(server::app(services), config.listen).await;
                 let _ = stop.send(true);
-                let _ = relaying.await;
+                for relaying in relays {
+                    let _ = relaying.await;
+                }
                 served
             })?;
             Ok(ExitCode::SUCCESS)
@@ -626,9 +665,12 @@ async fn dispatch(State(node): State<Node>, request: Request) -> Response {
     let Some(engine) = node.active.get() else {
         return standby_problem().into_response();
     };
-    let router = node
-        .leading
-        .get_or_init(|| server::app(Some(engine.clone()), None));
+    let router = node.leading.get_or_init(|| {
+        server::app(server::Services {
+            ledger: Some(engine.clone()),
+            ..server::Services::default()
+        })
+    });
     match router.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -657,6 +699,11 @@ mod tests {
         let edge = Config::load(&dir.join("edge.toml")).unwrap().edge.unwrap();
         assert_eq!(edge.ledger, vec!["http://ledger:8081".to_owned()]);
         assert_eq!(edge.customers, vec!["http://customers:8083".to_owned()]);
+        assert_eq!(edge.products, vec!["http://products:8084".to_owned()]);
+        let products = Config::load(&dir.join("products.toml")).unwrap();
+        assert!(
+            matches!(products.products_setup().unwrap().sql, store::SqlConfig::Postgres { ref schema, .. } if schema == "products")
+        );
         let customers = Config::load(&dir.join("customers.toml")).unwrap();
         let setup = customers.customers_setup().unwrap();
         assert_eq!(

@@ -1,7 +1,7 @@
 //! `gureum up`: every service in one process on embedded storage.
 
 use crate::Error;
-use crate::services::CustomersSetup;
+use crate::services::{CustomersSetup, ProductsSetup};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
@@ -36,8 +36,11 @@ pub struct UpArgs {
 pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     init_tracing();
     let events = Events::Embedded(args.data_dir.join(BUS_FILE));
-    let customers = CustomersSetup::embedded(&args.data_dir);
-    run_ledger_with_file_journal(&args.data_dir, args.listen, events, Some(customers))
+    let services = SqlServices {
+        customers: Some(CustomersSetup::embedded(&args.data_dir)),
+        products: Some(ProductsSetup::embedded(&args.data_dir)),
+    };
+    run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
 }
 
 /// The embedded bus's file in the data folder of `gureum up`.
@@ -116,13 +119,56 @@ impl Events {
     }
 }
 
-/// The ledger on a local journal — and the customers service, if `customers` says where —
-/// served at `listen` until SIGINT or SIGTERM.
+/// The SQL services a process runs next to the ledger (none in a ledger-only process).
+#[derive(Clone, Debug, Default)]
+pub struct SqlServices {
+    /// Customers and the vault.
+    pub customers: Option<CustomersSetup>,
+    /// The product catalogue.
+    pub products: Option<ProductsSetup>,
+}
+
+impl SqlServices {
+    /// Opens each and starts its outbox relay; returns the running services and the relays
+    /// (which stop when `stop` turns true).
+    pub async fn start(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(Services, Vec<tokio::task::JoinHandle<()>>), Error> {
+        let mut services = Services::default();
+        let mut relays = Vec::new();
+        if let Some(setup) = &self.customers {
+            let (service, relaying) = setup.start(stop.clone()).await?;
+            services.customers = Some(service);
+            relays.push(relaying);
+        }
+        if let Some(setup) = &self.products {
+            let (service, relaying) = setup.start(stop.clone()).await?;
+            services.products = Some(service);
+            relays.push(relaying);
+        }
+        Ok((services, relays))
+    }
+}
+
+/// The services one process serves over HTTP.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The ledger.
+    pub ledger: Option<Arc<Engine>>,
+    /// Customers.
+    pub customers: Option<Arc<Customers>>,
+    /// Products.
+    pub products: Option<Arc<products::Products>>,
+}
+
+/// The ledger on a local journal — and the SQL services `sql` names — served at `listen`
+/// until SIGINT or SIGTERM.
 pub fn run_ledger_with_file_journal(
     data_dir: &std::path::Path,
     listen: SocketAddr,
     events: Events,
-    customers: Option<CustomersSetup>,
+    sql: SqlServices,
 ) -> Result<ExitCode, Error> {
     let (engine, report) = Engine::open(EngineConfig::new(data_dir))?;
     tracing::info!(
@@ -140,18 +186,13 @@ pub fn run_ledger_with_file_journal(
         .build()?;
     let served = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (customers, customers_relaying) = match &customers {
-            Some(setup) => {
-                let (service, relaying) = setup.start(stopped.clone()).await?;
-                (Some(service), Some(relaying))
-            }
-            None => (None, None),
-        };
+        let (mut services, relays) = sql.start(&stopped).await?;
+        services.ledger = Some(engine.clone());
         let relaying = events.spawn(engine.clone(), stopped);
-        let served = serve(app(Some(engine.clone()), customers), engine.clone(), listen).await;
+        let served = serve(app(services), engine.clone(), listen).await;
         let _ = stop.send(true);
         let _ = relaying.await;
-        if let Some(relaying) = customers_relaying {
+        for relaying in relays {
             let _ = relaying.await;
         }
         served
@@ -184,8 +225,13 @@ pub fn init_tracing() {
 
 /// The HTTP surface of the services this process runs: their routes, health, and the
 /// OpenAPI document of what it serves.
-pub fn app(engine: Option<Arc<Engine>>, customers: Option<Arc<Customers>>) -> Router {
-    let document = openapi_document(engine.is_some(), customers.is_some());
+pub fn app(services: Services) -> Router {
+    let Services {
+        ledger: engine,
+        customers,
+        products,
+    } = services;
+    let document = openapi_document(engine.is_some(), customers.is_some(), products.is_some());
     let mut router = Router::new()
         .route(
             "/healthz",
@@ -202,14 +248,17 @@ pub fn app(engine: Option<Arc<Engine>>, customers: Option<Arc<Customers>>) -> Ro
     if let Some(customers) = customers {
         router = router.merge(customers::api::router(customers));
     }
+    if let Some(products) = products {
+        router = router.merge(products::api::router(products));
+    }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// One OpenAPI document for the services named: the ledger's (with the health routes) and the
-/// customers service's.
-pub fn openapi_document(ledger: bool, customers: bool) -> utoipa::openapi::OpenApi {
+/// One OpenAPI document for the services named: the ledger's (with the health routes), the
+/// customers service's and the catalogue's.
+pub fn openapi_document(ledger: bool, customers: bool, products: bool) -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut document = ledger::api::openapi();
     if !ledger {
@@ -223,6 +272,9 @@ pub fn openapi_document(ledger: bool, customers: bool) -> utoipa::openapi::OpenA
     }
     if customers {
         document.merge(customers::api::ApiDoc::openapi());
+    }
+    if products {
+        document.merge(products::api::ApiDoc::openapi());
     }
     document.info.description = Some(
         "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \

@@ -1,10 +1,10 @@
-//! The SQL services (customers today) in either shape: where a service's data, keys and
+//! The SQL services (customers, products) in either shape: where a service's data, keys and
 //! events live, opening it, and relaying its outbox to the bus in the background.
 //!
-//! - one process (`gureum up`): `DATA_DIR/customers.sqlite`, the keyring
+//! - one process (`gureum up`): `DATA_DIR/<service>.sqlite`, the customers keyring
 //!   `DATA_DIR/keys/vault.toml` (made on first start), the embedded bus `DATA_DIR/bus.sqlite`;
-//! - split (`gureum serve customers`): a PostgreSQL schema, a keyring file mounted from a
-//!   secret, NATS JetStream.
+//! - split (`gureum serve <service>`): a PostgreSQL schema each, the keyring file mounted from
+//!   a secret, NATS JetStream.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +18,6 @@ use tokio::sync::watch;
 
 use crate::Error;
 
-/// The customers database file in the data folder of `gureum up`.
-pub const CUSTOMERS_FILE: &str = "customers.sqlite";
 /// The vault keyring in the data folder of `gureum up` (a folder of its own, mode 0700).
 pub const KEYRING_FILE: &str = "keys/vault.toml";
 /// How long the relay waits before trying an unreachable bus again.
@@ -74,9 +72,7 @@ impl CustomersSetup {
     /// The one-process shape's customers in `data_dir`.
     pub fn embedded(data_dir: &Path) -> CustomersSetup {
         CustomersSetup {
-            sql: SqlConfig::Sqlite {
-                path: data_dir.join(CUSTOMERS_FILE),
-            },
+            sql: embedded_sql(data_dir, customers::SERVICE),
             keyring: data_dir.join(KEYRING_FILE),
             create_keyring: true,
             bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
@@ -115,6 +111,48 @@ impl CustomersSetup {
         ));
         tracing::info!("customers: serving");
         Ok((customers, relaying))
+    }
+}
+
+/// A service's SQLite file in the data folder of `gureum up`: `<service>.sqlite`.
+pub fn embedded_sql(data_dir: &Path, service: &str) -> SqlConfig {
+    SqlConfig::Sqlite {
+        path: data_dir.join(format!("{service}.sqlite")),
+    }
+}
+
+/// Everything the products service needs.
+#[derive(Clone, Debug)]
+pub struct ProductsSetup {
+    /// Its database.
+    pub sql: SqlConfig,
+    /// Where its events go.
+    pub bus: BusSetup,
+}
+
+impl ProductsSetup {
+    /// The one-process shape's products in `data_dir`.
+    pub fn embedded(data_dir: &Path) -> ProductsSetup {
+        ProductsSetup {
+            sql: embedded_sql(data_dir, products::SERVICE),
+            bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
+        }
+    }
+
+    /// Opens the service and relays its outbox until `stop` turns true.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<products::Products>, tokio::task::JoinHandle<()>), Error> {
+        let service = Arc::new(products::Products::open(Store::open(&self.sql).await?).await?);
+        let relaying = tokio::spawn(relay(
+            service.store().clone(),
+            self.bus.clone(),
+            products::SERVICE,
+            stop,
+        ));
+        tracing::info!("products: serving");
+        Ok((service, relaying))
     }
 }
 

@@ -53,7 +53,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
-    while pids.len() < 4 {
+    while pids.len() < 5 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "pid", pid, _url] = words[..] {
@@ -62,7 +62,10 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     }
     std::thread::spawn(move || err.for_each(drop));
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["ledger-a", "ledger-b", "customers", "edge"]);
+    assert_eq!(
+        names,
+        ["ledger-a", "ledger-b", "customers", "products", "edge"]
+    );
 
     let http = reqwest::Client::new();
     support::wait_ready(&http, &url, Duration::from_secs(20)).await;
@@ -126,6 +129,12 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             .unwrap()
     };
     assert_eq!(raw_rrn, 1, "the customer is in the cluster's own database");
+    let catalogue = http.get(format!("{url}/v1/products")).send().await.unwrap();
+    assert_eq!(catalogue.status(), 200);
+    assert_eq!(
+        catalogue.json::<Value>().await.unwrap(),
+        json!({"items": []})
+    );
     let document: Value = http
         .get(format!("{url}/v1/openapi.json"))
         .send()
@@ -136,6 +145,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         .unwrap();
     assert!(document["paths"]["/v1/customers/{id}"].is_object());
     assert!(document["paths"]["/v1/ledger/transfers"].is_object());
+    assert!(document["paths"]["/v1/products/{code}/rate"].is_object());
     let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(

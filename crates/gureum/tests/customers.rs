@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Server, bus_messages, gureum};
+use support::{Http, Server, bus_messages, gureum};
 
 fn keys(data_dir: &std::path::Path, args: &[&str]) -> Value {
     let out = gureum()
@@ -28,32 +28,13 @@ fn keys(data_dir: &std::path::Path, args: &[&str]) -> Value {
 fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let http = reqwest::Client::new();
+    let http = Http::new(&server.url);
     let call = |method: reqwest::Method, path: &str, permissions: &str, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{}{path}", server.url))
-            .header("gureum-principal", "officer-7")
-            .header("gureum-permissions", permissions);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        runtime.block_on(async {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap();
-            (
-                status,
-                if text.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).unwrap()
-                },
-            )
-        })
+        let headers = [
+            ("gureum-principal", "officer-7"),
+            ("gureum-permissions", permissions),
+        ];
+        http.call(method, path, &headers, body)
     };
     use reqwest::Method;
 

@@ -79,6 +79,25 @@ pub fn json_body<T: DeserializeOwned>(
     parse_json(&body)
 }
 
+/// 400 `invalid_query` for a query string that does not parse.
+pub fn query_problem(rejection: axum::extract::rejection::QueryRejection) -> Problem {
+    Problem::new(400, "invalid_query", "The query string is not valid")
+        .with_detail(rejection.body_text())
+}
+
+/// 400 `code` for a path segment that does not parse.
+pub fn path_problem(rejection: axum::extract::rejection::PathRejection, code: &str) -> Problem {
+    Problem::new(400, code, "The path is not valid").with_detail(rejection.body_text())
+}
+
+/// The request's W3C trace context, if it carries a valid `traceparent`.
+pub fn trace_parent(headers: &axum::http::HeaderMap) -> Option<crate::event::TraceParent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The header naming the authenticated principal of a request.
 pub const PRINCIPAL_HEADER: &str = "gureum-principal";
 /// The header listing the principal's permissions, comma-separated.

@@ -21,6 +21,8 @@ pub struct Fixture {
     pub customers: Customers,
     pub db: TestDb,
     pub keyring: std::path::PathBuf,
+    /// Where PostgreSQL's write-ahead log stood when the fixture was made.
+    pub wal_start: Option<String>,
     _keys: tempfile::TempDir,
 }
 
@@ -30,11 +32,25 @@ impl Fixture {
         let keys = tempfile::tempdir().unwrap();
         let keyring = keys.path().join("vault.toml");
         let vault = vault(&keyring);
+        let wal_start = match &db.config {
+            store::SqlConfig::Postgres { url, .. } => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                Some(
+                    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap(),
+                )
+            }
+            store::SqlConfig::Sqlite { .. } => None,
+        };
         let customers = Customers::open(db.open().await, vault).await.unwrap();
         Fixture {
             customers,
             db,
             keyring,
+            wal_start,
             _keys: keys,
         }
     }

@@ -182,3 +182,53 @@ pub fn bus_messages(data_dir: &Path, at_least: usize) -> Vec<(String, String, St
     }
     messages
 }
+
+/// A blocking JSON client for end-to-end tests that do not run an async runtime.
+pub struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: ::reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    /// A client for the server at `base`.
+    pub fn new(base: &str) -> Http {
+        Http {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: ::reqwest::Client::new(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// Sends a request with these headers and JSON body; returns the status and the JSON
+    /// answer (`null` for an empty one).
+    pub fn call(
+        &self,
+        method: ::reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            let value = if text.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            };
+            (status, value)
+        })
+    }
+}
