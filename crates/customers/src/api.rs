@@ -40,6 +40,7 @@ pub fn router(customers: Arc<Customers>) -> Router {
         .route("/v1/customers/{id}/consents", get(consents))
         .route("/v1/customers/{id}/consents/{purpose}", put(set_consent))
         .route("/v1/customers/{id}/access-log", get(access_log))
+        .route("/v1/customers/{id}/export", get(export))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(customers)
 }
@@ -236,6 +237,17 @@ pub struct ConsentsResponse {
     current: Vec<ConsentEntry>,
     /// Every change, oldest first.
     history: Vec<ConsentEntry>,
+}
+
+/// Everything the bank holds about a customer (the right of access and portability).
+#[derive(Serialize, ToSchema)]
+pub struct Export {
+    /// The customer, every field in the clear.
+    customer: CustomerResponse,
+    /// KYC history.
+    kyc: Vec<KycEntry>,
+    /// Consents now and their history.
+    consents: ConsentsResponse,
 }
 
 /// The unmasked reads of a customer.
@@ -560,6 +572,41 @@ async fn consents(
     Ok(Json(ConsentsResponse { current, history }))
 }
 
+/// Everything held about a customer, in the clear — for a data-subject access or portability
+/// request. An unmasked read of every field: needs `customers:unmask` and a `purpose`, and is
+/// audited like one. After erasure: 410.
+#[utoipa::path(get, path = "/v1/customers/{id}/export", tag = "customers",
+    params(("id" = String, Path), ("purpose" = String, Query, description = "why, e.g. the request's reference")),
+    responses((status = 200, body = Export), (status = 403, body = Problem), (status = 410, body = Problem)))]
+async fn export(
+    State(customers): State<Arc<Customers>>,
+    caller: Caller,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<GetQuery>, QueryRejection>,
+) -> Result<Json<Export>, Problem> {
+    let id = path_id(id)?;
+    let Query(q) = query.map_err(query_problem)?;
+    let every: Vec<Field> = Field::ALL.iter().map(|(f, _)| *f).collect();
+    let customer = customers
+        .get_unmasked(
+            &caller,
+            &id,
+            &every,
+            q.purpose.as_deref(),
+            trace_parent(&headers),
+        )
+        .await
+        .map_err(problem)?;
+    let kyc = customers.kyc_history(&id).await.map_err(problem)?;
+    let (current, history) = customers.consents(&id).await.map_err(problem)?;
+    Ok(Json(Export {
+        customer: customer.into(),
+        kyc,
+        consents: ConsentsResponse { current, history },
+    }))
+}
+
 /// Who read a customer's regulated data unmasked, and why; needs `customers:audit`.
 #[utoipa::path(get, path = "/v1/customers/{id}/access-log", tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = AccessLog), (status = 403, body = Problem)))]
@@ -658,7 +705,8 @@ fn parse_id(text: &str) -> Result<String, Problem> {
         kyc,
         set_consent,
         consents,
-        access_log
+        access_log,
+        export
     ),
     components(schemas(
         CreateCustomer,
@@ -675,6 +723,7 @@ fn parse_id(text: &str) -> Result<String, Problem> {
         ConsentEntry,
         AccessLog,
         AccessEntry,
+        Export,
         Problem
     ))
 )]

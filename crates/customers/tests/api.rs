@@ -84,7 +84,10 @@ impl Api {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         if status.is_client_error() || status.is_server_error() {
-            assert_eq!(content_type, "application/problem+json", "{text}");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{method} {uri} answered {status} with {text:?}"
+            );
         }
         let value = if text.is_empty() {
             Value::Null
@@ -291,6 +294,20 @@ async fn the_customer_contract_from_onboarding_to_erasure() {
         .await;
     assert_eq!(consents["current"][0]["purpose"], "marketing");
 
+    // The data-subject export: everything, in the clear, audited like any unmasked read.
+    let export = format!("/v1/customers/{id}/export?purpose=DSAR%202026-118");
+    let (status, problem, _) = api.call("GET", &export, "customers:read", None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("permission_denied"))
+    );
+    let (status, all, _) = api.call("GET", &export, "customers:unmask", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["customer"]["rrn"], "900101-1234568");
+    assert_eq!(all["customer"]["phone"], "01022223333");
+    assert_eq!(all["kyc"].as_array().unwrap().len(), 2);
+    assert_eq!(all["consents"]["current"][0]["purpose"], "marketing");
+
     // Erasure: permission, then 204 (twice), then 410 for every read.
     let (status, problem, _) = api
         .call(
@@ -346,8 +363,8 @@ async fn the_customer_contract_from_onboarding_to_erasure() {
         .await;
     assert_eq!(
         (status, log["items"].as_array().unwrap().len()),
-        (StatusCode::OK, 2),
-        "the audit trail outlives the data"
+        (StatusCode::OK, 3),
+        "the audit trail (two reads, one export) outlives the data"
     );
     api.fixture.db.cleanup().await;
 }
