@@ -352,7 +352,7 @@ async fn get_customer(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<GetQuery>, QueryRejection>,
-) -> Result<Json<CustomerResponse>, Problem> {
+) -> Result<Response, Problem> {
     let id = path_id(id)?;
     let Query(q) = query.map_err(query_problem)?;
     let view = match q.unmask.as_deref() {
@@ -371,7 +371,7 @@ async fn get_customer(
         }
     }
     .map_err(problem)?;
-    Ok(Json(view.into()))
+    Ok(with_etag(view))
 }
 
 fn unmask_fields(list: &str) -> Result<Vec<Field>, Problem> {
@@ -401,18 +401,20 @@ fn unmask_fields(list: &str) -> Result<Vec<Field>, Problem> {
     Ok(fields)
 }
 
-/// Change a customer's fields (the registration number never changes).
+/// Change a customer's fields (the registration number never changes). With `If-Match:
+/// "<version>"` (the ETag of a read) the change is refused with 412 if the customer changed
+/// since; without it, concurrent changes to different fields both apply.
 #[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", request_body = UpdateCustomer,
     params(("id" = String, Path)),
     responses((status = 200, body = CustomerResponse), (status = 404, body = Problem),
-              (status = 410, body = Problem), (status = 422, body = Problem)))]
+              (status = 410, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 async fn update(
     State(customers): State<Arc<Customers>>,
     caller: Caller,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<CustomerResponse>, Problem> {
+) -> Result<Response, Problem> {
     let id = path_id(id)?;
     let req: UpdateCustomer = json_body(body, BODY_BYTES_MAX)?;
     let patch = model::Patch {
@@ -423,11 +425,12 @@ async fn update(
         employer: req.employer,
         credit: req.credit,
     };
+    let expected = if_match(&headers)?;
     let view = customers
-        .update(&caller, &id, patch, trace_parent(&headers))
+        .update(&caller, &id, patch, expected, trace_parent(&headers))
         .await
         .map_err(problem)?;
-    Ok(Json(view.into()))
+    Ok(with_etag(view))
 }
 
 /// Erase a customer (crypto-shredding); needs `customers:erase`. Idempotent: 204 again.
@@ -644,6 +647,12 @@ fn problem(error: CustomerError) -> Problem {
         .with_detail(error.to_string()),
         CustomerError::Forbidden(_) => Problem::new(403, "permission_denied", "Permission denied")
             .with_detail(error.to_string()),
+        CustomerError::VersionMismatch { .. } => {
+            Problem::new(412, "version_mismatch", "The customer changed")
+                .with_detail(format!("{error}; read it again and reapply the change"))
+        }
+        CustomerError::Contended => Problem::new(409, "concurrent_update", "Changed concurrently")
+            .with_detail(error.to_string()),
         CustomerError::PurposeRequired => {
             Problem::new(400, "purpose_required", "A purpose is required")
                 .with_detail(error.to_string())
@@ -668,6 +677,35 @@ fn problem(error: CustomerError) -> Problem {
             .with_detail("a sealed value did not authenticate; it was altered or moved")
         }
     }
+}
+
+/// `If-Match: "<version>"` (or the bare number): the version a change is based on.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::new(400, "invalid_if_match", "If-Match is not valid")
+                .with_detail("If-Match takes the customer's ETag, e.g. \"3\"")
+        })
+}
+
+/// A customer with its version as the ETag, for a later `If-Match`.
+fn with_etag(view: CustomerView) -> Response {
+    let etag = format!("\"{}\"", view.version);
+    let mut response = Json(CustomerResponse::from(view)).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&etag) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ETAG, value);
+    }
+    response
 }
 
 fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Problem> {

@@ -24,6 +24,8 @@ pub const SERVICE: &str = "customers";
 pub const PAGE_LIMIT_MAX: u32 = 200;
 /// Customers one search returns at most (a phone number may be shared).
 pub const SEARCH_RESULTS_MAX: u32 = 50;
+/// How often an update re-reads and retries when other changes keep getting in first.
+pub const UPDATE_ATTEMPTS_MAX: u32 = 5;
 /// Data keys re-wrapped per transaction by [`Customers::rewrap_batch`].
 pub const REWRAP_BATCH: u32 = 500;
 
@@ -63,6 +65,15 @@ pub enum CustomerError {
     /// The caller lacks a permission.
     #[error("this action needs the permission `{0}`")]
     Forbidden(&'static str),
+    /// The caller's `If-Match` names a version that is no longer current.
+    #[error("the customer is at version {current}, not the one this change was based on")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Other changes kept getting in first.
+    #[error("the customer is being changed by others right now; retry")]
+    Contended,
     /// An unmasked read without a stated purpose.
     #[error("an unmasked read needs a `purpose`: why the value is needed (1 to 500 characters)")]
     PurposeRequired,
@@ -361,56 +372,74 @@ impl Customers {
     }
 
     /// Changes regulated fields; records `customers.customer.updated` naming the fields
-    /// (never their values).
+    /// (never their values). With `expected_version` (HTTP `If-Match`), refuses if the
+    /// customer changed since the caller read it.
     pub async fn update(
         &self,
         caller: &Caller,
         id: &str,
         patch: Patch,
+        expected_version: Option<i64>,
         trace: Option<TraceParent>,
     ) -> Result<CustomerView, CustomerError> {
-        let mut record = self.load(id).await?;
-        let changed = model::apply_patch(&mut record.profile, patch)?;
-        if changed.is_empty() {
+        // Optimistic: the write names the version it read. If another change got in between,
+        // read again and apply the patch anew — it only sets the fields it names, so neither
+        // change is lost.
+        for _ in 0..UPDATE_ATTEMPTS_MAX {
+            let mut record = self.load(id).await?;
+            if let Some(expected) = expected_version
+                && expected != record.version
+            {
+                return Err(CustomerError::VersionMismatch {
+                    current: record.version,
+                });
+            }
+            let changed = model::apply_patch(&mut record.profile, patch.clone())?;
+            if changed.is_empty() {
+                return Ok(record.view(&[]));
+            }
+            let sealed = Sealed::seal(&record.key, id, &record.profile);
+            let phone_index = record.profile.phone.as_ref().map(|p| self.phone_index(p));
+            let now = now_us();
+            let mut tx = self.store.begin().await?;
+            let done = sqlx::query(
+                "UPDATE customers SET name_sealed = $2, phone_sealed = $3, address_sealed = $4, \
+                 income_sealed = $5, employer_sealed = $6, credit_sealed = $7, phone_index = $8, \
+                 version = version + 1, updated_at_us = $9 \
+                 WHERE id = $1 AND state = 'active' AND version = $10",
+            )
+            .bind(id)
+            .bind(&sealed.name)
+            .bind(&sealed.phone)
+            .bind(&sealed.address)
+            .bind(&sealed.income)
+            .bind(&sealed.employer)
+            .bind(&sealed.credit)
+            .bind(&phone_index)
+            .bind(now)
+            .bind(record.version)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                // Erased (the next read says so) or changed since it was read: try again.
+                continue;
+            }
+            let names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
+            record_event(
+                &mut tx,
+                "customers.customer.updated",
+                id,
+                json!({"customer_id": id, "fields": names, "principal": caller.principal}),
+                trace,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            record.version += 1;
+            record.updated_at_us = now;
             return Ok(record.view(&[]));
         }
-        let sealed = Sealed::seal(&record.key, id, &record.profile);
-        let phone_index = record.profile.phone.as_ref().map(|p| self.phone_index(p));
-        let now = now_us();
-        let mut tx = self.store.begin().await?;
-        let done = sqlx::query(
-            "UPDATE customers SET name_sealed = $2, phone_sealed = $3, address_sealed = $4, \
-             income_sealed = $5, employer_sealed = $6, credit_sealed = $7, phone_index = $8, \
-             version = version + 1, updated_at_us = $9 WHERE id = $1 AND state = 'active'",
-        )
-        .bind(id)
-        .bind(&sealed.name)
-        .bind(&sealed.phone)
-        .bind(&sealed.address)
-        .bind(&sealed.income)
-        .bind(&sealed.employer)
-        .bind(&sealed.credit)
-        .bind(&phone_index)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(CustomerError::Erased);
-        }
-        let names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
-        record_event(
-            &mut tx,
-            "customers.customer.updated",
-            id,
-            json!({"customer_id": id, "fields": names, "principal": caller.principal}),
-            trace,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        record.version += 1;
-        record.updated_at_us = now;
-        Ok(record.view(&[]))
+        Err(CustomerError::Contended)
     }
 
     /// Customers in id order (creation order), after `after`, optionally with one KYC status.

@@ -56,6 +56,17 @@ impl Api {
         permissions: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value, String) {
+        self.call_with(method, uri, permissions, &[], body).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        permissions: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (StatusCode, Value, String) {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -66,6 +77,9 @@ impl Api {
             );
         if !permissions.is_empty() {
             request = request.header("gureum-permissions", permissions);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = match body {
             Some(body) => request
@@ -228,6 +242,29 @@ async fn the_customer_contract_from_onboarding_to_erasure() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // A change based on version 1 (the ETag of the first read) is refused now.
+    let stale = r#"{"name": "김구름"}"#;
+    let uri_id = format!("/v1/customers/{id}");
+    let (status, problem, _) = api
+        .call_with("PATCH", &uri_id, "", &[("if-match", "\"1\"")], Some(stale))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::PRECONDITION_FAILED, Some("version_mismatch"))
+    );
+    let (status, problem, _) = api
+        .call_with(
+            "PATCH",
+            &uri_id,
+            "",
+            &[("if-match", "yesterday")],
+            Some(stale),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_if_match"))
+    );
     assert_eq!(
         (
             updated["phone"].as_str(),

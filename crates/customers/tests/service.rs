@@ -350,6 +350,7 @@ async fn search_finds_exact_matches_through_blind_indexes_only() {
                     ..Patch::default()
                 },
                 None,
+                None,
             )
             .await
             .unwrap();
@@ -530,6 +531,7 @@ async fn erasure_shreds_the_data_key_and_leaves_only_a_tombstone() {
                         name: Some("x".into()),
                         ..Patch::default()
                     },
+                    None,
                     None
                 )
                 .await,
@@ -779,6 +781,7 @@ async fn events_name_fields_and_ids_but_never_carry_a_regulated_value() {
                     ..Patch::default()
                 },
                 None,
+                None,
             )
             .await
             .unwrap();
@@ -837,6 +840,122 @@ async fn events_name_fields_and_ids_but_never_carry_a_regulated_value() {
                 );
             }
         }
+        f.db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_different_fields_both_apply_and_if_match_refuses_a_stale_one() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let other = f.replica().await;
+        let id = f
+            .customers
+            .create(&teller(), person(), None)
+            .await
+            .unwrap()
+            .id;
+        // Twenty changes from two replicas at once, half to the phone, half to the address.
+        let mut tasks = Vec::new();
+        for i in 0..10u32 {
+            let (a, b) = (f.replica().await, other.clone());
+            let (id_a, id_b) = (id.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let phone = Patch {
+                    phone: Some(Some(format!("010-5555-{:04}", i))),
+                    ..Patch::default()
+                };
+                a.update(&teller(), &id_a, phone, None, None)
+                    .await
+                    .map(|_| ())
+            }));
+            tasks.push(tokio::spawn(async move {
+                let address = Patch {
+                    address: Some(Some(format!("부산광역시 해운대구 {i}"))),
+                    ..Patch::default()
+                };
+                b.update(&teller(), &id_b, address, None, None)
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        let mut applied = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => applied += 1,
+                Err(CustomerError::Contended) => {}
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        let now = f.customers.get(&id).await.unwrap();
+        assert_eq!(
+            now.version,
+            1 + applied,
+            "{backend:?}: every applied change is one version"
+        );
+        assert!(applied >= 2, "{backend:?}: {applied}");
+        let plain = f
+            .customers
+            .get_unmasked(
+                &officer(),
+                &id,
+                &[Field::Phone, Field::Address],
+                Some("check"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            plain.fields["phone"]
+                .as_str()
+                .unwrap()
+                .starts_with("0105555"),
+            "{backend:?}: the phone change survived"
+        );
+        assert!(
+            plain.fields["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("부산광역시"),
+            "{backend:?}: the address change survived"
+        );
+
+        // If-Match: a change based on an old version is refused, and changes nothing.
+        let stale = now.version - 1;
+        let refused = f
+            .customers
+            .update(
+                &teller(),
+                &id,
+                Patch {
+                    name: Some("김구름".into()),
+                    ..Patch::default()
+                },
+                Some(stale),
+                None,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(CustomerError::VersionMismatch { current }) if current == now.version)
+        );
+        let fresh = f
+            .customers
+            .update(
+                &teller(),
+                &id,
+                Patch {
+                    name: Some("김구름".into()),
+                    ..Patch::default()
+                },
+                Some(now.version),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (fresh.version, fresh.fields["name"].as_str()),
+            (now.version + 1, Some("김구름"))
+        );
         f.db.cleanup().await;
     }
 }
