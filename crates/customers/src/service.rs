@@ -638,14 +638,8 @@ impl Customers {
         let now = now_us();
         let mut tx = self.store.begin().await?;
         // Checked inside the transaction so an erasure cannot slip between check and write.
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM customers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match state.as_deref() {
-            None => return Err(CustomerError::NotFound),
-            Some("erased") => return Err(CustomerError::Erased),
-            Some(_) => {}
+        if is_erased(&mut *tx, id).await? {
+            return Err(CustomerError::Erased);
         }
         sqlx::query(
             "INSERT INTO consents (customer_id, purpose, granted, channel, at_us) VALUES ($1, $2, $3, $4, $5) \
@@ -784,14 +778,8 @@ impl Customers {
         }
         let now = now_us();
         let mut tx = self.store.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM customers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match state.as_deref() {
-            None => return Err(CustomerError::NotFound),
-            Some("erased") => return Ok(()),
-            Some(_) => {}
+        if is_erased(&mut *tx, id).await? {
+            return Ok(());
         }
         sqlx::query("DELETE FROM customer_keys WHERE customer_id = $1")
             .bind(id)
@@ -894,15 +882,10 @@ impl Customers {
     }
 
     async fn load_state(&self, id: &str) -> Result<(), CustomerError> {
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM customers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.store.reader())
-            .await?;
-        match state.as_deref() {
-            None => Err(CustomerError::NotFound),
-            Some("erased") => Err(CustomerError::Erased),
-            Some(_) => Ok(()),
+        if is_erased(self.store.reader(), id).await? {
+            return Err(CustomerError::Erased);
         }
+        Ok(())
     }
 
     async fn load(&self, id: &str) -> Result<Record, CustomerError> {
@@ -1128,6 +1111,21 @@ async fn insert_kyc(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Whether customer `id` was erased; `NotFound` if there is no such customer.
+async fn is_erased<'e, E: sqlx::Executor<'e, Database = Any>>(
+    executor: E,
+    id: &str,
+) -> Result<bool, CustomerError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM customers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    match state.as_deref() {
+        None => Err(CustomerError::NotFound),
+        Some(state) => Ok(state == "erased"),
+    }
 }
 
 /// Records an event about customer `id` in the outbox. The payload names fields and ids,

@@ -224,10 +224,7 @@ impl Products {
         let kind = lock_product(&mut tx, code, now).await?;
         model::validate(kind, &terms)?;
         let versions = versions_in(&mut tx, code).await?;
-        let current = versions
-            .iter()
-            .find(|v| v.version == version)
-            .ok_or(ProductError::VersionNotFound)?;
+        let current = find(&versions, version)?;
         if current.status != Status::Draft {
             return Err(LifecycleError::NotDraft(version, current.status.name()).into());
         }
@@ -282,10 +279,7 @@ impl Products {
         let mut tx = self.store.begin().await?;
         lock_product(&mut tx, code, now).await?;
         let versions = versions_in(&mut tx, code).await?;
-        let current = versions
-            .iter()
-            .find(|v| v.version == version)
-            .ok_or(ProductError::VersionNotFound)?;
+        let current = find(&versions, version)?;
         let (update, event) = match to {
             Status::Published => {
                 model::check_publish(&versions, version, today_kst())?;
@@ -492,6 +486,13 @@ async fn lock_product(
             .fetch_optional(&mut **tx)
             .await?;
     parse_kind(&kind.ok_or(ProductError::NotFound)?)
+}
+
+fn find(versions: &[VersionState], version: i64) -> Result<&VersionState, ProductError> {
+    versions
+        .iter()
+        .find(|v| v.version == version)
+        .ok_or(ProductError::VersionNotFound)
 }
 
 async fn versions_in(
