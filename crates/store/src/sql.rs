@@ -43,6 +43,8 @@ pub const POSTGRES_CONNECTIONS_MAX: u32 = 16;
 pub const SQLITE_READERS_MAX: u32 = 4;
 /// How long a statement waits for a lock held by another connection.
 pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// Checkpoint attempts [`Store::purge_freed`] makes while readers hold the log.
+pub const PURGE_ATTEMPTS_MAX: u32 = 50;
 /// How long taking a connection from the pool may take before it is an error.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -312,11 +314,25 @@ impl Store {
     /// the old pages. On PostgreSQL it does nothing: dead row versions stay until autovacuum
     /// reclaims them (see docs/ARCHITECTURE.md, erasure).
     pub async fn purge_freed(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.writer)
-                .await?;
+        if self.backend != Backend::Sqlite {
+            return Ok(());
         }
+        // A reader in the middle of a read holds the log back; try again briefly. If it never
+        // completes, the next checkpoint finishes the job (SQLite checkpoints on its own).
+        for attempt in 1..=PURGE_ATTEMPTS_MAX {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writer)
+                .await?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if attempt < PURGE_ATTEMPTS_MAX {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tracing::warn!(
+            "could not truncate the write-ahead log while readers held it; it will be on the next checkpoint"
+        );
         Ok(())
     }
 
