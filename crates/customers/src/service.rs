@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use store::outbox::{self, NewEvent};
-use store::sql::now_us;
+use store::sql::{now_us, today_kst};
 use store::{Store, StoreError};
 use time::Date;
 
@@ -195,13 +195,6 @@ pub const MIGRATIONS: store::sql::MigrationSet = store::sql::MigrationSet {
         sql: include_str!("../migrations/0001_customers.sql"),
     }],
 };
-
-/// Today in Korea (UTC+9): the date a registration number's birth date is checked against.
-pub fn today_kst() -> Date {
-    time::OffsetDateTime::now_utc()
-        .to_offset(time::macros::offset!(+9))
-        .date()
-}
 
 impl Customers {
     /// The service over `store` (its migrations applied here) and `vault`.

@@ -16,10 +16,7 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
         http.call(method, path, &[("gureum-permissions", permissions)], body)
     };
     use reqwest::Method;
-    let today = time::OffsetDateTime::now_utc()
-        .to_offset(time::macros::offset!(+9))
-        .date()
-        .to_string();
+    let today = store::sql::today_kst().to_string();
     let terms = json!({
         "currency": "KRW",
         "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},

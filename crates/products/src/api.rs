@@ -1,9 +1,7 @@
 //! The products HTTP API under `/v1/products`, its problem mapping and OpenAPI document.
 
-use crate::model::{self, Kind, Terms};
-use crate::service::{
-    NewProduct, PERMISSION_MANAGE, ProductError, Products, Version, parse_date, today_kst,
-};
+use crate::model::{self, Kind, Status, Terms};
+use crate::service::{NewProduct, PERMISSION_MANAGE, ProductError, Products, Version, parse_date};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -15,6 +13,7 @@ use kernel::Problem;
 use kernel::http::{Caller, json_body, path_problem, query_problem, trace_parent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use store::sql::today_kst;
 use time::Date;
 use utoipa::{OpenApi, ToSchema};
 
@@ -347,14 +346,7 @@ async fn publish(
     headers: HeaderMap,
     path: Result<Path<(String, i64)>, PathRejection>,
 ) -> Result<Json<VersionResponse>, Problem> {
-    let Path((code, n)) = path.map_err(|e| path_problem(e, "invalid_path"))?;
-    Ok(Json(
-        products
-            .publish(&caller, &code, n, trace_parent(&headers))
-            .await
-            .map_err(problem)?
-            .into(),
-    ))
+    move_version(&products, &caller, &headers, path, Status::Published).await
 }
 
 /// Retire a published version; needs `products:manage`.
@@ -366,14 +358,23 @@ async fn retire(
     headers: HeaderMap,
     path: Result<Path<(String, i64)>, PathRejection>,
 ) -> Result<Json<VersionResponse>, Problem> {
+    move_version(&products, &caller, &headers, path, Status::Retired).await
+}
+
+/// Publishes or retires the version the path names.
+async fn move_version(
+    products: &Products,
+    caller: &Caller,
+    headers: &HeaderMap,
+    path: Result<Path<(String, i64)>, PathRejection>,
+    to: Status,
+) -> Result<Json<VersionResponse>, Problem> {
     let Path((code, n)) = path.map_err(|e| path_problem(e, "invalid_path"))?;
-    Ok(Json(
-        products
-            .retire(&caller, &code, n, trace_parent(&headers))
-            .await
-            .map_err(problem)?
-            .into(),
-    ))
+    let moved = products
+        .move_to(caller, &code, n, to, trace_parent(headers))
+        .await
+        .map_err(problem)?;
+    Ok(Json(moved.into()))
 }
 
 /// The one mapping from a products error to problem+json.

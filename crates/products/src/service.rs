@@ -10,7 +10,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use store::outbox::{self, NewEvent};
-use store::sql::now_us;
+use store::sql::{now_us, today_kst};
 use store::{Store, StoreError};
 use time::Date;
 
@@ -109,13 +109,6 @@ pub struct Products {
     store: Store,
 }
 
-/// Today in Korea, the calendar product terms are dated in.
-pub fn today_kst() -> Date {
-    time::OffsetDateTime::now_utc()
-        .to_offset(time::macros::offset!(+9))
-        .date()
-}
-
 impl Products {
     /// The service over `store` (migrations applied here).
     pub async fn open(store: Store) -> Result<Products, ProductError> {
@@ -185,12 +178,13 @@ impl Products {
         terms: Terms,
         trace: Option<TraceParent>,
     ) -> Result<Version, ProductError> {
-        require(caller)?;
-        let now = now_us();
-        let mut tx = self.store.begin().await?;
-        let kind = lock_product(&mut tx, code, now).await?;
+        let Change {
+            mut tx,
+            kind,
+            versions,
+            now,
+        } = self.begin_change(caller, code).await?;
         model::validate(kind, &terms)?;
-        let versions = versions_in(&mut tx, code).await?;
         if let Some(draft) = versions.iter().find(|v| v.status == Status::Draft) {
             return Err(LifecycleError::DraftExists(draft.version).into());
         }
@@ -218,12 +212,13 @@ impl Products {
         effective_from: Date,
         terms: Terms,
     ) -> Result<Version, ProductError> {
-        require(caller)?;
-        let now = now_us();
-        let mut tx = self.store.begin().await?;
-        let kind = lock_product(&mut tx, code, now).await?;
+        let Change {
+            mut tx,
+            kind,
+            versions,
+            ..
+        } = self.begin_change(caller, code).await?;
         model::validate(kind, &terms)?;
-        let versions = versions_in(&mut tx, code).await?;
         let current = find(&versions, version)?;
         if current.status != Status::Draft {
             return Err(LifecycleError::NotDraft(version, current.status.name()).into());
@@ -265,8 +260,8 @@ impl Products {
             .await
     }
 
-    /// One lifecycle step, checked by the rules, with its event.
-    async fn move_to(
+    /// One lifecycle step — to `published` or `retired` — checked by the rules, with its event.
+    pub async fn move_to(
         &self,
         caller: &Caller,
         code: &str,
@@ -274,11 +269,12 @@ impl Products {
         to: Status,
         trace: Option<TraceParent>,
     ) -> Result<Version, ProductError> {
-        require(caller)?;
-        let now = now_us();
-        let mut tx = self.store.begin().await?;
-        lock_product(&mut tx, code, now).await?;
-        let versions = versions_in(&mut tx, code).await?;
+        let Change {
+            mut tx,
+            versions,
+            now,
+            ..
+        } = self.begin_change(caller, code).await?;
         let current = find(&versions, version)?;
         let (update, event) = match to {
             Status::Published => {
@@ -308,6 +304,22 @@ impl Products {
         record(&mut tx, event, code, data, trace, now).await?;
         tx.commit().await?;
         self.version(code, version).await
+    }
+
+    /// Starts a change to product `code`: checks the permission, takes the product's row (so
+    /// changes to one product take turns) and reads its versions.
+    async fn begin_change(&self, caller: &Caller, code: &str) -> Result<Change, ProductError> {
+        require(caller)?;
+        let now = now_us();
+        let mut tx = self.store.begin().await?;
+        let kind = lock_product(&mut tx, code, now).await?;
+        let versions = versions_in(&mut tx, code).await?;
+        Ok(Change {
+            tx,
+            kind,
+            versions,
+            now,
+        })
     }
 
     /// One version, exactly as it was published (or drafted).
@@ -377,6 +389,15 @@ impl Products {
         }
         Ok(out)
     }
+}
+
+/// A change in progress: its transaction (holding the product's row), the product's kind and
+/// versions as of now, and the time of the change.
+struct Change {
+    tx: Transaction<'static, Any>,
+    kind: Kind,
+    versions: Vec<VersionState>,
+    now: i64,
 }
 
 macro_rules! select_version {

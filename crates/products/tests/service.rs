@@ -4,8 +4,9 @@
 
 use kernel::http::Caller;
 use products::model::{Kind, Status, Terms};
-use products::service::{NewProduct, ProductError, Products, today_kst};
+use products::service::{NewProduct, ProductError, Products};
 use sqlx::Row;
+use store::sql::today_kst;
 use store::testing::{BACKENDS, TestDb};
 use time::Duration;
 

@@ -548,6 +548,14 @@ pub fn now_us() -> i64 {
     i64::try_from(since.as_micros()).expect("time fits in i64 microseconds")
 }
 
+/// Today's date in Korea (UTC+9), from the system clock: the business calendar services date
+/// terms, birth dates and end-of-day runs in.
+pub fn today_kst() -> time::Date {
+    time::OffsetDateTime::now_utc()
+        .to_offset(time::macros::offset!(+9))
+        .date()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
