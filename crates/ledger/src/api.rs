@@ -203,7 +203,7 @@ pub struct TransferRequest {
     pub ledger: u32,
     /// The transfer's kind; may be omitted for a post or void.
     pub code: u16,
-    /// Flag names: `linked`, `pending`, `post_pending_transfer`, `void_pending_transfer`, `balancing_debit`, `balancing_credit`.
+    /// Flag names: `linked`, `pending`, `post_pending_transfer`, `void_pending_transfer`, `balancing_debit`, `balancing_credit`, `closing_debit`, `closing_credit`.
     #[serde(deserialize_with = "transfer_flags")]
     #[schema(value_type = Vec<String>)]
     pub flags: u16,

@@ -647,6 +647,12 @@ impl Ledger {
                 .expect("a transfer's accounts differ");
             debit.account.debits_pending -= p.amount;
             credit.account.credits_pending -= p.amount;
+            if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
+                debit.account.flags.0 &= !AccountFlags::CLOSED.0;
+            }
+            if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
+                credit.account.flags.0 &= !AccountFlags::CLOSED.0;
+            }
             for entry in [debit, credit] {
                 if entry.account.flags.contains(AccountFlags::HISTORY) {
                     entry.history.push(BalanceEntry {
@@ -692,6 +698,9 @@ impl Ledger {
             || f.contains(TransferFlags::BALANCING_CREDIT);
         if kinds > 1 || (settle && balancing) {
             return R::FlagsAreMutuallyExclusive;
+        }
+        if closes(f) && !f.contains(TransferFlags::PENDING) {
+            return R::ClosingTransferMustBePending;
         }
         if event
             .metadata
@@ -790,7 +799,8 @@ impl Ledger {
         if t.code == 0 {
             return R::CodeMustNotBeZero;
         }
-        if t.amount == 0 {
+        // A closing transfer may move nothing: it is how an empty account is closed.
+        if t.amount == 0 && !closes(t.flags) {
             return R::AmountMustNotBeZero;
         }
         let Some(&di) = self.account_index.get(&t.debit_account_id) else {
@@ -897,6 +907,8 @@ impl Ledger {
                 self.expiries.insert((deadline, t.id));
             }
         }
+        // Both accounts were open (checked above), so undoing this only has to reopen them.
+        self.set_closed(t, di, ci, true);
         self.commit_transfer(
             stored,
             event.metadata.clone(),
@@ -997,6 +1009,9 @@ impl Ledger {
                 PendingStatus::Voided
             },
         );
+        if !post {
+            self.set_closed(&p, di, ci, false);
+        }
         if let Some(d) = deadline {
             self.expiries.remove(&(d, p.id));
         }
@@ -1062,6 +1077,23 @@ impl Ledger {
         });
     }
 
+    /// Closes (or reopens) the accounts a closing transfer `t` names, at `debit`/`credit`.
+    fn set_closed(&mut self, t: &Transfer, debit: u32, credit: u32, closed: bool) {
+        for (flag, index) in [
+            (TransferFlags::CLOSING_DEBIT, debit),
+            (TransferFlags::CLOSING_CREDIT, credit),
+        ] {
+            if t.flags.contains(flag) {
+                let flags = &mut self.accounts[index as usize].account.flags;
+                if closed {
+                    flags.0 |= AccountFlags::CLOSED.0;
+                } else {
+                    flags.0 &= !AccountFlags::CLOSED.0;
+                }
+            }
+        }
+    }
+
     /// Undoes every event recorded in the undo log, newest first.
     fn rollback(&mut self) {
         while let Some(undo) = self.undo.pop() {
@@ -1095,6 +1127,7 @@ impl Ledger {
                         entry.account.set_balances(before);
                     }
                     if t.flags.contains(TransferFlags::PENDING) {
+                        self.set_closed(&t, debit_index, credit_index, false);
                         self.pending_status.remove(&t.id);
                         if t.timeout != 0 {
                             self.expiries.remove(&(
@@ -1106,6 +1139,9 @@ impl Ledger {
                     if let Some((pending_id, before)) = settled {
                         self.pending_status.insert(pending_id, before);
                         let p = self.transfers[self.transfer_index[&pending_id] as usize];
+                        if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+                            self.set_closed(&p, debit_index, credit_index, true);
+                        }
                         if p.timeout != 0 {
                             self.expiries.insert((
                                 p.timestamp + u64::from(p.timeout) * NANOS_PER_SECOND,
@@ -1428,4 +1464,9 @@ fn page<S, T>(
         items: chosen.into_iter().map(view).collect(),
         next,
     }
+}
+
+/// Whether a transfer closes an account.
+fn closes(flags: TransferFlags) -> bool {
+    flags.contains(TransferFlags::CLOSING_DEBIT) || flags.contains(TransferFlags::CLOSING_CREDIT)
 }

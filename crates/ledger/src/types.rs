@@ -82,6 +82,12 @@ flag_set! {
         BALANCING_DEBIT = 1 << 4, "balancing_debit";
         /// Move at most `amount`, less if the credit account's debits would be exceeded.
         BALANCING_CREDIT = 1 << 5, "balancing_credit";
+        /// Close the debit account when this (pending) transfer commits; voiding or expiring
+        /// the transfer opens it again.
+        CLOSING_DEBIT = 1 << 6, "closing_debit";
+        /// Close the credit account when this (pending) transfer commits; voiding or expiring
+        /// the transfer opens it again.
+        CLOSING_CREDIT = 1 << 7, "closing_credit";
     }
 }
 
@@ -353,5 +359,6 @@ result_codes! {
         OverflowsTimeout = "overflows_timeout",
         ExceedsCredits = "exceeds_credits",
         ExceedsDebits = "exceeds_debits",
+        ClosingTransferMustBePending = "closing_transfer_must_be_pending",
     }
 }

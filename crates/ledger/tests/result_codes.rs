@@ -570,6 +570,14 @@ fn transfer_scenarios() -> Vec<&'static str> {
     );
     check("exceeds_credits", vec![], vec![t(10, 5, 2, 1)], at);
     check("exceeds_debits", vec![], vec![t(10, 1, 6, 1)], at);
+    check(
+        "closing_transfer_must_be_pending",
+        vec![],
+        vec![with(t(10, 1, 2, 0), |x| {
+            x.flags = TransferFlags::CLOSING_DEBIT
+        })],
+        at,
+    );
     {
         let mut l = ledger();
         let chain = [

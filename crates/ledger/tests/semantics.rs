@@ -504,3 +504,110 @@ fn ids_in_any_order_are_found_and_a_failed_chain_forgets_them() {
     assert_eq!(results(&mut l, NOW, &again), ["exists", "exists"]);
     l.check_invariants().unwrap();
 }
+
+#[test]
+fn closing_debit_closes_the_account_until_the_closing_transfer_is_voided() {
+    let mut l = plain(3);
+    let closing = TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT;
+    // Moving nothing is allowed for a closing transfer, and only for one.
+    assert_eq!(results(&mut l, NOW, &[t(10, 1, 2, 0, closing)]), ["ok"]);
+    assert!(l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert!(!l.account(2).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert_eq!(
+        results(&mut l, NOW, &[t(11, 3, 1, 5, NONE), t(12, 1, 3, 5, NONE)]),
+        [
+            "credit_account_already_closed",
+            "debit_account_already_closed"
+        ]
+    );
+    assert_eq!(
+        results(&mut l, NOW, &[t(13, 1, 3, 0, closing)]),
+        ["debit_account_already_closed"]
+    );
+    // Voiding the closing transfer opens the account again.
+    let mut void = t(14, 0, 0, 0, TransferFlags::VOID_PENDING_TRANSFER);
+    void.transfer.pending_id = 10;
+    void.transfer.ledger = 0;
+    void.transfer.code = 0;
+    assert_eq!(results(&mut l, NOW, &[void]), ["ok"]);
+    assert!(!l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert_eq!(results(&mut l, NOW, &[t(15, 3, 1, 5, NONE)]), ["ok"]);
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn closing_credit_closes_the_credit_account_and_posting_keeps_it_closed() {
+    let mut l = plain(3);
+    let closing = TransferFlags::PENDING | TransferFlags::CLOSING_CREDIT;
+    assert_eq!(results(&mut l, NOW, &[t(10, 1, 2, 7, closing)]), ["ok"]);
+    assert!(l.account(2).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert!(!l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    let mut post = t(11, 0, 0, 0, TransferFlags::POST_PENDING_TRANSFER);
+    post.transfer.pending_id = 10;
+    assert_eq!(results(&mut l, NOW, &[post]), ["ok"]);
+    assert!(l.account(2).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert_eq!(balances(&l, 2), (0, 0, 0, 7));
+    assert_eq!(
+        results(&mut l, NOW, &[t(12, 1, 2, 1, NONE)]),
+        ["credit_account_already_closed"]
+    );
+}
+
+#[test]
+fn an_expired_closing_transfer_opens_the_account_again() {
+    let mut l = plain(3);
+    let mut closing = t(
+        10,
+        1,
+        2,
+        0,
+        TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT,
+    );
+    closing.transfer.timeout = 1;
+    assert_eq!(results(&mut l, NOW, &[closing]), ["ok"]);
+    assert!(l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    l.expire_pending(NOW + 2 * NANOS_PER_SECOND);
+    assert!(!l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert_eq!(
+        l.transfer(10).unwrap().pending_status,
+        Some(PendingStatus::Expired)
+    );
+}
+
+#[test]
+fn a_failed_chain_undoes_a_closing_and_a_reopening() {
+    let mut l = plain(3);
+    let closing = TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT;
+    let chain = [
+        t(10, 1, 2, 0, closing | TransferFlags::LINKED),
+        t(11, 2, 3, 0, NONE),
+    ];
+    assert_eq!(
+        results(&mut l, NOW, &chain),
+        ["linked_event_failed", "amount_must_not_be_zero"]
+    );
+    assert!(!l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED));
+    assert_eq!(results(&mut l, NOW, &[t(12, 1, 2, 0, closing)]), ["ok"]);
+    let mut void = t(
+        13,
+        0,
+        0,
+        0,
+        TransferFlags::VOID_PENDING_TRANSFER | TransferFlags::LINKED,
+    );
+    void.transfer.pending_id = 12;
+    let chain = [void, t(14, 2, 3, 0, NONE)];
+    assert_eq!(
+        results(&mut l, NOW, &chain),
+        ["linked_event_failed", "amount_must_not_be_zero"]
+    );
+    assert!(
+        l.account(1).unwrap().0.flags.contains(AccountFlags::CLOSED),
+        "the undone void leaves the account closed"
+    );
+    assert_eq!(
+        l.transfer(12).unwrap().pending_status,
+        Some(PendingStatus::Pending)
+    );
+    l.check_invariants().unwrap();
+}
