@@ -11,8 +11,10 @@
 //!   waiting batches, applies them, makes them durable with one fsync, then answers.
 //! - [`events`]: `ledger.transfer.committed` events, published from the journal to the bus.
 //! - [`api`]: the HTTP API (JSON and binary) and its OpenAPI document.
+//! - [`client`]: the ledger as other services use it, in process or over HTTP.
 
 pub mod api;
+pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod events;

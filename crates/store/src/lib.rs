@@ -34,6 +34,9 @@ pub enum StoreError {
     /// A configuration value is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// A stored value does not parse: damage, or a row written by something else.
+    #[error("damaged data: {0}")]
+    Corrupt(String),
 }
 
 #[cfg(feature = "testing")]

@@ -266,6 +266,11 @@ impl Store {
         &self.reader
     }
 
+    /// The pool of the writing connection, for a single statement outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Starts a write transaction. Dropping it without `commit` rolls back.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(self.writer.begin().await?)
