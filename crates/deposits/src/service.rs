@@ -510,7 +510,7 @@ impl Deposits {
         .bind(product.version)
         .bind(products::service::kind_name(product.kind))
         .bind(&product.terms.currency)
-        .bind(rate.to_string())
+        .bind(rate.normalize().to_string())
         .bind(new.term_months.map(i64::from))
         .bind(maturity_on.map(|d| d.to_string()))
         .bind(interest_id.to_string())

@@ -8,8 +8,8 @@
 //! got no answer in time is not retried (`504 upstream_timeout`); ledger writes are idempotent
 //! by id, so the client can safely retry it.
 //!
-//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…` and `/v1/products…` to those
-//! services' replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
+//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…`, `/v1/products…` and
+//! `/v1/deposits…` to those services' replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
 //! Authentication, roles and the web application firewall (issue 6) will sit here. Until
@@ -40,13 +40,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a service node may take to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request headers passed on to the services.
-const FORWARDED: [HeaderName; 6] = [
+const FORWARDED: [HeaderName; 8] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
     header::AUTHORIZATION,
+    header::IF_MATCH,
+    HeaderName::from_static("idempotency-key"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static(kernel::http::PRINCIPAL_HEADER),
     HeaderName::from_static(kernel::http::PERMISSIONS_HEADER),
+];
+
+/// Response headers passed back to the client.
+const RETURNED: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LOCATION,
+    header::RETRY_AFTER,
 ];
 
 struct Upstream {
@@ -76,6 +86,7 @@ struct Edge {
     ledger: Arc<Upstream>,
     customers: Option<Arc<Upstream>>,
     products: Option<Arc<Upstream>>,
+    deposits: Option<Arc<Upstream>>,
     openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -92,16 +103,20 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         .then(|| Upstream::new(customers::SERVICE, &config.customers));
     let products =
         (!config.products.is_empty()).then(|| Upstream::new(products::SERVICE, &config.products));
+    let deposits =
+        (!config.deposits.is_empty()).then(|| Upstream::new(deposits::SERVICE, &config.deposits));
     let edge = Edge {
         http,
         ledger: Upstream::new("ledger", &config.ledger),
-        openapi: Arc::new(crate::server::openapi_document(
-            true,
-            customers.is_some(),
-            products.is_some(),
-        )),
+        openapi: Arc::new(crate::server::openapi_document(crate::server::Served {
+            ledger: true,
+            customers: customers.is_some(),
+            products: products.is_some(),
+            deposits: deposits.is_some(),
+        })),
         customers,
         products,
+        deposits,
     };
     let app = Router::new()
         .route(
@@ -126,6 +141,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
     for upstream in std::iter::once(&edge.ledger)
         .chain(&edge.customers)
         .chain(&edge.products)
+        .chain(&edge.deposits)
     {
         let mut serving = false;
         for node in &upstream.nodes {
@@ -146,10 +162,11 @@ async fn ready(State(edge): State<Edge>) -> Response {
 async fn route(State(edge): State<Edge>, request: Request) -> Response {
     let path = request.uri().path();
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    let upstream = match (&edge.customers, &edge.products) {
+    let upstream = match (&edge.customers, &edge.products, &edge.deposits) {
         _ if path.starts_with("/v1/ledger/") => edge.ledger.clone(),
-        (Some(customers), _) if under("/v1/customers") => customers.clone(),
-        (_, Some(products)) if under("/v1/products") => products.clone(),
+        (Some(customers), _, _) if under("/v1/customers") => customers.clone(),
+        (_, Some(products), _) if under("/v1/products") => products.clone(),
+        (_, _, Some(deposits)) if under("/v1/deposits") => deposits.clone(),
         _ if path == "/v1/openapi.json" => {
             return axum::Json(edge.openapi.as_ref().clone()).into_response();
         }
@@ -189,7 +206,10 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
         match outgoing.body(body.clone()).send().await {
             Ok(answer) => {
                 let status = answer.status();
-                let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+                let returned: Vec<(HeaderName, HeaderValue)> = RETURNED
+                    .iter()
+                    .filter_map(|n| answer.headers().get(n).map(|v| (n.clone(), v.clone())))
+                    .collect();
                 let bytes = match answer.bytes().await {
                     Ok(bytes) => bytes,
                     Err(_) => return upstream_timeout(),
@@ -198,7 +218,7 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
                     continue;
                 }
                 upstream.preferred.store(index, Ordering::Relaxed);
-                return respond(status, content_type, bytes);
+                return respond(status, returned, bytes);
             }
             Err(e) if e.is_connect() => continue,
             Err(_) => return upstream_timeout(),
@@ -215,14 +235,10 @@ fn is_standby(body: &Bytes) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["code"] == "standby")
 }
 
-fn respond(status: StatusCode, content_type: Option<HeaderValue>, bytes: Bytes) -> Response {
+fn respond(status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
-    if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-    }
+    response.headers_mut().extend(headers);
     response
 }
 

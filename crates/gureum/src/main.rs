@@ -5,12 +5,14 @@
 //! - `gureum cluster up`: that shape on one machine, supervised, the edge in front.
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
 //! - `gureum keys …`: the vault's master keys (status, rotate, retire).
+//! - `gureum eod --date D`: end of day (deposit interest accrual and posting).
 //! - `gureum bench ledger …`: the ledger benchmark.
 
 mod bench;
 mod client;
 mod cluster;
 mod edge;
+mod eod;
 mod keys;
 mod provision;
 mod serve;
@@ -48,6 +50,8 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// End of day for a business date: interest accrual and month-end posting.
+    Eod(eod::EodArgs),
     /// Prepare infrastructure for the split shape (a PostgreSQL role and schema per service).
     Provision {
         #[command(subcommand)]
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Provision { command } => provision::run(command),
         Command::Keys { command } => keys::run(command),
         Command::Ledger(args) => client::run(args),
+        Command::Eod(args) => eod::run(args),
         Command::Bench {
             target: BenchTarget::Ledger(args),
         } => bench::ledger(args),

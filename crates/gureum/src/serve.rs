@@ -2,10 +2,12 @@
 //!
 //! Today's services: `ledger` (journal in a local folder, or replicated on NATS JetStream with
 //! a standby taking over), `customers` (PostgreSQL, a vault keyring file, NATS JetStream; any
-//! number of replicas), `products` (PostgreSQL, NATS JetStream) and `edge` (the one door: routes every `/v1/…` request to the service
-//! that owns it). Settings come from a TOML file, and a few from the environment (which wins):
+//! number of replicas), `products` (PostgreSQL, NATS JetStream), `deposits` (PostgreSQL, NATS
+//! JetStream, the other services through `[upstream]`) and `edge` (the one door: routes every
+//! `/v1/…` request to the service that owns it). Settings come from a TOML file, and a few from the environment (which wins):
 //! `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`,
-//! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`.
+//! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`,
+//! `GUREUM_UPSTREAM_URL`.
 //!
 //! ```toml
 //! listen = "127.0.0.1:8081"
@@ -36,10 +38,14 @@
 //! nats_url = "nats://127.0.0.1:4222"
 //! replicas = 3
 //!
+//! [upstream]                   # deposits: where the ledger, customers and products are
+//! url = "http://127.0.0.1:8080" #   (the edge)
+//!
 //! [edge]
 //! ledger = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
 //! customers = ["http://127.0.0.1:8083"]
 //! products = ["http://127.0.0.1:8084"]
+//! deposits = ["http://127.0.0.1:8085"]
 //! ```
 
 use std::net::SocketAddr;
@@ -74,6 +80,8 @@ pub enum Service {
     Customers,
     /// The product catalogue.
     Products,
+    /// Deposit accounts (reaching the ledger, customers and products through `[upstream]`).
+    Deposits,
     /// The one door: routes requests to the services.
     Edge,
 }
@@ -107,6 +115,16 @@ pub struct Config {
     pub vault: Option<VaultSection>,
     /// The SQL services' event bus.
     pub bus: Option<BusSection>,
+    /// Where a service reaches the others (deposits: the ledger, customers, products).
+    pub upstream: Option<UpstreamSection>,
+}
+
+/// `[upstream]`: the address other services are reached at — the edge, which routes to them.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// e.g. `http://edge:8080`; `GUREUM_UPSTREAM_URL` wins.
+    pub url: String,
 }
 
 /// `[database]`: PostgreSQL for the SQL services, one schema each.
@@ -240,6 +258,9 @@ pub struct EdgeConfig {
     /// The products service's replicas.
     #[serde(default)]
     pub products: Vec<String>,
+    /// The deposits service's replicas.
+    #[serde(default)]
+    pub deposits: Vec<String>,
 }
 
 fn one() -> usize {
@@ -277,6 +298,9 @@ impl Config {
             config.vault = Some(VaultSection {
                 keyring: keyring.into(),
             });
+        }
+        if let Ok(url) = std::env::var("GUREUM_UPSTREAM_URL") {
+            config.upstream = Some(UpstreamSection { url });
         }
         if let (Some(bus), Ok(url)) = (config.bus.as_mut(), std::env::var("GUREUM_NATS_URL")) {
             bus.nats_url = url;
@@ -316,6 +340,19 @@ impl Config {
         Ok(crate::services::ProductsSetup {
             sql: self.sql(products::SERVICE)?,
             bus: self.bus_setup()?,
+        })
+    }
+
+    /// The deposits service's setup from `[database]`, `[bus]` and `[upstream]`.
+    pub fn deposits_setup(&self) -> Result<crate::services::DepositsSetup, Error> {
+        let upstream = self
+            .upstream
+            .as_ref()
+            .ok_or("the configuration has no [upstream] section (the edge's address)")?;
+        Ok(crate::services::DepositsSetup {
+            sql: self.sql(deposits::SERVICE)?,
+            bus: self.bus_setup()?,
+            upstream: Some(upstream.url.clone()),
         })
     }
 
@@ -375,24 +412,27 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
         }
-        Service::Customers | Service::Products => {
-            let sql = if args.service == Service::Customers {
-                server::SqlServices {
+        Service::Customers | Service::Products | Service::Deposits => {
+            let sql = match args.service {
+                Service::Customers => server::SqlServices {
                     customers: Some(config.customers_setup()?),
                     ..server::SqlServices::default()
-                }
-            } else {
-                server::SqlServices {
+                },
+                Service::Products => server::SqlServices {
                     products: Some(config.products_setup()?),
                     ..server::SqlServices::default()
-                }
+                },
+                _ => server::SqlServices {
+                    deposits: Some(config.deposits_setup()?),
+                    ..server::SqlServices::default()
+                },
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
                 let (stop, stopped) = tokio::sync::watch::channel(false);
-                let (services, relays) = sql.start(&stopped).await?;
+                let (services, relays) = sql.start(&stopped, None).await?;
                 let served = server::serve_app(server::app(services), config.listen).await;
                 let _ = stop.send(true);
                 for relaying in relays {

@@ -1,7 +1,7 @@
 //! `gureum up`: every service in one process on embedded storage.
 
 use crate::Error;
-use crate::services::{CustomersSetup, ProductsSetup};
+use crate::services::{CustomersSetup, DepositsSetup, ProductsSetup};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
@@ -39,6 +39,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
     let services = SqlServices {
         customers: Some(CustomersSetup::embedded(&args.data_dir)),
         products: Some(ProductsSetup::embedded(&args.data_dir)),
+        deposits: Some(DepositsSetup::embedded(&args.data_dir)),
     };
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
 }
@@ -126,6 +127,8 @@ pub struct SqlServices {
     pub customers: Option<CustomersSetup>,
     /// The product catalogue.
     pub products: Option<ProductsSetup>,
+    /// Deposit accounts.
+    pub deposits: Option<DepositsSetup>,
 }
 
 impl SqlServices {
@@ -134,8 +137,12 @@ impl SqlServices {
     pub async fn start(
         &self,
         stop: &tokio::sync::watch::Receiver<bool>,
+        engine: Option<Arc<Engine>>,
     ) -> Result<(Services, Vec<tokio::task::JoinHandle<()>>), Error> {
-        let mut services = Services::default();
+        let mut services = Services {
+            ledger: engine,
+            ..Services::default()
+        };
         let mut relays = Vec::new();
         if let Some(setup) = &self.customers {
             let (service, relaying) = setup.start(stop.clone()).await?;
@@ -145,6 +152,11 @@ impl SqlServices {
         if let Some(setup) = &self.products {
             let (service, relaying) = setup.start(stop.clone()).await?;
             services.products = Some(service);
+            relays.push(relaying);
+        }
+        if let Some(setup) = &self.deposits {
+            let (service, relaying) = setup.start(stop.clone(), &services).await?;
+            services.deposits = Some(service);
             relays.push(relaying);
         }
         Ok((services, relays))
@@ -160,6 +172,8 @@ pub struct Services {
     pub customers: Option<Arc<Customers>>,
     /// Products.
     pub products: Option<Arc<products::Products>>,
+    /// Deposit accounts.
+    pub deposits: Option<Arc<deposits::Deposits>>,
 }
 
 /// The ledger on a local journal — and the SQL services `sql` names — served at `listen`
@@ -186,8 +200,7 @@ pub fn run_ledger_with_file_journal(
         .build()?;
     let served = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (mut services, relays) = sql.start(&stopped).await?;
-        services.ledger = Some(engine.clone());
+        let (services, relays) = sql.start(&stopped, Some(engine.clone())).await?;
         let relaying = events.spawn(engine.clone(), stopped);
         let served = serve(app(services), engine.clone(), listen).await;
         let _ = stop.send(true);
@@ -230,8 +243,14 @@ pub fn app(services: Services) -> Router {
         ledger: engine,
         customers,
         products,
+        deposits,
     } = services;
-    let document = openapi_document(engine.is_some(), customers.is_some(), products.is_some());
+    let document = openapi_document(Served {
+        ledger: engine.is_some(),
+        customers: customers.is_some(),
+        products: products.is_some(),
+        deposits: deposits.is_some(),
+    });
     let mut router = Router::new()
         .route(
             "/healthz",
@@ -251,17 +270,33 @@ pub fn app(services: Services) -> Router {
     if let Some(products) = products {
         router = router.merge(products::api::router(products));
     }
+    if let Some(deposits) = deposits {
+        router = router.merge(deposits::api::router(deposits));
+    }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
+/// Which services a document (or a process) covers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Served {
+    /// The ledger.
+    pub ledger: bool,
+    /// Customers.
+    pub customers: bool,
+    /// Products.
+    pub products: bool,
+    /// Deposits.
+    pub deposits: bool,
+}
+
 /// One OpenAPI document for the services named: the ledger's (with the health routes), the
-/// customers service's and the catalogue's.
-pub fn openapi_document(ledger: bool, customers: bool, products: bool) -> utoipa::openapi::OpenApi {
+/// customers service's, the catalogue's and deposits'.
+pub fn openapi_document(served: Served) -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut document = ledger::api::openapi();
-    if !ledger {
+    if !served.ledger {
         document
             .paths
             .paths
@@ -270,11 +305,14 @@ pub fn openapi_document(ledger: bool, customers: bool, products: bool) -> utoipa
             components.schemas.retain(|name, _| name == "Problem");
         }
     }
-    if customers {
+    if served.customers {
         document.merge(customers::api::ApiDoc::openapi());
     }
-    if products {
+    if served.products {
         document.merge(products::api::ApiDoc::openapi());
+    }
+    if served.deposits {
+        document.merge(deposits::api::ApiDoc::openapi());
     }
     document.info.description = Some(
         "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \

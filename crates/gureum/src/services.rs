@@ -1,4 +1,4 @@
-//! The SQL services (customers, products) in either shape: where a service's data, keys and
+//! The SQL services (customers, products, deposits) in either shape: where a service's data, keys and
 //! events live, opening it, and relaying its outbox to the bus in the background.
 //!
 //! - one process (`gureum up`): `DATA_DIR/<service>.sqlite`, the customers keyring
@@ -152,6 +152,73 @@ impl ProductsSetup {
             stop,
         ));
         tracing::info!("products: serving");
+        Ok((service, relaying))
+    }
+}
+
+/// Everything the deposits service needs.
+#[derive(Clone, Debug)]
+pub struct DepositsSetup {
+    /// Its database.
+    pub sql: SqlConfig,
+    /// Where its events go.
+    pub bus: BusSetup,
+    /// Where it reaches the ledger, customers and products over HTTP (the edge); none: in
+    /// this process, next to them (`gureum up`).
+    pub upstream: Option<String>,
+}
+
+impl DepositsSetup {
+    /// The one-process shape's deposits in `data_dir`.
+    pub fn embedded(data_dir: &Path) -> DepositsSetup {
+        DepositsSetup {
+            sql: embedded_sql(data_dir, deposits::SERVICE),
+            bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
+            upstream: None,
+        }
+    }
+
+    /// Opens the service — on the ledger, customers and products of `local` in this process,
+    /// or over HTTP at `upstream` — and relays its outbox until `stop` turns true.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+        local: &crate::server::Services,
+    ) -> Result<(Arc<deposits::Deposits>, tokio::task::JoinHandle<()>), Error> {
+        let (ledger, peers) = match (
+            &self.upstream,
+            &local.ledger,
+            &local.customers,
+            &local.products,
+        ) {
+            (Some(url), _, _, _) => (
+                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(url)?),
+                deposits::Peers::http(url)?,
+            ),
+            (None, Some(engine), Some(customers), Some(products)) => (
+                ledger::client::LedgerClient::Local(engine.clone()),
+                deposits::Peers::Local {
+                    customers: customers.clone(),
+                    products: products.clone(),
+                },
+            ),
+            _ => {
+                return Err(
+                    "deposits needs the ledger, customers and products in this process, or an \
+                     [upstream] url to reach them"
+                        .into(),
+                );
+            }
+        };
+        let store = Store::open(&self.sql).await?;
+        let service = Arc::new(deposits::Deposits::open(store, ledger, peers).await?);
+        let relaying = tokio::spawn(relay(
+            service.store().clone(),
+            self.bus.clone(),
+            deposits::SERVICE,
+            stop,
+        ));
+        tracing::info!("deposits: serving");
         Ok((service, relaying))
     }
 }
