@@ -8,7 +8,9 @@
 //!   start, its password kept in `DATA_DIR/secrets/`), the vault keyring in `DATA_DIR/keys/`,
 //!   events on NATS;
 //! - `products`: the catalogue, the same way (role `gureum_products`, schema `products`);
-//! - `edge`: routes `/v1/…` to the node that serves.
+//! - `edge`: routes `/v1/…` to the node that serves;
+//! - `deposits`: deposit accounts (role `gureum_deposits`, schema `deposits`), reaching the
+//!   ledger, customers and products through the edge.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
 //! comes back as the new standby). SIGINT or SIGTERM stops them all; they are in the
@@ -106,23 +108,24 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
     let customers = start(
         "customers",
         "customers",
-        sql_service_config(&args, customers::SERVICE)?,
+        sql_service_config(&args, customers::SERVICE, free_port()?, "")?,
     )?;
     let customers_url = customers.url.clone();
     processes.push(customers);
     let products = start(
         "products",
         "products",
-        sql_service_config(&args, products::SERVICE)?,
+        sql_service_config(&args, products::SERVICE, free_port()?, "")?,
     )?;
     let products_url = products.url.clone();
     processes.push(products);
+    let deposits_port = free_port()?;
     let edge_config = write_config(
         &args.data_dir,
         "edge",
         &format!(
             "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n\
-             products = [\"{products_url}\"]\n",
+             products = [\"{products_url}\"]\ndeposits = [\"http://127.0.0.1:{deposits_port}\"]\n",
             args.listen,
             ledger_urls
                 .iter()
@@ -132,9 +135,21 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
         ),
     )?;
     let edge = start("edge", "edge", edge_config)?;
+    // Deposits reaches the ledger, customers and products through the edge.
+    let deposits = start(
+        "deposits",
+        "deposits",
+        sql_service_config(
+            &args,
+            deposits::SERVICE,
+            deposits_port,
+            &format!("[upstream]\nurl = \"{}\"\n\n", edge.url),
+        )?,
+    )?;
     // Scripts and tests wait for this line, as with `gureum up`.
     println!("gureum listening on {}", edge.url);
     processes.push(edge);
+    processes.push(deposits);
     for p in &processes {
         eprintln!("  {:<9} pid {:<7} {}", p.name, p.child.id(), p.url);
     }
@@ -205,7 +220,12 @@ fn stop_all(processes: &mut [Process]) {
 /// Provisions a SQL service on PostgreSQL and writes its configuration (mode 0600: it holds
 /// the role's password). The password is made once per data folder and kept; the customers
 /// service also gets the vault keyring.
-fn sql_service_config(args: &ClusterUpArgs, service: &'static str) -> Result<PathBuf, Error> {
+fn sql_service_config(
+    args: &ClusterUpArgs,
+    service: &'static str,
+    port: u16,
+    extra: &str,
+) -> Result<PathBuf, Error> {
     let secret = args
         .data_dir
         .join("secrets")
@@ -237,10 +257,8 @@ fn sql_service_config(args: &ClusterUpArgs, service: &'static str) -> Result<Pat
     };
     let text = format!(
         "listen = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{url}\"\nschema = \"{schema}\"\n\n\
-         {vault}[bus]\nnats_url = \"{}\"\nreplicas = {}\n",
-        free_port()?,
-        args.nats_url,
-        args.replicas,
+         {vault}{extra}[bus]\nnats_url = \"{}\"\nreplicas = {}\n",
+        port, args.nats_url, args.replicas,
     );
     let path = args.data_dir.join(format!("{service}.toml"));
     write_private(&path, &text)?;

@@ -740,6 +740,13 @@ mod tests {
         assert_eq!(edge.ledger, vec!["http://ledger:8081".to_owned()]);
         assert_eq!(edge.customers, vec!["http://customers:8083".to_owned()]);
         assert_eq!(edge.products, vec!["http://products:8084".to_owned()]);
+        assert_eq!(edge.deposits, vec!["http://deposits:8085".to_owned()]);
+        let deposits = Config::load(&dir.join("deposits.toml")).unwrap();
+        let setup = deposits.deposits_setup().unwrap();
+        assert_eq!(setup.upstream.as_deref(), Some("http://edge:8080"));
+        assert!(
+            matches!(setup.sql, store::SqlConfig::Postgres { ref schema, .. } if schema == "deposits")
+        );
         let products = Config::load(&dir.join("products.toml")).unwrap();
         assert!(
             matches!(products.products_setup().unwrap().sql, store::SqlConfig::Postgres { ref schema, .. } if schema == "products")

@@ -53,7 +53,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
-    while pids.len() < 5 {
+    while pids.len() < 6 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "pid", pid, _url] = words[..] {
@@ -64,7 +64,14 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["ledger-a", "ledger-b", "customers", "products", "edge"]
+        [
+            "ledger-a",
+            "ledger-b",
+            "customers",
+            "products",
+            "edge",
+            "deposits"
+        ]
     );
 
     let http = reqwest::Client::new();
@@ -135,6 +142,71 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         catalogue.json::<Value>().await.unwrap(),
         json!({"items": []})
     );
+    // Deposits, in its own process, reaches customers, products and the ledger through the
+    // edge: an account opened and funded, its balance the ledger's.
+    let today = store::sql::today_kst().to_string();
+    for (path, body) in [
+        (
+            "/v1/products".to_owned(),
+            json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
+                   "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
+                             "amount": {"min": "1", "max": "1000000000"},
+                             "eligibility": {"min_age": 19, "kyc_verified": true}}}),
+        ),
+        (
+            "/v1/products/DEP-FREE/versions/1/publish".to_owned(),
+            Value::Null,
+        ),
+        (
+            format!("/v1/customers/{id}/kyc"),
+            json!({"status": "verified", "reason": "cluster check"}),
+        ),
+    ] {
+        let mut request = http
+            .post(format!("{url}{path}"))
+            .header("gureum-permissions", "products:manage");
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+    }
+    let opened = http
+        .post(format!("{url}/v1/deposits"))
+        .json(&json!({"customer_id": id, "product_code": "DEP-FREE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201);
+    let account: Value = opened.json().await.unwrap();
+    let account_id = account["id"].as_str().unwrap();
+    let paid = http
+        .post(format!("{url}/v1/deposits/{account_id}/deposit"))
+        .header("idempotency-key", "cluster-1")
+        .json(&json!({"amount": "10000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let view: Value = http
+        .get(format!("{url}/v1/deposits/{account_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["balance"], "10000", "{view}");
+    let ledger_id = u128::from_str_radix(&account_id.replace('-', ""), 16).unwrap();
+    let ledger_view: Value = http
+        .get(format!("{url}/v1/ledger/accounts/{ledger_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger_view["credits_posted"], "10000");
     let document: Value = http
         .get(format!("{url}/v1/openapi.json"))
         .send()
@@ -146,6 +218,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert!(document["paths"]["/v1/customers/{id}"].is_object());
     assert!(document["paths"]["/v1/ledger/transfers"].is_object());
     assert!(document["paths"]["/v1/products/{code}/rate"].is_object());
+    assert!(document["paths"]["/v1/deposits/{id}/statement"].is_object());
     let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(
