@@ -578,15 +578,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value.to_str().map_err(|_| {
+    let invalid = || {
         Problem::new(
             400,
             "invalid_idempotency_key",
             "The Idempotency-Key is not valid",
         )
         .with_detail("`Idempotency-Key` is 1 to 100 visible ASCII characters")
-    })?;
-    model::check_idempotency_key(key).map_err(|e| problem(e.into()))?;
+    };
+    let key = value.to_str().map_err(|_| invalid())?;
+    model::check_idempotency_key(key).map_err(|_| invalid())?;
     Ok(Some(key.to_owned()))
 }
 
