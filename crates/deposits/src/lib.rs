@@ -3,7 +3,6 @@
 //!
 //! - [`model`]: the pure rules — the chart of accounts on the ledger, amounts, eligibility,
 //!   interest accrual in exact integers truncated to the won, statements.
-//! - [`peers`]: the customers service and the catalogue, in process or over HTTP.
 //! - [`service`]: accounts in SQL, movements through the ledger (idempotent by key), holds,
 //!   closing, statements; `eod.rs`: end of day (daily accrual, month-end posting).
 //! - [`api`]: the routes under `/v1/deposits`.
@@ -13,7 +12,6 @@
 pub mod api;
 mod eod;
 pub mod model;
-pub mod peers;
 pub mod service;
 
 pub use peers::Peers;

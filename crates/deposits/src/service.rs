@@ -11,13 +11,13 @@ use crate::model::{
     self, Accrual, CustomerFacts, DEPOSIT_FLAGS, LEDGER_KRW, Line, RuleError, account_code, bank,
     transfer_code,
 };
-use crate::peers::{CustomerLookup, PeerError, Peers};
 use kernel::event::TraceParent;
 use ledger::client::{ClientError, LedgerClient};
 use ledger::{
     Account as LedgerAccount, AccountEvent, AccountFlags, CreateAccountResult as AR,
     CreateTransferResult as TR, PageQuery, PendingStatus, Transfer, TransferEvent, TransferFlags,
 };
+use peers::{CustomerLookup, PeerError, Peers};
 use products::model::{Kind, rate_for};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -475,13 +475,20 @@ impl Deposits {
         }
         let today = (self.today)();
         let facts = match self.peers.customer(&new.customer_id).await? {
-            CustomerLookup::Found(f) => f,
+            CustomerLookup::Found(c) => CustomerFacts {
+                birth_date: c
+                    .rrn_masked
+                    .as_deref()
+                    .and_then(model::birth_date_from_masked),
+                kind: c.kind,
+                kyc_status: c.kyc_status,
+            },
             CustomerLookup::NotFound => return Err(DepositError::CustomerNotFound),
             CustomerLookup::Erased => return Err(DepositError::CustomerErased),
         };
         let product = self
             .peers
-            .product(&new.product_code, today)
+            .product_in_force(&new.product_code, today)
             .await?
             .ok_or(DepositError::ProductNotAvailable)?;
         if model::account_code_of(product.kind).is_none() {

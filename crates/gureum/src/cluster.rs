@@ -10,7 +10,9 @@
 //! - `products`: the catalogue, the same way (role `gureum_products`, schema `products`);
 //! - `edge`: routes `/v1/…` to the node that serves;
 //! - `deposits`: deposit accounts (role `gureum_deposits`, schema `deposits`), reaching the
-//!   ledger, customers and products through the edge.
+//!   ledger, customers and products through the edge;
+//! - `contracts`: contract documents (role `gureum_contracts`; the documents in
+//!   `DATA_DIR/objects/contracts`, standing in for S3), customers and products through the edge.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
 //! comes back as the new standby). SIGINT or SIGTERM stops them all; they are in the
@@ -120,12 +122,14 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
     let products_url = products.url.clone();
     processes.push(products);
     let deposits_port = free_port()?;
+    let contracts_port = free_port()?;
     let edge_config = write_config(
         &args.data_dir,
         "edge",
         &format!(
             "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n\
-             products = [\"{products_url}\"]\ndeposits = [\"http://127.0.0.1:{deposits_port}\"]\n",
+             products = [\"{products_url}\"]\ndeposits = [\"http://127.0.0.1:{deposits_port}\"]\n\
+             contracts = [\"http://127.0.0.1:{contracts_port}\"]\n",
             args.listen,
             ledger_urls
                 .iter()
@@ -146,10 +150,25 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
             &format!("[upstream]\nurl = \"{}\"\n\n", edge.url),
         )?,
     )?;
+    let contracts = start(
+        "contracts",
+        "contracts",
+        sql_service_config(
+            &args,
+            contracts::SERVICE,
+            contracts_port,
+            &format!(
+                "[upstream]\nurl = \"{}\"\n\n[objects]\nkind = \"local\"\nroot = \"{}\"\n\n",
+                edge.url,
+                args.data_dir.join("objects").join("contracts").display()
+            ),
+        )?,
+    )?;
     // Scripts and tests wait for this line, as with `gureum up`.
     println!("gureum listening on {}", edge.url);
     processes.push(edge);
     processes.push(deposits);
+    processes.push(contracts);
     for p in &processes {
         eprintln!("  {:<9} pid {:<7} {}", p.name, p.child.id(), p.url);
     }

@@ -8,8 +8,9 @@
 //! got no answer in time is not retried (`504 upstream_timeout`); ledger writes are idempotent
 //! by id, so the client can safely retry it.
 //!
-//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…`, `/v1/products…` and
-//! `/v1/deposits…` to those services' replicas (any of them serves). `/v1/openapi.json` is answered here: one document for every
+//! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…`, `/v1/products…`,
+//! `/v1/deposits…` and `/v1/contracts…` to those services' replicas (any of them serves). The
+//! client's address is appended to `X-Forwarded-For`. `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
 //! Authentication, roles and the web application firewall (issue 6) will sit here. Until
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -87,6 +88,7 @@ struct Edge {
     customers: Option<Arc<Upstream>>,
     products: Option<Arc<Upstream>>,
     deposits: Option<Arc<Upstream>>,
+    contracts: Option<Arc<Upstream>>,
     openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -105,6 +107,8 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         (!config.products.is_empty()).then(|| Upstream::new(products::SERVICE, &config.products));
     let deposits =
         (!config.deposits.is_empty()).then(|| Upstream::new(deposits::SERVICE, &config.deposits));
+    let contracts = (!config.contracts.is_empty())
+        .then(|| Upstream::new(contracts::SERVICE, &config.contracts));
     let edge = Edge {
         http,
         ledger: Upstream::new("ledger", &config.ledger),
@@ -113,10 +117,12 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
             customers: customers.is_some(),
             products: products.is_some(),
             deposits: deposits.is_some(),
+            contracts: contracts.is_some(),
         })),
         customers,
         products,
         deposits,
+        contracts,
     };
     let app = Router::new()
         .route(
@@ -130,9 +136,12 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
     let local = listener.local_addr()?;
     println!("gureum listening on http://{local}");
     tracing::info!(%local, "edge serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::server::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(crate::server::shutdown_signal())
+    .await?;
     Ok(())
 }
 
@@ -142,6 +151,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
         .chain(&edge.customers)
         .chain(&edge.products)
         .chain(&edge.deposits)
+        .chain(&edge.contracts)
     {
         let mut serving = false;
         for node in &upstream.nodes {
@@ -159,14 +169,25 @@ async fn ready(State(edge): State<Edge>) -> Response {
     axum::Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
-async fn route(State(edge): State<Edge>, request: Request) -> Response {
+async fn route(
+    State(edge): State<Edge>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     let path = request.uri().path();
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    let upstream = match (&edge.customers, &edge.products, &edge.deposits) {
+    let services = [
+        ("/v1/customers", &edge.customers),
+        ("/v1/products", &edge.products),
+        ("/v1/deposits", &edge.deposits),
+        ("/v1/contracts", &edge.contracts),
+    ];
+    let owner = services
+        .iter()
+        .find_map(|(prefix, upstream)| upstream.as_ref().filter(|_| under(prefix)));
+    let upstream = match owner {
         _ if path.starts_with("/v1/ledger/") => edge.ledger.clone(),
-        (Some(customers), _, _) if under("/v1/customers") => customers.clone(),
-        (_, Some(products), _) if under("/v1/products") => products.clone(),
-        (_, _, Some(deposits)) if under("/v1/deposits") => deposits.clone(),
+        Some(upstream) => upstream.clone(),
         _ if path == "/v1/openapi.json" => {
             return axum::Json(edge.openapi.as_ref().clone()).into_response();
         }
@@ -203,6 +224,16 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
                 outgoing = outgoing.header(name, value);
             }
         }
+        // The services learn where a request came from (the last entry is the edge's view).
+        let forwarded = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(earlier) => format!("{earlier}, {}", client.ip()),
+            None => client.ip().to_string(),
+        };
+        outgoing = outgoing.header("x-forwarded-for", forwarded);
         match outgoing.body(body.clone()).send().await {
             Ok(answer) => {
                 let status = answer.status();

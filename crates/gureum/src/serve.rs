@@ -3,7 +3,8 @@
 //! Today's services: `ledger` (journal in a local folder, or replicated on NATS JetStream with
 //! a standby taking over), `customers` (PostgreSQL, a vault keyring file, NATS JetStream; any
 //! number of replicas), `products` (PostgreSQL, NATS JetStream), `deposits` (PostgreSQL, NATS
-//! JetStream, the other services through `[upstream]`) and `edge` (the one door: routes every
+//! JetStream, the other services through `[upstream]`), `contracts` (the same, documents in
+//! `[objects]`) and `edge` (the one door: routes every
 //! `/v1/…` request to the service that owns it). Settings come from a TOML file, and a few from the environment (which wins):
 //! `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`,
 //! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`,
@@ -46,6 +47,7 @@
 //! customers = ["http://127.0.0.1:8083"]
 //! products = ["http://127.0.0.1:8084"]
 //! deposits = ["http://127.0.0.1:8085"]
+//! contracts = ["http://127.0.0.1:8086"]
 //! ```
 
 use std::net::SocketAddr;
@@ -82,6 +84,8 @@ pub enum Service {
     Products,
     /// Deposit accounts (reaching the ledger, customers and products through `[upstream]`).
     Deposits,
+    /// Contracts (documents in `[objects]`; customers and products through `[upstream]`).
+    Contracts,
     /// The one door: routes requests to the services.
     Edge,
 }
@@ -220,7 +224,12 @@ pub enum ObjectsSection {
 impl ObjectsSection {
     /// Opens the storage it names.
     pub fn open(&self) -> Result<store::Objects, Error> {
-        let config = match self {
+        Ok(store::Objects::open(&self.config()?)?)
+    }
+
+    /// The configuration it names, with the S3 keys from the environment.
+    pub fn config(&self) -> Result<store::ObjectsConfig, Error> {
+        Ok(match self {
             ObjectsSection::Local { root } => store::ObjectsConfig::Local { root: root.clone() },
             ObjectsSection::S3 {
                 bucket,
@@ -241,8 +250,7 @@ impl ObjectsSection {
                     secret_access_key: key("GUREUM_S3_SECRET_ACCESS_KEY")?,
                 }
             }
-        };
-        Ok(store::Objects::open(&config)?)
+        })
     }
 }
 
@@ -261,6 +269,9 @@ pub struct EdgeConfig {
     /// The deposits service's replicas.
     #[serde(default)]
     pub deposits: Vec<String>,
+    /// The contracts service's replicas.
+    #[serde(default)]
+    pub contracts: Vec<String>,
 }
 
 fn one() -> usize {
@@ -356,6 +367,24 @@ impl Config {
         })
     }
 
+    /// The contracts service's setup from `[database]`, `[objects]`, `[bus]` and `[upstream]`.
+    pub fn contracts_setup(&self) -> Result<crate::services::ContractsSetup, Error> {
+        let upstream = self
+            .upstream
+            .as_ref()
+            .ok_or("the configuration has no [upstream] section (the edge's address)")?;
+        let objects = self
+            .objects
+            .as_ref()
+            .ok_or("the configuration has no [objects] section")?;
+        Ok(crate::services::ContractsSetup {
+            sql: self.sql(contracts::SERVICE)?,
+            objects: objects.config()?,
+            bus: self.bus_setup()?,
+            upstream: Some(upstream.url.clone()),
+        })
+    }
+
     /// `[database]` for `service` (its schema defaults to the service's name).
     fn sql(&self, service: &str) -> Result<store::SqlConfig, Error> {
         let database = self
@@ -412,7 +441,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
         }
-        Service::Customers | Service::Products | Service::Deposits => {
+        Service::Customers | Service::Products | Service::Deposits | Service::Contracts => {
             let sql = match args.service {
                 Service::Customers => server::SqlServices {
                     customers: Some(config.customers_setup()?),
@@ -422,8 +451,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                     products: Some(config.products_setup()?),
                     ..server::SqlServices::default()
                 },
-                _ => server::SqlServices {
+                Service::Deposits => server::SqlServices {
                     deposits: Some(config.deposits_setup()?),
+                    ..server::SqlServices::default()
+                },
+                _ => server::SqlServices {
+                    contracts: Some(config.contracts_setup()?),
                     ..server::SqlServices::default()
                 },
             };
@@ -741,6 +774,16 @@ mod tests {
         assert_eq!(edge.customers, vec!["http://customers:8083".to_owned()]);
         assert_eq!(edge.products, vec!["http://products:8084".to_owned()]);
         assert_eq!(edge.deposits, vec!["http://deposits:8085".to_owned()]);
+        assert_eq!(edge.contracts, vec!["http://contracts:8086".to_owned()]);
+        let contracts = Config::load(&dir.join("contracts.toml")).unwrap();
+        assert!(matches!(
+            contracts.objects,
+            Some(ObjectsSection::S3 { ref bucket, .. }) if bucket == "gureum-contracts"
+        ));
+        assert_eq!(
+            contracts.upstream.map(|u| u.url).as_deref(),
+            Some("http://edge:8080")
+        );
         let deposits = Config::load(&dir.join("deposits.toml")).unwrap();
         let setup = deposits.deposits_setup().unwrap();
         assert_eq!(setup.upstream.as_deref(), Some("http://edge:8080"));

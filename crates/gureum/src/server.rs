@@ -1,7 +1,7 @@
 //! `gureum up`: every service in one process on embedded storage.
 
 use crate::Error;
-use crate::services::{CustomersSetup, DepositsSetup, ProductsSetup};
+use crate::services::{ContractsSetup, CustomersSetup, DepositsSetup, ProductsSetup};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
@@ -40,6 +40,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         customers: Some(CustomersSetup::embedded(&args.data_dir)),
         products: Some(ProductsSetup::embedded(&args.data_dir)),
         deposits: Some(DepositsSetup::embedded(&args.data_dir)),
+        contracts: Some(ContractsSetup::embedded(&args.data_dir)),
     };
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
 }
@@ -129,6 +130,8 @@ pub struct SqlServices {
     pub products: Option<ProductsSetup>,
     /// Deposit accounts.
     pub deposits: Option<DepositsSetup>,
+    /// Contracts.
+    pub contracts: Option<ContractsSetup>,
 }
 
 impl SqlServices {
@@ -159,6 +162,11 @@ impl SqlServices {
             services.deposits = Some(service);
             relays.push(relaying);
         }
+        if let Some(setup) = &self.contracts {
+            let (service, relaying) = setup.start(stop.clone(), &services).await?;
+            services.contracts = Some(service);
+            relays.push(relaying);
+        }
         Ok((services, relays))
     }
 }
@@ -174,6 +182,8 @@ pub struct Services {
     pub products: Option<Arc<products::Products>>,
     /// Deposit accounts.
     pub deposits: Option<Arc<deposits::Deposits>>,
+    /// Contracts.
+    pub contracts: Option<Arc<contracts::Contracts>>,
 }
 
 /// The ledger on a local journal — and the SQL services `sql` names — served at `listen`
@@ -244,12 +254,14 @@ pub fn app(services: Services) -> Router {
         customers,
         products,
         deposits,
+        contracts,
     } = services;
     let document = openapi_document(Served {
         ledger: engine.is_some(),
         customers: customers.is_some(),
         products: products.is_some(),
         deposits: deposits.is_some(),
+        contracts: contracts.is_some(),
     });
     let mut router = Router::new()
         .route(
@@ -273,6 +285,9 @@ pub fn app(services: Services) -> Router {
     if let Some(deposits) = deposits {
         router = router.merge(deposits::api::router(deposits));
     }
+    if let Some(contracts) = contracts {
+        router = router.merge(contracts::api::router(contracts));
+    }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -289,6 +304,8 @@ pub struct Served {
     pub products: bool,
     /// Deposits.
     pub deposits: bool,
+    /// Contracts.
+    pub contracts: bool,
 }
 
 /// One OpenAPI document for the services named: the ledger's (with the health routes), the
@@ -313,6 +330,9 @@ pub fn openapi_document(served: Served) -> utoipa::openapi::OpenApi {
     }
     if served.deposits {
         document.merge(deposits::api::ApiDoc::openapi());
+    }
+    if served.contracts {
+        document.merge(contracts::api::ApiDoc::openapi());
     }
     document.info.description = Some(
         "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \
@@ -354,9 +374,13 @@ pub async fn serve_app(app: Router, listen: SocketAddr) -> Result<(), Error> {
     // Scripts and tests wait for this line (also when --listen asks for port 0).
     println!("gureum listening on http://{local}");
     tracing::info!(%local, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The peer address reaches handlers (a contract signature records where it came from).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The SQL services (customers, products, deposits) in either shape: where a service's data, keys and
+//! The SQL services (customers, products, deposits, contracts) in either shape: where a service's data, keys and
 //! events live, opening it, and relaying its outbox to the bus in the background.
 //!
 //! - one process (`gureum up`): `DATA_DIR/<service>.sqlite`, the customers keyring
@@ -220,6 +220,85 @@ impl DepositsSetup {
         ));
         tracing::info!("deposits: serving");
         Ok((service, relaying))
+    }
+}
+
+/// Everything the contracts service needs.
+#[derive(Clone)]
+pub struct ContractsSetup {
+    /// Its database.
+    pub sql: SqlConfig,
+    /// Where the documents go.
+    pub objects: store::ObjectsConfig,
+    /// Where its events go.
+    pub bus: BusSetup,
+    /// Where it reaches customers and products over HTTP (the edge); none: in this process.
+    pub upstream: Option<String>,
+}
+
+impl std::fmt::Debug for ContractsSetup {
+    // The object storage configuration holds keys: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractsSetup")
+            .field("sql", &self.sql)
+            .field("bus", &self.bus)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContractsSetup {
+    /// The one-process shape's contracts in `data_dir` (documents in `objects/contracts`).
+    pub fn embedded(data_dir: &Path) -> ContractsSetup {
+        ContractsSetup {
+            sql: embedded_sql(data_dir, contracts::SERVICE),
+            objects: store::ObjectsConfig::Local {
+                root: data_dir.join("objects").join(contracts::SERVICE),
+            },
+            bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
+            upstream: None,
+        }
+    }
+
+    /// Opens the service and relays its outbox until `stop` turns true.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+        local: &crate::server::Services,
+    ) -> Result<(Arc<contracts::Contracts>, tokio::task::JoinHandle<()>), Error> {
+        let peers = peers_of(self.upstream.as_deref(), local, "contracts")?;
+        let store = Store::open(&self.sql).await?;
+        let objects = store::Objects::open(&self.objects)?;
+        let service = Arc::new(contracts::Contracts::open(store, objects, peers).await?);
+        let relaying = tokio::spawn(relay(
+            service.store().clone(),
+            self.bus.clone(),
+            contracts::SERVICE,
+            stop,
+        ));
+        tracing::info!("contracts: serving");
+        Ok((service, relaying))
+    }
+}
+
+/// The customers service and the catalogue as `service` reaches them: over HTTP at
+/// `upstream`, or in this process.
+fn peers_of(
+    upstream: Option<&str>,
+    local: &crate::server::Services,
+    service: &str,
+) -> Result<peers::Peers, Error> {
+    match (upstream, &local.customers, &local.products) {
+        (Some(url), _, _) => Ok(peers::Peers::http(url)?),
+        (None, Some(customers), Some(products)) => Ok(peers::Peers::Local {
+            customers: customers.clone(),
+            products: products.clone(),
+        }),
+        _ => Err(format!(
+            "{service} needs customers and products in this process, or an [upstream] url to \
+             reach them"
+        )
+        .into()),
     }
 }
 

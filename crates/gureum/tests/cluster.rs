@@ -53,7 +53,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
-    while pids.len() < 6 {
+    while pids.len() < 7 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "pid", pid, _url] = words[..] {
@@ -70,7 +70,8 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             "customers",
             "products",
             "edge",
-            "deposits"
+            "deposits",
+            "contracts"
         ]
     );
 
@@ -207,6 +208,41 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         .await
         .unwrap();
     assert_eq!(ledger_view["credits_posted"], "10000");
+    // A contract for it, through the edge: issued, signed against its hash from our address,
+    // and its document served intact.
+    let issued: Value = http
+        .post(format!("{url}/v1/contracts"))
+        .json(&json!({"customer_id": id, "product_code": "DEP-FREE", "subject": account_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let contract_id = issued["id"].as_str().unwrap();
+    let sha256 = issued["document_sha256"].as_str().unwrap();
+    let signed: Value = http
+        .post(format!("{url}/v1/contracts/{contract_id}/signatures"))
+        .json(
+            &json!({"role": "customer", "signer": id, "method": "app", "document_sha256": sha256}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(signed["status"], "signed", "{signed}");
+    assert_eq!(signed["signatures"][0]["client_address"], "127.0.0.1");
+    let document = http
+        .get(format!("{url}/v1/contracts/{contract_id}/document"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
+    assert_eq!(document.headers()["content-type"], "application/pdf");
+    let pdf = document.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
     let document: Value = http
         .get(format!("{url}/v1/openapi.json"))
         .send()

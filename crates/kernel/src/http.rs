@@ -179,9 +179,59 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Where a request came from: the last `X-Forwarded-For` entry (the address the edge saw, which
+/// the edge appends) or else the connection's peer address; `unknown` when neither is known.
+/// Until the edge is the only way in (issue 6), a client can write the header itself.
+pub fn client_address(parts: &axum::http::request::Parts) -> String {
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && a.len() <= 64);
+    if let Some(address) = forwarded {
+        return address.to_owned();
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_is_the_last_forwarded_hop_or_the_peer() {
+        let parts = |xff: Option<&str>, peer: Option<&str>| {
+            let mut request = axum::http::Request::builder();
+            if let Some(v) = xff {
+                request = request.header("x-forwarded-for", v);
+            }
+            let (mut parts, ()) = request.body(()).unwrap().into_parts();
+            if let Some(p) = peer {
+                parts.extensions.insert(axum::extract::ConnectInfo(
+                    p.parse::<std::net::SocketAddr>().unwrap(),
+                ));
+            }
+            parts
+        };
+        assert_eq!(
+            client_address(&parts(
+                Some("198.51.100.1, 203.0.113.7"),
+                Some("10.0.0.5:40000")
+            )),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_address(&parts(None, Some("10.0.0.5:40000"))),
+            "10.0.0.5"
+        );
+        assert_eq!(client_address(&parts(None, None)), "unknown");
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
