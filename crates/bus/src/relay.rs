@@ -116,7 +116,9 @@ impl Relay {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
+                    // A dropped sender can never say stop: whoever could is gone, so stop now
+                    // (waiting on it would return at once, forever, and spin).
+                    changed = stop.changed() => if changed.is_err() { break; }
                 }
             }
         }

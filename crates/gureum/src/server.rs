@@ -108,7 +108,9 @@ impl Events {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => {}
+                        // A dropped sender can never say stop: whoever could is gone, so stop now
+                        // (waiting on it would return at once, forever, and spin).
+                        changed = stop.changed() => if changed.is_err() { break; }
                     }
                 }
             });

@@ -330,7 +330,9 @@ async fn relay(
         }
         tokio::select! {
             _ = tokio::time::sleep(BUS_RETRY) => {}
-            _ = stop.changed() => {}
+            // A dropped sender can never say stop: whoever could is gone, so stop now
+            // (waiting on it would return at once, forever, and spin).
+            changed = stop.changed() => if changed.is_err() { break; }
         }
     }
 }

@@ -137,7 +137,9 @@ impl EventRelay {
             if !pause.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
+                    // A dropped sender can never say stop: whoever could is gone, so stop now
+                    // (waiting on it would return at once, forever, and spin).
+                    changed = stop.changed() => if changed.is_err() { break; }
                 }
             }
         }

@@ -117,3 +117,25 @@ async fn committed_transfers_are_published_once_in_order_on_jetstream() {
     let bus = Bus::Nats(NatsBus::connect(&nats.urls()).await.unwrap());
     events_in_order(&bus).await;
 }
+
+/// A relay whose stop sender is gone stops too, instead of waking at once forever: a node
+/// whose server loop ended must be able to exit (a spinning relay once kept an orphaned node
+/// alive, burning a core).
+#[tokio::test]
+async fn the_relay_stops_when_its_stop_sender_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let db = TestDb::new(store::Backend::Sqlite).await;
+    let bus = Bus::Embedded(EmbeddedBus::open(db.open().await).await.unwrap());
+    let relay = EventRelay::new(engine.clone(), bus, 0);
+    relay.ensure_stream(1).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(relay.run(stopped));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the relay stops once nobody can stop it")
+        .unwrap();
+    shutdown(engine).await;
+}
