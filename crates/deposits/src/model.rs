@@ -284,14 +284,7 @@ pub fn business_date(timestamp_ns: u64) -> Date {
 
 /// The maturity of a term: the same day `months` later, or that month's last day.
 pub fn maturity(opened: Date, months: u32) -> Option<Date> {
-    let total =
-        opened.year() * 12 + i32::from(opened.month() as u8) - 1 + i32::try_from(months).ok()?;
-    let (year, month) = (
-        total.div_euclid(12),
-        Month::try_from(u8::try_from(total.rem_euclid(12) + 1).ok()?).ok()?,
-    );
-    let last = time::util::days_in_month(month, year);
-    Date::from_calendar_date(year, month, opened.day().min(last)).ok()
+    kernel::dates::add_months(opened, months)
 }
 
 /// A ledger id derived from what it is for: a retry of the same step computes the same id, so

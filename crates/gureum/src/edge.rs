@@ -118,6 +118,7 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
             products: products.is_some(),
             deposits: deposits.is_some(),
             contracts: contracts.is_some(),
+            lending: false,
         })),
         customers,
         products,

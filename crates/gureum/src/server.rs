@@ -41,6 +41,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         products: Some(ProductsSetup::embedded(&args.data_dir)),
         deposits: Some(DepositsSetup::embedded(&args.data_dir)),
         contracts: Some(ContractsSetup::embedded(&args.data_dir)),
+        lending: true,
     };
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
 }
@@ -134,6 +135,8 @@ pub struct SqlServices {
     pub deposits: Option<DepositsSetup>,
     /// Contracts.
     pub contracts: Option<ContractsSetup>,
+    /// Lending's quotes (no state yet; served by the one-process shape only so far).
+    pub lending: bool,
 }
 
 impl SqlServices {
@@ -146,6 +149,7 @@ impl SqlServices {
     ) -> Result<(Services, Vec<tokio::task::JoinHandle<()>>), Error> {
         let mut services = Services {
             ledger: engine,
+            lending: self.lending,
             ..Services::default()
         };
         let mut relays = Vec::new();
@@ -186,6 +190,8 @@ pub struct Services {
     pub deposits: Option<Arc<deposits::Deposits>>,
     /// Contracts.
     pub contracts: Option<Arc<contracts::Contracts>>,
+    /// Lending's quotes (stateless so far).
+    pub lending: bool,
 }
 
 /// The ledger on a local journal — and the SQL services `sql` names — served at `listen`
@@ -257,6 +263,7 @@ pub fn app(services: Services) -> Router {
         products,
         deposits,
         contracts,
+        lending,
     } = services;
     let document = openapi_document(Served {
         ledger: engine.is_some(),
@@ -264,6 +271,7 @@ pub fn app(services: Services) -> Router {
         products: products.is_some(),
         deposits: deposits.is_some(),
         contracts: contracts.is_some(),
+        lending,
     });
     let mut router = Router::new()
         .route(
@@ -290,6 +298,9 @@ pub fn app(services: Services) -> Router {
     if let Some(contracts) = contracts {
         router = router.merge(contracts::api::router(contracts));
     }
+    if lending {
+        router = router.merge(lending::api::router());
+    }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -308,6 +319,8 @@ pub struct Served {
     pub deposits: bool,
     /// Contracts.
     pub contracts: bool,
+    /// Lending.
+    pub lending: bool,
 }
 
 /// One OpenAPI document for the services named: the ledger's (with the health routes), the
@@ -335,6 +348,9 @@ pub fn openapi_document(served: Served) -> utoipa::openapi::OpenApi {
     }
     if served.contracts {
         document.merge(contracts::api::ApiDoc::openapi());
+    }
+    if served.lending {
+        document.merge(lending::api::ApiDoc::openapi());
     }
     document.info.description = Some(
         "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \
