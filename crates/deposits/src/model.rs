@@ -465,22 +465,6 @@ mod tests {
     }
 
     #[test]
-    fn maturity_keeps_the_day_or_takes_the_month_end() {
-        assert_eq!(
-            maturity(date!(2026 - 01 - 31), 1),
-            Some(date!(2026 - 02 - 28))
-        );
-        assert_eq!(
-            maturity(date!(2026 - 11 - 27), 12),
-            Some(date!(2027 - 11 - 27))
-        );
-        assert_eq!(
-            maturity(date!(2026 - 11 - 30), 3),
-            Some(date!(2027 - 02 - 28))
-        );
-    }
-
-    #[test]
     fn birth_dates_come_from_the_visible_digits_of_a_masked_number() {
         assert_eq!(
             birth_date_from_masked("900101-1******"),
