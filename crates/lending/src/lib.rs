@@ -1,9 +1,12 @@
-//! Gureum's consumer lending. Today: repayment schedules and the quote API; credit evaluation,
-//! origination, servicing, collections and end of day follow (issue 5).
+//! Gureum's consumer lending. Today: credit evaluation's scorecard, repayment schedules and the
+//! quote API; storing evaluations, origination, servicing, collections and end of day follow (issue 5).
 //!
+//! - [`credit`]: the pure credit evaluation — an explainable, versioned scorecard (score
+//!   1–1000, grade, probability of default, adverse reasons) and the debt service ratio.
 //! - [`schedule`]: the pure schedule arithmetic (equal payment, equal principal, bullet,
 //!   grace), exact to the won.
 //! - [`api`]: `POST /v1/loans/quote`.
 
 pub mod api;
+pub mod credit;
 pub mod schedule;
