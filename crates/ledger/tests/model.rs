@@ -2,7 +2,8 @@
 //!
 //! The model keeps everything in plain vectors, searches them linearly, and makes linked chains
 //! atomic by cloning itself at the start of a chain and restoring the clone if the chain fails.
-//! It is written from the rules in docs/LEDGER.md, not from the engine's code. After every
+//! It is written from the rules in docs/LEDGER.md, not from the engine's code (closing
+//! transfers included: they close accounts, a void or an expiry reopens them). After every
 //! batch the result codes and every balance must agree, and the books must balance; at the end a
 //! replay of the same batches must rebuild byte-identical state, and a snapshot must round-trip.
 
@@ -53,6 +54,23 @@ impl Model {
         self.account(p.credit_account_id).unwrap().cp -= p.amount;
     }
 
+    /// Closes (or reopens) the accounts a closing transfer names.
+    fn set_closed(&mut self, t: &Transfer, closed: bool) {
+        for (flag, id) in [
+            (TransferFlags::CLOSING_DEBIT, t.debit_account_id),
+            (TransferFlags::CLOSING_CREDIT, t.credit_account_id),
+        ] {
+            if t.flags.contains(flag) {
+                let a = self.account(id).unwrap();
+                a.flags = if closed {
+                    a.flags | AccountFlags::CLOSED
+                } else {
+                    AccountFlags(a.flags.0 & !AccountFlags::CLOSED.0)
+                };
+            }
+        }
+    }
+
     /// The ledger's timeout pulse: expire what is due, as a batch would first.
     fn pulse(&mut self, now: u64) {
         let ts = self.expire(now.max(self.last_ts + 1));
@@ -75,6 +93,8 @@ impl Model {
         due.sort();
         for (_, _, i) in due {
             self.release(i);
+            let p = self.transfers[i].t;
+            self.set_closed(&p, false);
             self.transfers[i].status = Some(PendingStatus::Expired);
             ts += 1;
         }
@@ -172,6 +192,11 @@ impl Model {
         {
             return R::FlagsAreMutuallyExclusive;
         }
+        let closing =
+            f.contains(TransferFlags::CLOSING_DEBIT) || f.contains(TransferFlags::CLOSING_CREDIT);
+        if closing && !pending {
+            return R::ClosingTransferMustBePending;
+        }
         if post || void {
             if t.pending_id == 0 {
                 return R::PendingIdMustNotBeZero;
@@ -222,6 +247,9 @@ impl Model {
                 t.amount
             };
             self.release(pi);
+            if void {
+                self.set_closed(&p.t, false);
+            }
             if post {
                 self.account(p.t.debit_account_id).unwrap().dpo += amount;
                 self.account(p.t.credit_account_id).unwrap().cpo += amount;
@@ -262,7 +290,7 @@ impl Model {
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent;
         }
-        if t.amount == 0 {
+        if t.amount == 0 && !closing {
             return R::AmountMustNotBeZero;
         }
         let Some(dr) = self
@@ -326,6 +354,7 @@ impl Model {
         } else {
             c.cpo += amount
         }
+        self.set_closed(t, true);
         self.transfers.push(MTransfer {
             t: Transfer {
                 amount,
@@ -351,7 +380,7 @@ fn account_flags() -> impl Strategy<Value = AccountFlags> {
 
 fn transfer() -> impl Strategy<Value = Transfer> {
     (
-        0u8..6,
+        0u8..9,
         0u128..=30,
         0u128..=8,
         0u128..=8,
@@ -369,7 +398,11 @@ fn transfer() -> impl Strategy<Value = Transfer> {
                     2 => TransferFlags::POST_PENDING_TRANSFER,
                     3 => TransferFlags::VOID_PENDING_TRANSFER,
                     4 => TransferFlags::BALANCING_DEBIT,
-                    _ => TransferFlags::BALANCING_CREDIT,
+                    5 => TransferFlags::BALANCING_CREDIT,
+                    6 => TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT,
+                    7 => TransferFlags::PENDING | TransferFlags::CLOSING_CREDIT,
+                    // Not pending: refused.
+                    _ => TransferFlags::CLOSING_DEBIT,
                 };
                 if linked {
                     flags = flags | TransferFlags::LINKED;
@@ -385,7 +418,11 @@ fn transfer() -> impl Strategy<Value = Transfer> {
                         amount
                     },
                     pending_id: if settle { pending_id } else { 0 },
-                    timeout: if kind == 1 { timeout } else { 0 },
+                    timeout: if matches!(kind, 1 | 6 | 7) {
+                        timeout
+                    } else {
+                        0
+                    },
                     ledger: if settle { 0 } else { 1 },
                     code: if settle { 0 } else { 1 },
                     flags,
@@ -479,6 +516,7 @@ fn run(
                 "account {}",
                 a.id
             );
+            prop_assert_eq!(r.flags, a.flags, "account {} flags (closed or open)", a.id);
         }
         prop_assert_eq!(real.transfer_count(), model.transfers.len());
         prop_assert_eq!(real.last_timestamp(), model.last_ts);
