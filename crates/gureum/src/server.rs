@@ -1,7 +1,7 @@
 //! `gureum up`: every service in one process on embedded storage.
 
 use crate::Error;
-use crate::services::{ContractsSetup, CustomersSetup, DepositsSetup, ProductsSetup};
+use crate::services::{ContractsSetup, CustomersSetup, DepositsSetup, LendingSetup, ProductsSetup};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
@@ -41,7 +41,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         products: Some(ProductsSetup::embedded(&args.data_dir)),
         deposits: Some(DepositsSetup::embedded(&args.data_dir)),
         contracts: Some(ContractsSetup::embedded(&args.data_dir)),
-        lending: true,
+        lending: Some(LendingSetup::embedded(&args.data_dir)),
     };
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
 }
@@ -135,8 +135,8 @@ pub struct SqlServices {
     pub deposits: Option<DepositsSetup>,
     /// Contracts.
     pub contracts: Option<ContractsSetup>,
-    /// Lending's quotes (no state yet; served by the one-process shape only so far).
-    pub lending: bool,
+    /// Lending (the one-process shape only, so far).
+    pub lending: Option<LendingSetup>,
 }
 
 impl SqlServices {
@@ -149,7 +149,6 @@ impl SqlServices {
     ) -> Result<(Services, Vec<tokio::task::JoinHandle<()>>), Error> {
         let mut services = Services {
             ledger: engine,
-            lending: self.lending,
             ..Services::default()
         };
         let mut relays = Vec::new();
@@ -173,6 +172,11 @@ impl SqlServices {
             services.contracts = Some(service);
             relays.push(relaying);
         }
+        if let Some(setup) = &self.lending {
+            let (service, relaying) = setup.start(stop.clone(), &services).await?;
+            services.lending = Some(service);
+            relays.push(relaying);
+        }
         Ok((services, relays))
     }
 }
@@ -190,8 +194,8 @@ pub struct Services {
     pub deposits: Option<Arc<deposits::Deposits>>,
     /// Contracts.
     pub contracts: Option<Arc<contracts::Contracts>>,
-    /// Lending's quotes (stateless so far).
-    pub lending: bool,
+    /// Lending.
+    pub lending: Option<Arc<lending::Lending>>,
 }
 
 /// The ledger on a local journal — and the SQL services `sql` names — served at `listen`
@@ -271,7 +275,7 @@ pub fn app(services: Services) -> Router {
         products: products.is_some(),
         deposits: deposits.is_some(),
         contracts: contracts.is_some(),
-        lending,
+        lending: lending.is_some(),
     });
     let mut router = Router::new()
         .route(
@@ -298,8 +302,8 @@ pub fn app(services: Services) -> Router {
     if let Some(contracts) = contracts {
         router = router.merge(contracts::api::router(contracts));
     }
-    if lending {
-        router = router.merge(lending::api::router());
+    if lending.is_some() {
+        router = router.merge(lending::api::router(lending));
     }
     router
         .fallback(not_found)

@@ -1,4 +1,4 @@
-//! The SQL services (customers, products, deposits, contracts) in either shape: where a service's data, keys and
+//! The SQL services (customers, products, deposits, contracts, lending) in either shape: where a service's data, keys and
 //! events live, opening it, and relaying its outbox to the bus in the background.
 //!
 //! - one process (`gureum up`): `DATA_DIR/<service>.sqlite`, the customers keyring
@@ -20,6 +20,8 @@ use crate::Error;
 
 /// The vault keyring in the data folder of `gureum up` (a folder of its own, mode 0700).
 pub const KEYRING_FILE: &str = "keys/vault.toml";
+/// Lending's keyring in the data folder of `gureum up`.
+pub const LENDING_KEYRING_FILE: &str = "keys/lending.toml";
 /// How long the relay waits before trying an unreachable bus again.
 const BUS_RETRY: Duration = Duration::from_secs(1);
 
@@ -81,12 +83,7 @@ impl CustomersSetup {
 
     /// Opens the keyring (making it if allowed and missing).
     pub fn vault(&self) -> Result<Vault, Error> {
-        let keyring = if self.create_keyring {
-            FileKeyring::open_or_create(&self.keyring, &now_rfc3339())?
-        } else {
-            FileKeyring::open(&self.keyring)?
-        };
-        Ok(Vault::from_keyring(keyring))
+        open_vault(&self.keyring, self.create_keyring)
     }
 
     /// Opens the service (migrations applied).
@@ -112,6 +109,17 @@ impl CustomersSetup {
         tracing::info!("customers: serving");
         Ok((customers, relaying))
     }
+}
+
+/// A vault over the keyring file at `path`, made with fresh keys if `create` and missing (the
+/// one-process shape; a split deployment mounts the keyring every replica shares).
+fn open_vault(path: &Path, create: bool) -> Result<Vault, Error> {
+    let keyring = if create {
+        FileKeyring::open_or_create(path, &now_rfc3339())?
+    } else {
+        FileKeyring::open(path)?
+    };
+    Ok(Vault::from_keyring(keyring))
 }
 
 /// A service's SQLite file in the data folder of `gureum up`: `<service>.sqlite`.
@@ -277,6 +285,56 @@ impl ContractsSetup {
             stop,
         ));
         tracing::info!("contracts: serving");
+        Ok((service, relaying))
+    }
+}
+
+/// Everything the lending service needs.
+#[derive(Clone, Debug)]
+pub struct LendingSetup {
+    /// Its database.
+    pub sql: SqlConfig,
+    /// Its vault keyring (evaluations are sealed under keys of its own, not the customers').
+    pub keyring: PathBuf,
+    /// Make the keyring if it does not exist (the one-process shape).
+    pub create_keyring: bool,
+    /// Where its events go.
+    pub bus: BusSetup,
+    /// Where it reaches customers and products over HTTP; none: in this process.
+    pub upstream: Option<String>,
+}
+
+impl LendingSetup {
+    /// The one-process shape's lending in `data_dir` (keyring `keys/lending.toml`).
+    pub fn embedded(data_dir: &Path) -> LendingSetup {
+        LendingSetup {
+            sql: embedded_sql(data_dir, lending::SERVICE),
+            keyring: data_dir.join(LENDING_KEYRING_FILE),
+            create_keyring: true,
+            bus: BusSetup::Embedded(data_dir.join(crate::server::BUS_FILE)),
+            upstream: None,
+        }
+    }
+
+    /// Opens the service (with the shipped credit model) and relays its outbox until `stop`
+    /// turns true.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+        local: &crate::server::Services,
+    ) -> Result<(Arc<lending::Lending>, tokio::task::JoinHandle<()>), Error> {
+        let peers = peers_of(self.upstream.as_deref(), local, "lending")?;
+        let vault = open_vault(&self.keyring, self.create_keyring)?;
+        let model = lending::credit::Model::parse(lending::credit::DEFAULT_MODEL)?;
+        let store = Store::open(&self.sql).await?;
+        let service = Arc::new(lending::Lending::open(store, vault, peers, model).await?);
+        let relaying = tokio::spawn(relay(
+            service.store().clone(),
+            self.bus.clone(),
+            lending::SERVICE,
+            stop,
+        ));
+        tracing::info!("lending: serving");
         Ok((service, relaying))
     }
 }

@@ -52,5 +52,64 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
             "{change}"
         );
     }
+
+    // A credit evaluation: stored sealed, read back with permission, replayed identically.
+    let (_, customer) = http.call(
+        Method::POST,
+        "/v1/customers",
+        &[],
+        Some(json!({"name": "김하늘", "rrn": "900101-1234568"})),
+    );
+    let evaluation = json!({
+        "customer_id": customer["id"],
+        "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
+                   "existing_annual_debt_service": "12000000", "delinquencies_12m": 0,
+                   "employment_months": 48, "internal_months": 30, "bureau_score": 920},
+        "requested": {"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
+                      "method": "equal_payment", "grace_months": 0, "start_date": "2026-01-15"}
+    });
+    let (status, problem) = http.call(
+        Method::POST,
+        "/v1/credit/evaluations",
+        &[],
+        Some(evaluation.clone()),
+    );
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    let officer = [("gureum-permissions", "credit:evaluate,credit:read")];
+    let (status, evaluated) = http.call(
+        Method::POST,
+        "/v1/credit/evaluations",
+        &officer,
+        Some(evaluation),
+    );
+    assert_eq!(status, 201, "{evaluated}");
+    let result = &evaluated["evaluation"];
+    assert_eq!(
+        (
+            result["score"].as_u64(),
+            result["grade"].as_u64(),
+            result["dsr"].as_str(),
+            result["reasons"].clone()
+        ),
+        (Some(950), Some(1), Some("0.3717"), json!(["R06"]))
+    );
+    let id = evaluated["id"].as_str().unwrap();
+    let (status, read) = http.call(
+        Method::GET,
+        &format!("/v1/credit/evaluations/{id}"),
+        &officer,
+        None,
+    );
+    assert_eq!((status, &read["evaluation"]), (200, result));
+    let (status, replay) = http.call(
+        Method::POST,
+        &format!("/v1/credit/evaluations/{id}/replay"),
+        &officer,
+        None,
+    );
+    assert_eq!((status, replay["identical"].as_bool()), (200, Some(true)));
     assert!(server.stop().success());
 }

@@ -1,28 +1,202 @@
-//! The lending HTTP API. Today: `POST /v1/loans/quote`, a schedule computed without creating
-//! anything.
+//! The lending HTTP API. Today: `POST /v1/loans/quote` (a schedule computed without creating
+//! anything) and credit evaluations under `/v1/credit/evaluations`.
 
+use crate::credit::{Evaluation, EvaluationError, Inputs, Requested};
 use crate::schedule::{self, Installment, Terms};
-use axum::Json;
-use axum::Router;
+use crate::service::{Lending, LendingError, StoredEvaluation};
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::BytesRejection;
-use axum::routing::post;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use kernel::Problem;
-use kernel::http::json_body;
+use kernel::http::{Caller, json_body, path_problem, trace_parent};
 use products::model::RepaymentMethod;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
 
 /// A request body holds at most this many bytes.
 pub const BODY_BYTES_MAX: usize = 4 << 10;
 
-/// The lending routes.
-pub fn router() -> Router {
-    Router::new()
-        .route("/v1/loans/quote", post(quote))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+/// The lending routes: quotes, and — with the service — credit evaluations.
+pub fn router(lending: Option<Arc<Lending>>) -> Router {
+    let quotes = Router::new().route("/v1/loans/quote", post(quote));
+    let routes = match lending {
+        Some(lending) => quotes.merge(
+            Router::new()
+                .route("/v1/credit/evaluations", post(evaluate))
+                .route("/v1/credit/evaluations/{id}", get(evaluation))
+                .route("/v1/credit/evaluations/{id}/replay", post(replay))
+                .with_state(lending),
+        ),
+        None => quotes,
+    };
+    routes.layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+}
+
+/// An evaluation to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    customer_id: String,
+    /// `annual_income`, `existing_debt`, `existing_annual_debt_service` (whole won, decimal
+    /// strings), `delinquencies_12m`, `employment_months`, `internal_months`, `bureau_score`?.
+    #[schema(value_type = Object)]
+    inputs: Inputs,
+    /// The loan asked for: `principal`, `annual_rate`, `term_months`, `method`,
+    /// `grace_months`, `start_date`.
+    #[schema(value_type = Object)]
+    requested: Requested,
+}
+
+/// A stored evaluation.
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationResponse {
+    id: String,
+    customer_id: String,
+    /// RFC 3339.
+    created_at: String,
+    #[schema(value_type = Object)]
+    inputs: Inputs,
+    #[schema(value_type = Object)]
+    requested: Requested,
+    /// `model_version`, `score` (1–1000), `grade` (1–10), `pd`, `contributions`, `reasons`,
+    /// `dsr`, `dsr_within_cap`.
+    #[schema(value_type = Object)]
+    evaluation: Evaluation,
+}
+
+impl From<StoredEvaluation> for EvaluationResponse {
+    fn from(s: StoredEvaluation) -> Self {
+        EvaluationResponse {
+            created_at: kernel::event::format_time_us(s.created_at_us).unwrap_or_default(),
+            id: s.id,
+            customer_id: s.customer_id,
+            inputs: s.inputs,
+            requested: s.requested,
+            evaluation: s.evaluation,
+        }
+    }
+}
+
+/// A replay's outcome.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayResponse {
+    /// Whether evaluating the stored inputs again under the stored model version gives the
+    /// stored result exactly.
+    identical: bool,
+    #[schema(value_type = Object)]
+    stored: Evaluation,
+    #[schema(value_type = Object)]
+    replayed: Evaluation,
+}
+
+/// Evaluate an applicant (stored sealed; needs `credit:evaluate`).
+#[utoipa::path(post, path = "/v1/credit/evaluations", tag = "lending", request_body = EvaluateRequest,
+    responses((status = 201, body = EvaluationResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn evaluate(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let req: EvaluateRequest = json_body(body, BODY_BYTES_MAX)?;
+    let stored = lending
+        .evaluate(
+            &caller,
+            &req.customer_id,
+            req.inputs,
+            req.requested,
+            trace_parent(&headers),
+        )
+        .await
+        .map_err(problem)?;
+    Ok((StatusCode::CREATED, Json(EvaluationResponse::from(stored))).into_response())
+}
+
+/// A stored evaluation (needs `credit:read`).
+#[utoipa::path(get, path = "/v1/credit/evaluations/{id}", tag = "lending", params(("id" = String, Path)),
+    responses((status = 200, body = EvaluationResponse), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn evaluation(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EvaluationResponse>, Problem> {
+    let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    Ok(Json(
+        lending.get(&caller, &id).await.map_err(problem)?.into(),
+    ))
+}
+
+/// Evaluate a stored evaluation's inputs again under its model version (needs `credit:read`).
+#[utoipa::path(post, path = "/v1/credit/evaluations/{id}/replay", tag = "lending", params(("id" = String, Path)),
+    responses((status = 200, body = ReplayResponse), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn replay(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<ReplayResponse>, Problem> {
+    let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    let (stored, replayed) = lending.replay(&caller, &id).await.map_err(problem)?;
+    Ok(Json(ReplayResponse {
+        identical: stored.evaluation == replayed,
+        stored: stored.evaluation,
+        replayed,
+    }))
+}
+
+/// Maps an error to its problem, once.
+pub fn problem(error: LendingError) -> Problem {
+    let detail = error.to_string();
+    match &error {
+        LendingError::Evaluation(EvaluationError::Terms(t)) => {
+            Problem::new(422, t.code, "The loan terms break a rule").with_detail(detail)
+        }
+        LendingError::Evaluation(EvaluationError::NoIncome) => {
+            Problem::new(422, "invalid_annual_income", "No income").with_detail(detail)
+        }
+        LendingError::Evaluation(e) => {
+            tracing::error!(error = %e, "lending: the credit model cannot be applied");
+            Problem::new(
+                500,
+                "invalid_credit_model",
+                "The credit model cannot be applied",
+            )
+            .with_detail(detail)
+        }
+        LendingError::NotFound => Problem::not_found("evaluation_not_found", detail),
+        LendingError::CustomerNotFound => {
+            Problem::new(422, "customer_not_found", "No such customer").with_detail(detail)
+        }
+        LendingError::CustomerErased => {
+            Problem::new(409, "customer_erased", "The customer was erased").with_detail(detail)
+        }
+        LendingError::ModelVersionReused(_) => Problem::new(
+            500,
+            "invalid_credit_model",
+            "The credit model cannot be registered",
+        )
+        .with_detail(detail),
+        LendingError::Forbidden(_) => {
+            Problem::new(403, "permission_denied", "Permission denied").with_detail(detail)
+        }
+        LendingError::Peer(e) => {
+            tracing::warn!(error = %e, "lending: a peer service is unavailable");
+            Problem::unavailable(format!("{} is unavailable; retry later", e.service))
+        }
+        LendingError::Vault(e) => {
+            tracing::error!(error = %e, "lending: the vault failed");
+            Problem::unavailable("the vault is unavailable; retry later")
+        }
+        LendingError::Store(e) => {
+            tracing::error!(error = %e, "lending: storage failed");
+            Problem::unavailable("lending storage is unavailable; retry later")
+        }
+    }
 }
 
 /// What to quote.

@@ -71,10 +71,13 @@ pub struct Grade {
 #[serde(deny_unknown_fields)]
 pub struct Inputs {
     /// Annual income.
+    #[serde(with = "kernel::decimal::u128_string")]
     pub annual_income: u128,
     /// Balance of existing debt.
+    #[serde(with = "kernel::decimal::u128_string")]
     pub existing_debt: u128,
     /// What existing debt costs a year (principal + interest).
+    #[serde(with = "kernel::decimal::u128_string")]
     pub existing_annual_debt_service: u128,
     /// Payments 30+ days late in the last 12 months.
     pub delinquencies_12m: u32,
@@ -108,9 +111,11 @@ impl Inputs {
 }
 
 /// The loan asked for (its debt service counts in the DSR).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Requested {
     /// Whole won.
+    #[serde(with = "kernel::decimal::u128_string")]
     pub principal: u128,
     /// The rate it would carry.
     pub annual_rate: Decimal,
@@ -121,11 +126,27 @@ pub struct Requested {
     /// Interest-only months.
     pub grace_months: u32,
     /// When it would be disbursed (the schedule's start: interest runs on actual days).
+    #[serde(with = "date_string")]
     pub start_date: time::Date,
 }
 
+/// `YYYY-MM-DD`.
+mod date_string {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(d: &time::Date, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<time::Date, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        products::service::parse_date(&text)
+            .ok_or_else(|| de::Error::custom("a date is YYYY-MM-DD"))
+    }
+}
+
 /// An evaluation: the score and everything that explains it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The model's version.
     pub model_version: String,
@@ -146,7 +167,7 @@ pub struct Evaluation {
 }
 
 /// One characteristic's part of the score.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contribution {
     /// The input.
     pub input: String,

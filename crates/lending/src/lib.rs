@@ -5,8 +5,12 @@
 //!   1–1000, grade, probability of default, adverse reasons) and the debt service ratio.
 //! - [`schedule`]: the pure schedule arithmetic (equal payment, equal principal, bullet,
 //!   grace), exact to the won.
-//! - [`api`]: `POST /v1/loans/quote`.
+//! - [`service`]: credit evaluations stored sealed with their model version, replayable.
+//! - [`api`]: `POST /v1/loans/quote`, `/v1/credit/evaluations…`.
 
 pub mod api;
 pub mod credit;
 pub mod schedule;
+pub mod service;
+
+pub use service::{Lending, MIGRATIONS, SERVICE};
