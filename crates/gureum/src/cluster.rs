@@ -12,7 +12,9 @@
 //! - `deposits`: deposit accounts (role `gureum_deposits`, schema `deposits`), reaching the
 //!   ledger, customers and products through the edge;
 //! - `contracts`: contract documents (role `gureum_contracts`; the documents in
-//!   `DATA_DIR/objects/contracts`, standing in for S3), customers and products through the edge.
+//!   `DATA_DIR/objects/contracts`, standing in for S3), customers and products through the edge;
+//! - `lending`: quotes and credit evaluations (role `gureum_lending`, its keyring in
+//!   `DATA_DIR/keys/lending.toml`), customers and products through the edge.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
 //! comes back as the new standby). SIGINT or SIGTERM stops them all; they are in the
@@ -123,13 +125,15 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
     processes.push(products);
     let deposits_port = free_port()?;
     let contracts_port = free_port()?;
+    let lending_port = free_port()?;
     let edge_config = write_config(
         &args.data_dir,
         "edge",
         &format!(
             "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n\
              products = [\"{products_url}\"]\ndeposits = [\"http://127.0.0.1:{deposits_port}\"]\n\
-             contracts = [\"http://127.0.0.1:{contracts_port}\"]\n",
+             contracts = [\"http://127.0.0.1:{contracts_port}\"]\n\
+             lending = [\"http://127.0.0.1:{lending_port}\"]\n",
             args.listen,
             ledger_urls
                 .iter()
@@ -164,11 +168,22 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
             ),
         )?,
     )?;
+    let lending = start(
+        "lending",
+        "lending",
+        sql_service_config(
+            &args,
+            lending::SERVICE,
+            lending_port,
+            &format!("[upstream]\nurl = \"{}\"\n\n", edge.url),
+        )?,
+    )?;
     // Scripts and tests wait for this line, as with `gureum up`.
     println!("gureum listening on {}", edge.url);
     processes.push(edge);
     processes.push(deposits);
     processes.push(contracts);
+    processes.push(lending);
     for p in &processes {
         eprintln!("  {:<9} pid {:<7} {}", p.name, p.child.id(), p.url);
     }
@@ -257,12 +272,22 @@ fn sql_service_config(
             password
         }
     };
-    let keyring = args.data_dir.join(crate::services::KEYRING_FILE);
-    let vault = if service == customers::SERVICE {
-        customers::vault::FileKeyring::open_or_create(&keyring, &crate::services::now_rfc3339())?;
-        format!("[vault]\nkeyring = \"{}\"\n\n", keyring.display())
-    } else {
-        String::new()
+    // Customers and lending each seal with a keyring of their own.
+    let keyring = match service {
+        customers::SERVICE => Some(crate::services::KEYRING_FILE),
+        lending::SERVICE => Some(crate::services::LENDING_KEYRING_FILE),
+        _ => None,
+    };
+    let vault = match keyring {
+        Some(file) => {
+            let keyring = args.data_dir.join(file);
+            customers::vault::FileKeyring::open_or_create(
+                &keyring,
+                &crate::services::now_rfc3339(),
+            )?;
+            format!("[vault]\nkeyring = \"{}\"\n\n", keyring.display())
+        }
+        None => String::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

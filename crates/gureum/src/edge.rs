@@ -9,7 +9,8 @@
 //! by id, so the client can safely retry it.
 //!
 //! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…`, `/v1/products…`,
-//! `/v1/deposits…` and `/v1/contracts…` to those services' replicas (any of them serves). The
+//! `/v1/deposits…`, `/v1/contracts…`, `/v1/loans…` and `/v1/credit…` (lending) to those
+//! services' replicas (any of them serves). The
 //! client's address is appended to `X-Forwarded-For`. `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
@@ -89,6 +90,7 @@ struct Edge {
     products: Option<Arc<Upstream>>,
     deposits: Option<Arc<Upstream>>,
     contracts: Option<Arc<Upstream>>,
+    lending: Option<Arc<Upstream>>,
     openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -109,6 +111,8 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         (!config.deposits.is_empty()).then(|| Upstream::new(deposits::SERVICE, &config.deposits));
     let contracts = (!config.contracts.is_empty())
         .then(|| Upstream::new(contracts::SERVICE, &config.contracts));
+    let lending =
+        (!config.lending.is_empty()).then(|| Upstream::new(lending::SERVICE, &config.lending));
     let edge = Edge {
         http,
         ledger: Upstream::new("ledger", &config.ledger),
@@ -118,12 +122,13 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
             products: products.is_some(),
             deposits: deposits.is_some(),
             contracts: contracts.is_some(),
-            lending: false,
+            lending: lending.is_some(),
         })),
         customers,
         products,
         deposits,
         contracts,
+        lending,
     };
     let app = Router::new()
         .route(
@@ -153,6 +158,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
         .chain(&edge.products)
         .chain(&edge.deposits)
         .chain(&edge.contracts)
+        .chain(&edge.lending)
     {
         let mut serving = false;
         for node in &upstream.nodes {
@@ -182,6 +188,8 @@ async fn route(
         ("/v1/products", &edge.products),
         ("/v1/deposits", &edge.deposits),
         ("/v1/contracts", &edge.contracts),
+        ("/v1/loans", &edge.lending),
+        ("/v1/credit", &edge.lending),
     ];
     let owner = services
         .iter()

@@ -4,7 +4,7 @@
 //! a standby taking over), `customers` (PostgreSQL, a vault keyring file, NATS JetStream; any
 //! number of replicas), `products` (PostgreSQL, NATS JetStream), `deposits` (PostgreSQL, NATS
 //! JetStream, the other services through `[upstream]`), `contracts` (the same, documents in
-//! `[objects]`) and `edge` (the one door: routes every
+//! `[objects]`), `lending` (the same, its keyring in `[vault]`) and `edge` (the one door: routes every
 //! `/v1/…` request to the service that owns it). Settings come from a TOML file, and a few from the environment (which wins):
 //! `GUREUM_LISTEN`, `GUREUM_DATA_DIR`, `GUREUM_NATS_URL`, `GUREUM_NODE`,
 //! `GUREUM_DATABASE_URL` (so a password can come from a secret), `GUREUM_VAULT_KEYRING`,
@@ -48,6 +48,7 @@
 //! products = ["http://127.0.0.1:8084"]
 //! deposits = ["http://127.0.0.1:8085"]
 //! contracts = ["http://127.0.0.1:8086"]
+//! lending = ["http://127.0.0.1:8087"]
 //! ```
 
 use std::net::SocketAddr;
@@ -86,6 +87,8 @@ pub enum Service {
     Deposits,
     /// Contracts (documents in `[objects]`; customers and products through `[upstream]`).
     Contracts,
+    /// Lending (its keyring in `[vault]`; customers and products through `[upstream]`).
+    Lending,
     /// The one door: routes requests to the services.
     Edge,
 }
@@ -272,6 +275,9 @@ pub struct EdgeConfig {
     /// The contracts service's replicas.
     #[serde(default)]
     pub contracts: Vec<String>,
+    /// The lending service's replicas.
+    #[serde(default)]
+    pub lending: Vec<String>,
 }
 
 fn one() -> usize {
@@ -385,6 +391,25 @@ impl Config {
         })
     }
 
+    /// The lending service's setup from `[database]`, `[vault]`, `[bus]` and `[upstream]`.
+    pub fn lending_setup(&self) -> Result<crate::services::LendingSetup, Error> {
+        let upstream = self
+            .upstream
+            .as_ref()
+            .ok_or("the configuration has no [upstream] section (the edge's address)")?;
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or("the configuration has no [vault] section")?;
+        Ok(crate::services::LendingSetup {
+            sql: self.sql(lending::SERVICE)?,
+            keyring: vault.keyring.clone(),
+            create_keyring: false,
+            bus: self.bus_setup()?,
+            upstream: Some(upstream.url.clone()),
+        })
+    }
+
     /// `[database]` for `service` (its schema defaults to the service's name).
     fn sql(&self, service: &str) -> Result<store::SqlConfig, Error> {
         let database = self
@@ -441,7 +466,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
             }
         }
-        Service::Customers | Service::Products | Service::Deposits | Service::Contracts => {
+        Service::Customers
+        | Service::Products
+        | Service::Deposits
+        | Service::Contracts
+        | Service::Lending => {
             let sql = match args.service {
                 Service::Customers => server::SqlServices {
                     customers: Some(config.customers_setup()?),
@@ -455,8 +484,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                     deposits: Some(config.deposits_setup()?),
                     ..server::SqlServices::default()
                 },
-                _ => server::SqlServices {
+                Service::Contracts => server::SqlServices {
                     contracts: Some(config.contracts_setup()?),
+                    ..server::SqlServices::default()
+                },
+                _ => server::SqlServices {
+                    lending: Some(config.lending_setup()?),
                     ..server::SqlServices::default()
                 },
             };
@@ -775,6 +808,16 @@ mod tests {
         assert_eq!(edge.products, vec!["http://products:8084".to_owned()]);
         assert_eq!(edge.deposits, vec!["http://deposits:8085".to_owned()]);
         assert_eq!(edge.contracts, vec!["http://contracts:8086".to_owned()]);
+        assert_eq!(edge.lending, vec!["http://lending:8087".to_owned()]);
+        let lending = Config::load(&dir.join("lending.toml"))
+            .unwrap()
+            .lending_setup()
+            .unwrap();
+        assert_eq!(
+            lending.keyring,
+            std::path::Path::new("/etc/gureum-lending-vault/vault.toml")
+        );
+        assert_eq!(lending.upstream.as_deref(), Some("http://edge:8080"));
         let contracts = Config::load(&dir.join("contracts.toml")).unwrap();
         assert!(matches!(
             contracts.objects,

@@ -53,7 +53,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
-    while pids.len() < 7 {
+    while pids.len() < 8 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "pid", pid, _url] = words[..] {
@@ -71,7 +71,8 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             "products",
             "edge",
             "deposits",
-            "contracts"
+            "contracts",
+            "lending"
         ]
     );
 
@@ -243,6 +244,37 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert_eq!(document.headers()["content-type"], "application/pdf");
     let pdf = document.bytes().await.unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
+    // Lending in its own process: a quote and a sealed credit evaluation through the edge.
+    let quote: Value = http
+        .post(format!("{url}/v1/loans/quote"))
+        .json(
+            &json!({"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
+                      "method": "equal_payment", "start_date": "2026-01-15"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quote["installments"][0]["payment"], "858367", "{quote}");
+    let evaluated = http
+        .post(format!("{url}/v1/credit/evaluations"))
+        .header("gureum-permissions", "credit:evaluate")
+        .json(&json!({
+            "customer_id": id,
+            "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
+                       "existing_annual_debt_service": "12000000", "delinquencies_12m": 0,
+                       "employment_months": 48, "internal_months": 30, "bureau_score": 920},
+            "requested": {"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
+                          "method": "equal_payment", "grace_months": 0, "start_date": "2026-01-15"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evaluated.status(), 201);
+    let evaluated: Value = evaluated.json().await.unwrap();
+    assert_eq!(evaluated["evaluation"]["score"], 950);
     let document: Value = http
         .get(format!("{url}/v1/openapi.json"))
         .send()
