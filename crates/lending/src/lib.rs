@@ -3,6 +3,8 @@
 //!
 //! - [`credit`]: the pure credit evaluation — an explainable, versioned scorecard (score
 //!   1–1000, grade, probability of default, adverse reasons) and the debt service ratio.
+//! - [`decision`]: the pure credit decision — approve (limit, rate from the product's grid
+//!   for the grade), refer to a loan officer, or decline, with reason codes.
 //! - [`schedule`]: the pure schedule arithmetic (equal payment, equal principal, bullet,
 //!   grace), exact to the won.
 //! - [`service`]: credit evaluations stored sealed with their model version, replayable.
@@ -10,6 +12,7 @@
 
 pub mod api;
 pub mod credit;
+pub mod decision;
 pub mod schedule;
 pub mod service;
 
