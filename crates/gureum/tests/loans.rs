@@ -111,5 +111,71 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         None,
     );
     assert_eq!((status, replay["identical"].as_bool()), (200, Some(true)));
+
+    // An application under a published loan product: referred (DSR near the cap), then
+    // approved by a loan officer from the queue.
+    let today = store::sql::today_kst().to_string();
+    let manage = [("gureum-permissions", "products:manage")];
+    http.call(Method::POST, "/v1/products", &manage, Some(json!({
+        "code": "LOAN-CREDIT", "kind": "personal_credit_loan", "name": "구름 신용대출", "effective_from": today,
+        "terms": {"currency": "KRW", "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
+                  "amount": {"min": "1000000", "max": "50000000"}, "term_months": {"min": 6, "max": 60},
+                  "repayment_methods": ["equal_payment"],
+                  "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}}})));
+    http.call(
+        Method::POST,
+        "/v1/products/LOAN-CREDIT/versions/1/publish",
+        &manage,
+        None,
+    );
+    let mut application = json!({"customer_id": customer["id"], "product_code": "LOAN-CREDIT"});
+    application["inputs"] = read["inputs"].clone();
+    application["requested"] = read["requested"].clone();
+    let (status, applied) = http.call(
+        Method::POST,
+        "/v1/loans/applications",
+        &officer,
+        Some(application),
+    );
+    assert_eq!(
+        (status, applied["status"].as_str()),
+        (201, Some("referred")),
+        "{applied}"
+    );
+    let (_, queue) = http.call(
+        Method::GET,
+        "/v1/loans/applications?status=referred",
+        &officer,
+        None,
+    );
+    assert_eq!(queue[0]["id"], applied["id"]);
+    let decide = [
+        ("gureum-permissions", "credit:decide"),
+        ("gureum-principal", "officer-7"),
+    ];
+    let (status, decided) = http.call(
+        Method::POST,
+        &format!(
+            "/v1/loans/applications/{}/decision",
+            applied["id"].as_str().unwrap()
+        ),
+        &decide,
+        Some(json!({"outcome": "approve", "reason": "stable salary, verified"})),
+    );
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(
+        (
+            decided["status"].as_str(),
+            decided["decision"]["outcome"].as_str(),
+            decided["decision"]["annual_rate"].as_str(),
+            decided["decided_by"].as_str()
+        ),
+        (
+            Some("approved"),
+            Some("approve"),
+            Some("0.050"),
+            Some("officer-7")
+        )
+    );
     assert!(server.stop().success());
 }

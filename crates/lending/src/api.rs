@@ -5,14 +5,14 @@ use crate::credit::{Evaluation, EvaluationError, Inputs, Requested};
 use crate::schedule::{self, Installment, Terms};
 use crate::service::{Lending, LendingError, StoredEvaluation};
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kernel::Problem;
-use kernel::http::{Caller, json_body, path_problem, trace_parent};
+use kernel::http::{Caller, json_body, path_problem, query_problem, trace_parent};
 use products::model::RepaymentMethod;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,12 @@ pub fn router(lending: Option<Arc<Lending>>) -> Router {
                 .route("/v1/credit/evaluations", post(evaluate))
                 .route("/v1/credit/evaluations/{id}", get(evaluation))
                 .route("/v1/credit/evaluations/{id}/replay", post(replay))
+                .route("/v1/loans/applications", post(apply).get(applications))
+                .route("/v1/loans/applications/{id}", get(application))
+                .route(
+                    "/v1/loans/applications/{id}/decision",
+                    post(decide_referred),
+                )
                 .with_state(lending),
         ),
         None => quotes,
@@ -149,6 +155,130 @@ async fn replay(
     }))
 }
 
+/// A loan application.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    customer_id: String,
+    /// A loan product; the version in force today applies.
+    product_code: String,
+    #[schema(value_type = Object)]
+    inputs: Inputs,
+    #[schema(value_type = Object)]
+    requested: Requested,
+}
+
+/// A loan officer's decision on a referred application.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// `approve` or `decline`.
+    outcome: String,
+    /// Why (1 to 500 characters; stored sealed).
+    reason: String,
+}
+
+/// The status query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    status: String,
+    limit: Option<u32>,
+}
+
+/// An application: `status` (`approved`, `referred`, `declined`) and the `decision`
+/// (`outcome`: `approve` with `limit` and `annual_rate`, `refer` or `decline` with `reasons`).
+#[derive(Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct ApplicationResponse(crate::service::Application);
+
+/// Apply for a loan: evaluated, decided (approve, refer, decline), stored sealed. Needs
+/// `credit:evaluate`.
+#[utoipa::path(post, path = "/v1/loans/applications", tag = "lending", request_body = ApplyRequest,
+    responses((status = 201, body = ApplicationResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn apply(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let req: ApplyRequest = json_body(body, BODY_BYTES_MAX)?;
+    let application = lending
+        .apply(
+            &caller,
+            &req.customer_id,
+            &req.product_code,
+            req.inputs,
+            req.requested,
+            trace_parent(&headers),
+        )
+        .await
+        .map_err(problem)?;
+    Ok((StatusCode::CREATED, Json(ApplicationResponse(application))).into_response())
+}
+
+/// Applications in a status, oldest first (`referred`: the loan officers' queue). Needs
+/// `credit:read`.
+#[utoipa::path(get, path = "/v1/loans/applications", tag = "lending",
+    params(("status" = String, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = Vec<ApplicationResponse>), (status = 403, body = Problem)))]
+async fn applications(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApplicationResponse>>, Problem> {
+    let Query(q) = query.map_err(query_problem)?;
+    let items = lending
+        .applications(&caller, &q.status, q.limit.unwrap_or(50))
+        .await
+        .map_err(problem)?;
+    Ok(Json(items.into_iter().map(ApplicationResponse).collect()))
+}
+
+/// An application. Needs `credit:read`.
+#[utoipa::path(get, path = "/v1/loans/applications/{id}", tag = "lending", params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationResponse), (status = 404, body = Problem)))]
+async fn application(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<ApplicationResponse>, Problem> {
+    let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    Ok(Json(ApplicationResponse(
+        lending.application(&caller, &id).await.map_err(problem)?,
+    )))
+}
+
+/// A loan officer decides a referred application. Needs `credit:decide`.
+#[utoipa::path(post, path = "/v1/loans/applications/{id}/decision", tag = "lending",
+    request_body = DecisionRequest, params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationResponse), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn decide_referred(
+    State(lending): State<Arc<Lending>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplicationResponse>, Problem> {
+    let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    let req: DecisionRequest = json_body(body, BODY_BYTES_MAX)?;
+    let approve = match req.outcome.as_str() {
+        "approve" => true,
+        "decline" => false,
+        _ => {
+            return Err(
+                Problem::new(422, "invalid_outcome", "The request breaks a rule")
+                    .with_detail("`outcome` is `approve` or `decline`"),
+            );
+        }
+    };
+    let application = lending
+        .decide_referred(&caller, &id, approve, &req.reason, trace_parent(&headers))
+        .await
+        .map_err(problem)?;
+    Ok(Json(ApplicationResponse(application)))
+}
+
 /// Maps an error to its problem, once.
 pub fn problem(error: LendingError) -> Problem {
     let detail = error.to_string();
@@ -169,6 +299,20 @@ pub fn problem(error: LendingError) -> Problem {
             .with_detail(detail)
         }
         LendingError::NotFound => Problem::not_found("evaluation_not_found", detail),
+        LendingError::ApplicationNotFound => Problem::not_found("application_not_found", detail),
+        LendingError::ProductNotAvailable => {
+            Problem::new(422, "product_not_available", "No such loan product is sold")
+                .with_detail(detail)
+        }
+        LendingError::NotReferred(_) => Problem::new(
+            409,
+            "application_not_referred",
+            "The application is not referred",
+        )
+        .with_detail(detail),
+        LendingError::Invalid(code, _) => {
+            Problem::new(422, code, "The request breaks a rule").with_detail(detail)
+        }
         LendingError::CustomerNotFound => {
             Problem::new(422, "customer_not_found", "No such customer").with_detail(detail)
         }
@@ -297,12 +441,27 @@ async fn quote(body: Result<Bytes, BytesRejection>) -> Result<Json<QuoteResponse
 /// The lending OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(quote),
+    paths(
+        quote,
+        evaluate,
+        evaluation,
+        replay,
+        apply,
+        applications,
+        application,
+        decide_referred
+    ),
     components(schemas(
         QuoteRequest,
         QuoteResponse,
         InstallmentResponse,
         RepaymentMethod,
+        EvaluateRequest,
+        EvaluationResponse,
+        ReplayResponse,
+        ApplyRequest,
+        DecisionRequest,
+        ApplicationResponse,
         Problem
     ))
 )]

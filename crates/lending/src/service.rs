@@ -3,6 +3,7 @@
 //! with an outbox event that carries no credit information, and replayable.
 
 use crate::credit::{Evaluation, EvaluationError, Inputs, Model, Requested};
+use crate::decision::{Decision, Policy, decide};
 use customers::vault::{Vault, VaultError, WrappedKey};
 use kernel::event::TraceParent;
 use kernel::http::Caller;
@@ -21,15 +22,24 @@ pub const SERVICE: &str = "lending";
 pub const PERMISSION_EVALUATE: &str = "credit:evaluate";
 /// The permission reading an evaluation (credit information) needs.
 pub const PERMISSION_READ: &str = "credit:read";
+/// The permission a loan officer's decision on a referred application needs.
+pub const PERMISSION_DECIDE: &str = "credit:decide";
 
 /// The lending schema.
 pub const MIGRATIONS: store::sql::MigrationSet = store::sql::MigrationSet {
     name: "lending",
-    migrations: &[store::sql::Migration {
-        version: 1,
-        description: "credit models and sealed evaluations",
-        sql: include_str!("../migrations/0001_credit.sql"),
-    }],
+    migrations: &[
+        store::sql::Migration {
+            version: 1,
+            description: "credit models and sealed evaluations",
+            sql: include_str!("../migrations/0001_credit.sql"),
+        },
+        store::sql::Migration {
+            version: 2,
+            description: "loan applications",
+            sql: include_str!("../migrations/0002_applications.sql"),
+        },
+    ],
 };
 
 /// What a lending operation can fail with; mapped to problem+json once, in the API.
@@ -41,6 +51,18 @@ pub enum LendingError {
     /// No such evaluation.
     #[error("no evaluation has this id")]
     NotFound,
+    /// No such application.
+    #[error("no application has this id")]
+    ApplicationNotFound,
+    /// No loan product with this code is sold today.
+    #[error("no loan product with this code is sold today")]
+    ProductNotAvailable,
+    /// The application is not waiting for a loan officer.
+    #[error("the application is {0}, not referred")]
+    NotReferred(String),
+    /// The input breaks a rule: `(code, detail)`.
+    #[error("{1}")]
+    Invalid(&'static str, String),
     /// No such customer.
     #[error("no customer has this id")]
     CustomerNotFound,
@@ -97,12 +119,48 @@ struct Sealed {
     evaluation: Evaluation,
 }
 
+/// A loan application as stored (opened).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Application {
+    /// The id.
+    pub id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// The loan product and the version applied under.
+    pub product_code: String,
+    /// The version.
+    pub product_version: i64,
+    /// The evaluation it was decided on.
+    pub evaluation_id: String,
+    /// `approved`, `referred` or `declined`.
+    pub status: String,
+    /// The loan asked for.
+    pub requested: Requested,
+    /// The decision (the scorecard's, or a loan officer's).
+    pub decision: Decision,
+    /// The loan officer who decided a referred application.
+    pub decided_by: Option<String>,
+    /// The loan officer's reason.
+    pub officer_reason: Option<String>,
+    /// When it was submitted (µs).
+    pub created_at_us: i64,
+}
+
+/// What an application seals.
+#[derive(Serialize, Deserialize)]
+struct SealedApplication {
+    requested: Requested,
+    decision: Decision,
+    officer_reason: Option<String>,
+}
+
 /// The lending service.
 pub struct Lending {
     store: Store,
     vault: Vault,
     peers: Peers,
     model: Model,
+    policy: Policy,
 }
 
 impl Lending {
@@ -145,6 +203,7 @@ impl Lending {
             vault,
             peers,
             model,
+            policy: Policy::default(),
         })
     }
 
@@ -269,4 +328,274 @@ impl Lending {
         let again = model.evaluate(&stored.inputs, &stored.requested)?;
         Ok((stored, again))
     }
+
+    /// Applies for a loan: the product version in force today, the applicant evaluated (and the
+    /// evaluation stored), the decision made — approved, declined, or referred to a loan
+    /// officer — and the application stored sealed with it.
+    pub async fn apply(
+        &self,
+        caller: &Caller,
+        customer_id: &str,
+        product_code: &str,
+        inputs: Inputs,
+        requested: Requested,
+        trace: Option<TraceParent>,
+    ) -> Result<Application, LendingError> {
+        if !caller.may(PERMISSION_EVALUATE) {
+            return Err(LendingError::Forbidden(PERMISSION_EVALUATE));
+        }
+        let product = self
+            .peers
+            .product_in_force(product_code, store::sql::today_kst())
+            .await?
+            .filter(|p| p.kind.is_loan())
+            .ok_or(LendingError::ProductNotAvailable)?;
+        let evaluated = self
+            .evaluate(caller, customer_id, inputs, requested, trace)
+            .await?;
+        let decision = decide(
+            &product.terms,
+            &evaluated.inputs,
+            &evaluated.requested,
+            &evaluated.evaluation,
+            self.model.dsr_cap,
+            &self.policy,
+        );
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_us();
+        let application = Application {
+            id: id.clone(),
+            customer_id: customer_id.to_owned(),
+            product_code: product.code.clone(),
+            product_version: product.version,
+            evaluation_id: evaluated.id.clone(),
+            status: status_of(&decision).to_owned(),
+            requested: evaluated.requested,
+            decision,
+            decided_by: None,
+            officer_reason: None,
+            created_at_us: now,
+        };
+        let (key, wrapped) = self.vault.new_data_key(&id)?;
+        let sealed = key.seal(&id, "application", &seal_application(&application));
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO applications (id, customer_id, product_code, product_version, evaluation_id, status, \
+             master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(&id)
+        .bind(customer_id)
+        .bind(&application.product_code)
+        .bind(application.product_version)
+        .bind(&application.evaluation_id)
+        .bind(&application.status)
+        .bind(&wrapped.master_key_id)
+        .bind(&wrapped.bytes)
+        .bind(&sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        application_event(&mut tx, &application, trace, now).await?;
+        tx.commit().await?;
+        Ok(application)
+    }
+
+    /// An application, opened.
+    pub async fn application(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Application, LendingError> {
+        if !caller.may(PERMISSION_READ) {
+            return Err(LendingError::Forbidden(PERMISSION_READ));
+        }
+        let row = sqlx::query(concat!(select_application!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.store.reader())
+            .await?
+            .ok_or(LendingError::ApplicationNotFound)?;
+        self.open_application(&row)
+    }
+
+    /// Applications in a status (`referred`: the loan officers' queue), oldest first.
+    pub async fn applications(
+        &self,
+        caller: &Caller,
+        status: &str,
+        limit: u32,
+    ) -> Result<Vec<Application>, LendingError> {
+        if !caller.may(PERMISSION_READ) {
+            return Err(LendingError::Forbidden(PERMISSION_READ));
+        }
+        let rows = sqlx::query(concat!(
+            select_application!(),
+            " WHERE status = $1 ORDER BY created_at_us, id LIMIT $2"
+        ))
+        .bind(status)
+        .bind(i64::from(limit.clamp(1, 200)))
+        .fetch_all(self.store.reader())
+        .await?;
+        rows.iter().map(|r| self.open_application(r)).collect()
+    }
+
+    /// A loan officer decides a referred application: approve (up to the requested amount, at
+    /// the product's rate for the grade the evaluation gave) or decline, with a reason.
+    pub async fn decide_referred(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        reason: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<Application, LendingError> {
+        if !caller.may(PERMISSION_DECIDE) {
+            return Err(LendingError::Forbidden(PERMISSION_DECIDE));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(LendingError::Invalid(
+                "invalid_reason",
+                "a decision needs a `reason` of 1 to 500 characters".into(),
+            ));
+        }
+        let mut application = self
+            .application(&Caller::new(&caller.principal, &[PERMISSION_READ]), id)
+            .await?;
+        if application.status != "referred" {
+            return Err(LendingError::NotReferred(application.status));
+        }
+        let product = self
+            .peers
+            .product_version(&application.product_code, application.product_version)
+            .await?
+            .ok_or(LendingError::ProductNotAvailable)?;
+        let evaluation = self
+            .get(
+                &Caller::new(&caller.principal, &[PERMISSION_READ]),
+                &application.evaluation_id,
+            )
+            .await?;
+        application.decision = if approve {
+            let max: u128 = product.terms.amount.max.parse().unwrap_or(u128::MAX);
+            Decision::Approve {
+                limit: application.requested.principal.min(max),
+                annual_rate: products::model::rate_for(
+                    &product.terms,
+                    Some(application.requested.term_months),
+                    Some(evaluation.evaluation.grade),
+                ),
+            }
+        } else {
+            Decision::Decline {
+                reasons: vec!["O01".into()],
+            }
+        };
+        application.status = status_of(&application.decision).to_owned();
+        application.decided_by = Some(caller.principal.clone());
+        application.officer_reason = Some(reason.to_owned());
+        let now = now_us();
+        let (key, wrapped) = self.vault.new_data_key(id)?;
+        let sealed = key.seal(id, "application", &seal_application(&application));
+        let mut tx = self.store.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE applications SET status = $2, master_key_id = $3, wrapped_key = $4, sealed = $5, \
+             decided_by = $6, updated_at_us = $7 WHERE id = $1 AND status = 'referred'",
+        )
+        .bind(id)
+        .bind(&application.status)
+        .bind(&wrapped.master_key_id)
+        .bind(&wrapped.bytes)
+        .bind(&sealed)
+        .bind(&caller.principal)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(LendingError::NotReferred("decided already".into()));
+        }
+        application_event(&mut tx, &application, trace, now).await?;
+        tx.commit().await?;
+        tracing::info!(application = id, officer = %caller.principal, "lending: a referred application was decided");
+        Ok(application)
+    }
+
+    fn open_application(&self, row: &sqlx::any::AnyRow) -> Result<Application, LendingError> {
+        let id: String = row.try_get("id")?;
+        let wrapped = WrappedKey {
+            master_key_id: row.try_get("master_key_id")?,
+            bytes: row.try_get("wrapped_key")?,
+        };
+        let key = self.vault.data_key(&id, &wrapped)?;
+        let sealed: Vec<u8> = row.try_get("sealed")?;
+        let opened: SealedApplication =
+            serde_json::from_slice(&key.open(&id, "application", &sealed)?)
+                .map_err(|_| VaultError::Format)?;
+        Ok(Application {
+            customer_id: row.try_get("customer_id")?,
+            product_code: row.try_get("product_code")?,
+            product_version: row.try_get("product_version")?,
+            evaluation_id: row.try_get("evaluation_id")?,
+            status: row.try_get("status")?,
+            decided_by: row.try_get("decided_by")?,
+            created_at_us: row.try_get("created_at_us")?,
+            requested: opened.requested,
+            decision: opened.decision,
+            officer_reason: opened.officer_reason,
+            id,
+        })
+    }
+}
+
+macro_rules! select_application {
+    () => {
+        "SELECT id, customer_id, product_code, product_version, evaluation_id, status, master_key_id, \
+         wrapped_key, sealed, decided_by, created_at_us FROM applications"
+    };
+}
+use select_application;
+
+fn status_of(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Approve { .. } => "approved",
+        Decision::Refer { .. } => "referred",
+        Decision::Decline { .. } => "declined",
+    }
+}
+
+fn seal_application(a: &Application) -> Vec<u8> {
+    serde_json::to_vec(&SealedApplication {
+        requested: a.requested.clone(),
+        decision: a.decision.clone(),
+        officer_reason: a.officer_reason.clone(),
+    })
+    .expect("applications serialize")
+}
+
+/// `lending.application.<status>`: ids and the status, never the terms or the reasons.
+async fn application_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    a: &Application,
+    trace: Option<TraceParent>,
+    now: i64,
+) -> Result<(), LendingError> {
+    outbox::record(
+        tx,
+        SERVICE,
+        NewEvent {
+            event_type: format!("lending.application.{}", a.status),
+            aggregate: format!("application/{}", a.id),
+            data: json!({
+                "application_id": a.id,
+                "customer_id": a.customer_id,
+                "product_code": a.product_code,
+                "product_version": a.product_version,
+                "decided_by": a.decided_by,
+            }),
+            traceparent: trace,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
 }

@@ -183,3 +183,190 @@ async fn evaluations_are_sealed_at_rest_and_replay_identically() {
         }
     }
 }
+
+#[tokio::test]
+async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = [
+            TestDb::new(backend).await,
+            TestDb::new(backend).await,
+            TestDb::new(backend).await,
+        ];
+        let customers = Arc::new(
+            Customers::open(
+                dbs[0].open().await,
+                vault(&dir.path().join("customers.toml")),
+            )
+            .await
+            .unwrap(),
+        );
+        let products = Arc::new(Products::open(dbs[1].open().await).await.unwrap());
+        let manager = Caller::new("product-team", &["products:manage"]);
+        products
+            .create(
+                &manager,
+                products::service::NewProduct {
+                    code: "LOAN-CREDIT".into(),
+                    kind: products::model::Kind::PersonalCreditLoan,
+                    name: "구름 신용대출".into(),
+                    effective_from: store::sql::today_kst(),
+                    terms: serde_json::from_value(serde_json::json!({
+                        "currency": "KRW",
+                        "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
+                        "amount": {"min": "1000000", "max": "50000000"},
+                        "term_months": {"min": 6, "max": 60},
+                        "repayment_methods": ["equal_payment", "equal_principal"],
+                        "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}
+                    }))
+                    .unwrap(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        products
+            .publish(&manager, "LOAN-CREDIT", 1, None)
+            .await
+            .unwrap();
+        let customer = customers
+            .create(
+                &Caller::new("teller", &[]),
+                Submitted {
+                    name: "김하늘".into(),
+                    rrn: Some("900101-1234568".into()),
+                    ..Submitted::default()
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .id;
+        let lending = Lending::open(
+            dbs[2].open().await,
+            vault(&dir.path().join("lending.toml")),
+            Peers::Local {
+                customers,
+                products,
+            },
+            Model::parse(DEFAULT_MODEL).unwrap(),
+        )
+        .await
+        .unwrap();
+        let officer = Caller::new(
+            "officer-7",
+            &["credit:evaluate", "credit:read", "credit:decide"],
+        );
+        let light = Inputs {
+            existing_annual_debt_service: 6_000_000,
+            ..applicant()
+        };
+
+        // Approved at the grade-1 rate.
+        let approved = lending
+            .apply(
+                &officer,
+                &customer,
+                "LOAN-CREDIT",
+                light.clone(),
+                loan(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(approved.status, "approved");
+        assert_eq!(
+            approved.decision,
+            lending::decision::Decision::Approve {
+                limit: 10_000_000,
+                annual_rate: "0.050".parse().unwrap()
+            }
+        );
+        // Near the DSR cap: referred, in the queue, then approved by a loan officer.
+        let referred = lending
+            .apply(
+                &officer,
+                &customer,
+                "LOAN-CREDIT",
+                applicant(),
+                loan(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(referred.status, "referred");
+        let queue = lending
+            .applications(&officer, "referred", 50)
+            .await
+            .unwrap();
+        assert_eq!(
+            queue.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            [referred.id.as_str()]
+        );
+        assert!(matches!(
+            lending
+                .decide_referred(
+                    &Caller::new("teller", &["credit:read"]),
+                    &referred.id,
+                    true,
+                    "ok",
+                    None
+                )
+                .await,
+            Err(LendingError::Forbidden("credit:decide"))
+        ));
+        let decided = lending
+            .decide_referred(
+                &officer,
+                &referred.id,
+                true,
+                "stable salary, verified",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (decided.status.as_str(), decided.decided_by.as_deref()),
+            ("approved", Some("officer-7"))
+        );
+        assert_eq!(
+            lending.application(&officer, &referred.id).await.unwrap(),
+            decided
+        );
+        assert!(matches!(
+            lending
+                .decide_referred(&officer, &referred.id, false, "again", None)
+                .await,
+            Err(LendingError::NotReferred(_))
+        ));
+        // Outside the product: declined with every reason.
+        let mut too_much = loan();
+        too_much.principal = 90_000_000;
+        let declined = lending
+            .apply(&officer, &customer, "LOAN-CREDIT", light, too_much, None)
+            .await
+            .unwrap();
+        assert_eq!(declined.status, "declined");
+        assert!(matches!(
+            declined.decision,
+            lending::decision::Decision::Decline { ref reasons } if reasons.contains(&"D04".to_owned())
+        ));
+        // Sealed at rest: the officer's reason and the terms are not in the table.
+        let sealed: Vec<Vec<u8>> = sqlx::query("SELECT sealed FROM applications")
+            .fetch_all(lending.store().reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("sealed"))
+            .collect();
+        assert_eq!(sealed.len(), 3);
+        for blob in &sealed {
+            for plain in [&b"stable salary"[..], b"10000000", b"approve"] {
+                assert!(!blob.windows(plain.len()).any(|w| w == plain));
+            }
+        }
+        for db in dbs {
+            db.cleanup().await;
+        }
+    }
+}
