@@ -100,13 +100,7 @@ impl CustomersSetup {
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<Customers>, tokio::task::JoinHandle<()>), Error> {
         let customers = Arc::new(self.open().await?);
-        let relaying = tokio::spawn(relay(
-            customers.store().clone(),
-            self.bus.clone(),
-            customers::SERVICE,
-            stop,
-        ));
-        tracing::info!("customers: serving");
+        let relaying = start_relay(customers.store(), &self.bus, customers::SERVICE, stop);
         Ok((customers, relaying))
     }
 }
@@ -153,13 +147,7 @@ impl ProductsSetup {
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<products::Products>, tokio::task::JoinHandle<()>), Error> {
         let service = Arc::new(products::Products::open(Store::open(&self.sql).await?).await?);
-        let relaying = tokio::spawn(relay(
-            service.store().clone(),
-            self.bus.clone(),
-            products::SERVICE,
-            stop,
-        ));
-        tracing::info!("products: serving");
+        let relaying = start_relay(service.store(), &self.bus, products::SERVICE, stop);
         Ok((service, relaying))
     }
 }
@@ -220,13 +208,7 @@ impl DepositsSetup {
         };
         let store = Store::open(&self.sql).await?;
         let service = Arc::new(deposits::Deposits::open(store, ledger, peers).await?);
-        let relaying = tokio::spawn(relay(
-            service.store().clone(),
-            self.bus.clone(),
-            deposits::SERVICE,
-            stop,
-        ));
-        tracing::info!("deposits: serving");
+        let relaying = start_relay(service.store(), &self.bus, deposits::SERVICE, stop);
         Ok((service, relaying))
     }
 }
@@ -278,13 +260,7 @@ impl ContractsSetup {
         let store = Store::open(&self.sql).await?;
         let objects = store::Objects::open(&self.objects)?;
         let service = Arc::new(contracts::Contracts::open(store, objects, peers).await?);
-        let relaying = tokio::spawn(relay(
-            service.store().clone(),
-            self.bus.clone(),
-            contracts::SERVICE,
-            stop,
-        ));
-        tracing::info!("contracts: serving");
+        let relaying = start_relay(service.store(), &self.bus, contracts::SERVICE, stop);
         Ok((service, relaying))
     }
 }
@@ -328,13 +304,7 @@ impl LendingSetup {
         let model = lending::credit::Model::parse(lending::credit::DEFAULT_MODEL)?;
         let store = Store::open(&self.sql).await?;
         let service = Arc::new(lending::Lending::open(store, vault, peers, model).await?);
-        let relaying = tokio::spawn(relay(
-            service.store().clone(),
-            self.bus.clone(),
-            lending::SERVICE,
-            stop,
-        ));
-        tracing::info!("lending: serving");
+        let relaying = start_relay(service.store(), &self.bus, lending::SERVICE, stop);
         Ok((service, relaying))
     }
 }
@@ -358,6 +328,18 @@ fn peers_of(
         )
         .into()),
     }
+}
+
+/// Starts relaying a service's outbox in the background (until `stop` turns true) and says the
+/// service is serving.
+fn start_relay(
+    store: &Store,
+    bus: &BusSetup,
+    service: &'static str,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tracing::info!(service, "serving");
+    tokio::spawn(relay(store.clone(), bus.clone(), service, stop))
 }
 
 /// Publishes `service`'s outbox until `stop` turns true, (re)connecting to the bus first.
