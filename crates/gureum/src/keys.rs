@@ -12,7 +12,8 @@
 //!   every customer erased since.
 //!
 //! Works on a `gureum up` data folder (`--data-dir`) or a `gureum serve` configuration
-//! (`--config`, the customers service's `[database]` and `[vault]`).
+//! (`--config`, the service's `[database]` and `[vault]`), for the customers service's keyring
+//! (default) or lending's (`--service lending`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use customers::vault::{KEYRING_RECHECK, read_keyring, write_keyring};
 use serde_json::json;
 
 use crate::Error;
-use crate::services::{CustomersSetup, now_rfc3339};
+use crate::services::{CustomersSetup, LendingSetup, now_rfc3339, open_vault};
 
 /// `gureum keys …`.
 #[derive(clap::Subcommand)]
@@ -49,29 +50,100 @@ pub enum KeysCommand {
 /// Which deployment's keys.
 #[derive(clap::Args)]
 pub struct Target {
+    /// Whose keyring: `customers` (the regulated-data vault) or `lending` (credit evaluations
+    /// and applications).
+    #[arg(long, value_enum, default_value = "customers")]
+    service: KeyedService,
     /// A `gureum up` data folder.
     #[arg(long, conflicts_with = "config", default_value = crate::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// A `gureum serve customers` configuration file.
+    /// A `gureum serve customers|lending` configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
 }
 
+/// The services that seal with a keyring.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyedService {
+    /// Customers.
+    Customers,
+    /// Lending.
+    Lending,
+}
+
+/// A service's keyring and where its data keys are stored.
+enum Managed {
+    Customers(CustomersSetup),
+    Lending(LendingSetup),
+}
+
+/// The opened store (and vault) whose data keys are managed.
+enum Keyed {
+    Customers(customers::Customers),
+    Lending(store::Store, customers::vault::Vault),
+}
+
+impl Managed {
+    fn keyring(&self) -> &std::path::Path {
+        match self {
+            Managed::Customers(s) => &s.keyring,
+            Managed::Lending(s) => &s.keyring,
+        }
+    }
+
+    async fn open(&self) -> Result<Keyed, Error> {
+        Ok(match self {
+            Managed::Customers(setup) => Keyed::Customers(setup.open().await?),
+            Managed::Lending(setup) => {
+                let store = store::Store::open(&setup.sql).await?;
+                store.migrate(&lending::MIGRATIONS).await?;
+                Keyed::Lending(store, open_vault(&setup.keyring, false)?)
+            }
+        })
+    }
+}
+
+impl Keyed {
+    async fn rewrap_batch(&self) -> Result<u64, Error> {
+        Ok(match self {
+            Keyed::Customers(c) => c.rewrap_batch().await?,
+            Keyed::Lending(store, vault) => lending::service::rewrap_batch(store, vault).await?,
+        })
+    }
+
+    async fn key_usage(&self) -> Result<Vec<customers::service::KeyUsage>, Error> {
+        Ok(match self {
+            Keyed::Customers(c) => c.key_usage().await?,
+            Keyed::Lending(store, _) => lending::service::key_usage(store).await?,
+        })
+    }
+}
+
 impl Target {
-    fn setup(&self) -> Result<CustomersSetup, Error> {
-        let mut setup = match &self.config {
-            Some(path) => crate::serve::Config::load(path)?.customers_setup()?,
-            None => CustomersSetup::embedded(&self.data_dir),
+    fn setup(&self) -> Result<Managed, Error> {
+        let config = self
+            .config
+            .as_ref()
+            .map(|path| crate::serve::Config::load(path))
+            .transpose()?;
+        let managed = match (self.service, &config) {
+            (KeyedService::Customers, Some(c)) => Managed::Customers(c.customers_setup()?),
+            (KeyedService::Customers, None) => {
+                Managed::Customers(CustomersSetup::embedded(&self.data_dir))
+            }
+            (KeyedService::Lending, Some(c)) => Managed::Lending(c.lending_setup()?),
+            (KeyedService::Lending, None) => {
+                Managed::Lending(LendingSetup::embedded(&self.data_dir))
+            }
         };
-        if !setup.keyring.exists() {
+        if !managed.keyring().exists() {
             return Err(format!(
                 "no keyring at {}: nothing to manage (a `gureum up` data folder gets one on first start)",
-                setup.keyring.display()
+                managed.keyring().display()
             )
             .into());
         }
-        setup.create_keyring = false;
-        Ok(setup)
+        Ok(managed)
     }
 }
 
@@ -94,10 +166,10 @@ pub fn run(command: KeysCommand) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(setup: &CustomersSetup) -> Result<serde_json::Value, Error> {
-    let (keyring, _) = read_keyring(&setup.keyring)?;
-    let customers = setup.open().await?;
-    let usage = customers.key_usage().await?;
+async fn status(setup: &Managed) -> Result<serde_json::Value, Error> {
+    let (keyring, _) = read_keyring(setup.keyring())?;
+    let keyed = setup.open().await?;
+    let usage = keyed.key_usage().await?;
     let keys: Vec<serde_json::Value> = keyring
         .master_keys
         .iter()
@@ -117,14 +189,14 @@ async fn status(setup: &CustomersSetup) -> Result<serde_json::Value, Error> {
     Ok(json!({"current": keyring.current, "master_keys": keys, "missing_from_keyring": unknown}))
 }
 
-async fn rotate(setup: &CustomersSetup, rewrap_only: bool) -> Result<serde_json::Value, Error> {
-    let (mut keyring, _) = read_keyring(&setup.keyring)?;
+async fn rotate(setup: &Managed, rewrap_only: bool) -> Result<serde_json::Value, Error> {
+    let (mut keyring, _) = read_keyring(setup.keyring())?;
     let previous = keyring.current.clone();
     if !rewrap_only {
         keyring.add_master_key(&now_rfc3339());
-        write_keyring(&setup.keyring, &keyring)?;
+        write_keyring(setup.keyring(), &keyring)?;
     }
-    let customers = setup.open().await?;
+    let keyed = setup.open().await?;
     let mut rewrapped = 0u64;
     // Two sweeps: the second after every running replica has seen the new keyring, for data
     // keys a replica made under the old key in the meantime.
@@ -133,14 +205,14 @@ async fn rotate(setup: &CustomersSetup, rewrap_only: bool) -> Result<serde_json:
             tokio::time::sleep(KEYRING_RECHECK * 2 + Duration::from_millis(500)).await;
         }
         loop {
-            let n = customers.rewrap_batch().await?;
+            let n = keyed.rewrap_batch().await?;
             rewrapped += n;
             if n == 0 {
                 break;
             }
         }
     }
-    let usage = customers.key_usage().await?;
+    let usage = keyed.key_usage().await?;
     let retirable: Vec<&str> = keyring
         .master_keys
         .iter()
@@ -157,10 +229,10 @@ async fn rotate(setup: &CustomersSetup, rewrap_only: bool) -> Result<serde_json:
     }))
 }
 
-async fn retire(setup: &CustomersSetup, id: &str) -> Result<serde_json::Value, Error> {
-    let (mut keyring, _) = read_keyring(&setup.keyring)?;
-    let customers = setup.open().await?;
-    let still = customers
+async fn retire(setup: &Managed, id: &str) -> Result<serde_json::Value, Error> {
+    let (mut keyring, _) = read_keyring(setup.keyring())?;
+    let keyed = setup.open().await?;
+    let still = keyed
         .key_usage()
         .await?
         .into_iter()
@@ -173,6 +245,6 @@ async fn retire(setup: &CustomersSetup, id: &str) -> Result<serde_json::Value, E
         .into());
     }
     keyring.remove_master_key(id)?;
-    write_keyring(&setup.keyring, &keyring)?;
+    write_keyring(setup.keyring(), &keyring)?;
     Ok(json!({"retired": id, "current": keyring.current}))
 }

@@ -107,7 +107,7 @@ impl CustomersSetup {
 
 /// A vault over the keyring file at `path`, made with fresh keys if `create` and missing (the
 /// one-process shape; a split deployment mounts the keyring every replica shares).
-fn open_vault(path: &Path, create: bool) -> Result<Vault, Error> {
+pub(crate) fn open_vault(path: &Path, create: bool) -> Result<Vault, Error> {
     let keyring = if create {
         FileKeyring::open_or_create(path, &now_rfc3339())?
     } else {

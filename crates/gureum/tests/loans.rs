@@ -177,5 +177,42 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
             Some("officer-7")
         )
     );
+
+    // Lending's keyring rotates while it runs: every data key (two evaluations, one
+    // application) re-wrapped, and what was sealed still opens.
+    let keys = |args: &[&str]| {
+        let out = support::gureum()
+            .args(["keys"])
+            .args(args)
+            .args(["--service", "lending", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let rotated = keys(&["rotate"]);
+    assert_eq!(rotated["rewrapped"], 3, "{rotated}");
+    assert_ne!(rotated["previous"], rotated["current"]);
+    let status = keys(&["status"]);
+    let current = status["master_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(current["data_keys"], 3, "{status}");
+    let (status_code, again) = http.call(
+        Method::GET,
+        &format!("/v1/credit/evaluations/{id}"),
+        &officer,
+        None,
+    );
+    assert_eq!((status_code, &again["evaluation"]), (200, result));
     assert!(server.stop().success());
 }

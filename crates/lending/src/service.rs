@@ -599,3 +599,68 @@ async fn application_event(
     .await?;
     Ok(())
 }
+
+/// The tables whose rows carry a data key of their own (the row id is the key's owner).
+const KEYED_TABLES: [&str; 2] = ["evaluations", "applications"];
+
+/// Re-wraps up to [`customers::service::REWRAP_BATCH`] data keys per table that are not under
+/// the vault's current master key, in one transaction; returns how many. A row is updated
+/// only if it still holds the key that was read. For `gureum keys rotate --service lending`.
+pub async fn rewrap_batch(store: &Store, vault: &Vault) -> Result<u64, LendingError> {
+    let current = vault.current_master_key_id()?;
+    let mut done = 0;
+    let mut tx = store.begin().await?;
+    for table in KEYED_TABLES {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, master_key_id, wrapped_key FROM {table} WHERE master_key_id <> $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(&current)
+        .bind(i64::from(customers::service::REWRAP_BATCH))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let owner: String = row.try_get("id")?;
+            let wrapped = WrappedKey {
+                master_key_id: row.try_get("master_key_id")?,
+                bytes: row.try_get("wrapped_key")?,
+            };
+            let Some(rewrapped) = vault.rewrap(&owner, &wrapped)? else {
+                continue;
+            };
+            let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET master_key_id = $2, wrapped_key = $3 WHERE id = $1 AND master_key_id = $4"
+            )))
+            .bind(&owner)
+            .bind(&rewrapped.master_key_id)
+            .bind(&rewrapped.bytes)
+            .bind(&wrapped.master_key_id)
+            .execute(&mut *tx)
+            .await?;
+            done += updated.rows_affected();
+        }
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// How many data keys each master key wraps, over every keyed table.
+pub async fn key_usage(store: &Store) -> Result<Vec<customers::service::KeyUsage>, LendingError> {
+    let mut usage: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for table in KEYED_TABLES {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT master_key_id, COUNT(*) AS n FROM {table} GROUP BY master_key_id"
+        )))
+        .fetch_all(store.reader())
+        .await?;
+        for r in &rows {
+            *usage.entry(r.try_get("master_key_id")?).or_default() += r.try_get::<i64, _>("n")?;
+        }
+    }
+    Ok(usage
+        .into_iter()
+        .map(|(master_key_id, data_keys)| customers::service::KeyUsage {
+            master_key_id,
+            data_keys,
+        })
+        .collect())
+}
