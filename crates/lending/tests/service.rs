@@ -14,8 +14,8 @@ use products::Products;
 use products::model::RepaymentMethod;
 use sqlx::Row;
 use std::sync::Arc;
-use store::SqlConfig;
 use store::testing::{BACKENDS, TestDb};
+use store::{Backend, SqlConfig};
 
 fn vault(path: &std::path::Path) -> Vault {
     Vault::from_keyring(FileKeyring::open_or_create(path, "2026-11-27T00:00:00Z").unwrap())
@@ -44,54 +44,103 @@ fn loan() -> Requested {
     }
 }
 
-#[tokio::test]
-async fn evaluations_are_sealed_at_rest_and_replay_identically() {
-    for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let dbs = [
-            TestDb::new(backend).await,
-            TestDb::new(backend).await,
-            TestDb::new(backend).await,
-        ];
-        let customers = Arc::new(
-            Customers::open(
-                dbs[0].open().await,
-                vault(&dir.path().join("customers.toml")),
-            )
-            .await
-            .unwrap(),
-        );
-        let products = Arc::new(Products::open(dbs[1].open().await).await.unwrap());
-        let customer = customers
-            .create(
-                &Caller::new("teller", &[]),
-                Submitted {
-                    name: "김하늘".into(),
-                    rrn: Some("900101-1234568".into()),
-                    ..Submitted::default()
-                },
-                None,
-            )
-            .await
-            .unwrap()
-            .id;
-        let peers = Peers::Local {
-            customers,
-            products,
-        };
-        let lending = Lending::open(
-            dbs[2].open().await,
-            vault(&dir.path().join("lending.toml")),
-            peers.clone(),
-            Model::parse(DEFAULT_MODEL).unwrap(),
+/// A lending service on fresh databases, with the customers service and a published loan
+/// product beside it, and one customer.
+struct World {
+    lending: Lending,
+    peers: Peers,
+    customer: String,
+    dbs: [TestDb; 3],
+    dir: tempfile::TempDir,
+}
+
+async fn world(backend: Backend) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = [
+        TestDb::new(backend).await,
+        TestDb::new(backend).await,
+        TestDb::new(backend).await,
+    ];
+    let customers = Arc::new(
+        Customers::open(
+            dbs[0].open().await,
+            vault(&dir.path().join("customers.toml")),
+        )
+        .await
+        .unwrap(),
+    );
+    let products = Arc::new(Products::open(dbs[1].open().await).await.unwrap());
+    let manager = Caller::new("product-team", &["products:manage"]);
+    products
+        .create(
+            &manager,
+            products::service::NewProduct {
+                code: "LOAN-CREDIT".into(),
+                kind: products::model::Kind::PersonalCreditLoan,
+                name: "구름 신용대출".into(),
+                effective_from: store::sql::today_kst(),
+                terms: serde_json::from_value(serde_json::json!({
+                    "currency": "KRW",
+                    "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
+                    "amount": {"min": "1000000", "max": "50000000"},
+                    "term_months": {"min": 6, "max": 60},
+                    "repayment_methods": ["equal_payment", "equal_principal"],
+                    "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}
+                }))
+                .unwrap(),
+            },
+            None,
         )
         .await
         .unwrap();
+    products
+        .publish(&manager, "LOAN-CREDIT", 1, None)
+        .await
+        .unwrap();
+    let customer = customers
+        .create(
+            &Caller::new("teller", &[]),
+            Submitted {
+                name: "김하늘".into(),
+                rrn: Some("900101-1234568".into()),
+                ..Submitted::default()
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+    let peers = Peers::Local {
+        customers,
+        products,
+    };
+    let lending = Lending::open(
+        dbs[2].open().await,
+        vault(&dir.path().join("lending.toml")),
+        peers.clone(),
+        Model::parse(DEFAULT_MODEL).unwrap(),
+    )
+    .await
+    .unwrap();
+    World {
+        lending,
+        peers,
+        customer,
+        dbs,
+        dir,
+    }
+}
+
+#[tokio::test]
+async fn evaluations_are_sealed_at_rest_and_replay_identically() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let (lending, customer, dir, dbs) = (&w.lending, &w.customer, &w.dir, &w.dbs);
         let officer = Caller::new("officer", &["credit:evaluate", "credit:read"]);
 
         assert!(matches!(
             lending
-                .evaluate(&Caller::new("x", &[]), &customer, applicant(), loan(), None)
+                .evaluate(&Caller::new("x", &[]), customer, applicant(), loan(), None)
                 .await,
             Err(LendingError::Forbidden("credit:evaluate"))
         ));
@@ -108,7 +157,7 @@ async fn evaluations_are_sealed_at_rest_and_replay_identically() {
             Err(LendingError::CustomerNotFound)
         ));
         let stored = lending
-            .evaluate(&officer, &customer, applicant(), loan(), None)
+            .evaluate(&officer, customer, applicant(), loan(), None)
             .await
             .unwrap();
         assert_eq!(
@@ -172,12 +221,13 @@ async fn evaluations_are_sealed_at_rest_and_replay_identically() {
             Lending::open(
                 dbs[2].open().await,
                 vault(&dir.path().join("lending.toml")),
-                peers,
+                w.peers.clone(),
                 changed
             )
             .await,
             Err(LendingError::ModelVersionReused(_))
         ));
+        let World { dbs, .. } = w;
         for db in dbs {
             db.cleanup().await;
         }
@@ -187,72 +237,8 @@ async fn evaluations_are_sealed_at_rest_and_replay_identically() {
 #[tokio::test]
 async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let dbs = [
-            TestDb::new(backend).await,
-            TestDb::new(backend).await,
-            TestDb::new(backend).await,
-        ];
-        let customers = Arc::new(
-            Customers::open(
-                dbs[0].open().await,
-                vault(&dir.path().join("customers.toml")),
-            )
-            .await
-            .unwrap(),
-        );
-        let products = Arc::new(Products::open(dbs[1].open().await).await.unwrap());
-        let manager = Caller::new("product-team", &["products:manage"]);
-        products
-            .create(
-                &manager,
-                products::service::NewProduct {
-                    code: "LOAN-CREDIT".into(),
-                    kind: products::model::Kind::PersonalCreditLoan,
-                    name: "구름 신용대출".into(),
-                    effective_from: store::sql::today_kst(),
-                    terms: serde_json::from_value(serde_json::json!({
-                        "currency": "KRW",
-                        "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
-                        "amount": {"min": "1000000", "max": "50000000"},
-                        "term_months": {"min": 6, "max": 60},
-                        "repayment_methods": ["equal_payment", "equal_principal"],
-                        "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}
-                    }))
-                    .unwrap(),
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        products
-            .publish(&manager, "LOAN-CREDIT", 1, None)
-            .await
-            .unwrap();
-        let customer = customers
-            .create(
-                &Caller::new("teller", &[]),
-                Submitted {
-                    name: "김하늘".into(),
-                    rrn: Some("900101-1234568".into()),
-                    ..Submitted::default()
-                },
-                None,
-            )
-            .await
-            .unwrap()
-            .id;
-        let lending = Lending::open(
-            dbs[2].open().await,
-            vault(&dir.path().join("lending.toml")),
-            Peers::Local {
-                customers,
-                products,
-            },
-            Model::parse(DEFAULT_MODEL).unwrap(),
-        )
-        .await
-        .unwrap();
+        let w = world(backend).await;
+        let (lending, customer) = (&w.lending, &w.customer);
         let officer = Caller::new(
             "officer-7",
             &["credit:evaluate", "credit:read", "credit:decide"],
@@ -266,7 +252,7 @@ async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
         let approved = lending
             .apply(
                 &officer,
-                &customer,
+                customer,
                 "LOAN-CREDIT",
                 light.clone(),
                 loan(),
@@ -284,14 +270,7 @@ async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
         );
         // Near the DSR cap: referred, in the queue, then approved by a loan officer.
         let referred = lending
-            .apply(
-                &officer,
-                &customer,
-                "LOAN-CREDIT",
-                applicant(),
-                loan(),
-                None,
-            )
+            .apply(&officer, customer, "LOAN-CREDIT", applicant(), loan(), None)
             .await
             .unwrap();
         assert_eq!(referred.status, "referred");
@@ -343,7 +322,7 @@ async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
         let mut too_much = loan();
         too_much.principal = 90_000_000;
         let declined = lending
-            .apply(&officer, &customer, "LOAN-CREDIT", light, too_much, None)
+            .apply(&officer, customer, "LOAN-CREDIT", light, too_much, None)
             .await
             .unwrap();
         assert_eq!(declined.status, "declined");
@@ -365,6 +344,7 @@ async fn applications_are_decided_and_referrals_wait_for_a_loan_officer() {
                 assert!(!blob.windows(plain.len()).any(|w| w == plain));
             }
         }
+        let World { dbs, .. } = w;
         for db in dbs {
             db.cleanup().await;
         }
