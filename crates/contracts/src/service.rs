@@ -272,7 +272,7 @@ impl Contracts {
         let now = now_us();
         let issued_at = kernel::event::format_time_us(now).unwrap_or_default();
         let terms_json = serde_json::to_string(&product.terms).expect("terms serialize");
-        let terms_sha256 = hex(&Sha256::digest(terms_json.as_bytes()));
+        let terms_sha256 = kernel::hex(&Sha256::digest(terms_json.as_bytes()));
         let particulars = json!({
             "amount": amount.map(|a| a.to_string()),
             "term_months": new.particulars.term_months,
@@ -292,7 +292,7 @@ impl Contracts {
             &terms_sha256,
         );
         let pdf = document::render(&contract);
-        let sha256 = hex(&Sha256::digest(&pdf));
+        let sha256 = kernel::hex(&Sha256::digest(&pdf));
         let key = format!(
             "contracts/{:04}/{:02}/{id}.pdf",
             today.year(),
@@ -416,7 +416,7 @@ impl Contracts {
             .get(&key)
             .await?
             .ok_or(ContractError::DocumentMissing)?;
-        if hex(&Sha256::digest(&bytes)) != record.document_sha256 {
+        if kernel::hex(&Sha256::digest(&bytes)) != record.document_sha256 {
             tracing::error!(
                 contract = id,
                 "contracts: a stored document does not match its SHA-256"
@@ -746,11 +746,6 @@ fn check_signature(s: &NewSignature) -> Result<(), ContractError> {
         );
     }
     Ok(())
-}
-
-/// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 macro_rules! select_contract {

@@ -4,7 +4,7 @@
 //! hash, looked up, and refused once altered.
 
 use contracts::Contracts;
-use contracts::service::{ContractError, Filter, NewContract, NewSignature, Particulars, hex};
+use contracts::service::{ContractError, Filter, NewContract, NewSignature, Particulars};
 use customers::Customers;
 use customers::model::Submitted;
 use customers::vault::{FileKeyring, Vault};
@@ -160,7 +160,10 @@ async fn a_contract_is_issued_signed_against_its_hash_and_refused_once_altered()
             "the 24-month tier"
         );
         let (_, pdf) = c.document(&issued.id).await.unwrap();
-        assert_eq!(hex(&sha2::Sha256::digest(&pdf)), issued.document_sha256);
+        assert_eq!(
+            kernel::hex(&sha2::Sha256::digest(&pdf)),
+            issued.document_sha256
+        );
         assert_eq!(pdf.len() as i64, issued.document_bytes);
         assert!(pdf.starts_with(b"%PDF-"));
         // The document names the customer as masked, never the full registration number.

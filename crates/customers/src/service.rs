@@ -1147,7 +1147,7 @@ async fn record_event(
 }
 
 fn trace_id(trace: &TraceParent) -> String {
-    trace.trace_id.iter().map(|b| format!("{b:02x}")).collect()
+    kernel::hex(&trace.trace_id)
 }
 
 /// Microseconds since the epoch as RFC 3339 (UTC).

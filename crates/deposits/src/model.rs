@@ -6,7 +6,7 @@ use ledger::{AccountFlags, Balances, TransferFlags, TransferView};
 use products::model::{Eligibility, Kind};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
+use time::{Date, Duration, Month, OffsetDateTime};
 
 /// The ledger that holds Korean won (ISO 4217 numeric code); amounts are whole won.
 pub const LEDGER_KRW: u32 = 410;
@@ -262,23 +262,20 @@ pub fn is_posting_day(date: Date) -> bool {
         .is_none_or(|next| next.month() != date.month())
 }
 
-/// Korean Standard Time, in which business dates are counted.
-pub const KST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => panic!("KST"),
-};
-
 /// The last nanosecond of a business date, as a ledger timestamp.
 pub fn end_of_day_ns(date: Date) -> u64 {
     let next = date.next_day().unwrap_or(date);
-    let midnight = next.midnight().assume_offset(KST).unix_timestamp_nanos();
+    let midnight = next
+        .midnight()
+        .assume_offset(kernel::dates::KST)
+        .unix_timestamp_nanos();
     u64::try_from(midnight - 1).unwrap_or(0)
 }
 
 /// The business date of a ledger timestamp.
 pub fn business_date(timestamp_ns: u64) -> Date {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ns))
-        .map(|t| t.to_offset(KST).date())
+        .map(|t| t.to_offset(kernel::dates::KST).date())
         .unwrap_or(Date::MIN)
 }
 

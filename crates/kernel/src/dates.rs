@@ -1,6 +1,10 @@
-//! Calendar arithmetic banks share: a term's maturity, an instalment's due date.
+//! Calendar arithmetic banks share: business dates in Seoul, a term's maturity, an
+//! instalment's due date.
 
-use time::{Date, Month};
+use time::{Date, Month, UtcOffset};
+
+/// Korean Standard Time, in which business dates are counted.
+pub const KST: UtcOffset = time::macros::offset!(+9);
 
 /// `months` after `start`, on the same day of the month or, in a shorter month, its last day
 /// (2026-01-31 + 1 month = 2026-02-28). `None` past the calendar's range.

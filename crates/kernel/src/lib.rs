@@ -16,3 +16,8 @@ pub mod http;
 pub mod problem;
 
 pub use problem::Problem;
+
+/// Lowercase hexadecimal of `bytes` (hashes, trace ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

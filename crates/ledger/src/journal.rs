@@ -638,5 +638,5 @@ pub fn truncate(path: &Path, offset: u64) -> Result<(), JournalError> {
 
 /// Hex of a hash, for people.
 pub fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    kernel::hex(hash)
 }

@@ -174,10 +174,7 @@ impl Lending {
     ) -> Result<Lending, LendingError> {
         store.migrate(&MIGRATIONS).await?;
         let text = serde_json::to_string(&model).expect("models serialize");
-        let sha256: String = Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = kernel::hex(&Sha256::digest(text.as_bytes()));
         let mut tx = store.begin().await?;
         sqlx::query(
             "INSERT INTO credit_models (version, model, sha256, created_at_us) VALUES ($1, $2, $3, $4) \

@@ -557,7 +557,7 @@ pub fn now_us() -> i64 {
 /// terms, birth dates and end-of-day runs in.
 pub fn today_kst() -> time::Date {
     time::OffsetDateTime::now_utc()
-        .to_offset(time::macros::offset!(+9))
+        .to_offset(kernel::dates::KST)
         .date()
 }
 
