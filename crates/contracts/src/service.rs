@@ -585,10 +585,9 @@ fn check_particulars(
                     "`amount` is whole won as a decimal string".into(),
                 )
             };
-            if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let amount: u128 = text.parse().map_err(|_| bad())?;
+            let amount = kernel::decimal::parse_u128(text)
+                .filter(|_| text.len() <= 19)
+                .ok_or_else(bad)?;
             let min: u128 = product.terms.amount.min.parse().unwrap_or(0);
             let max: u128 = product.terms.amount.max.parse().unwrap_or(u128::MAX);
             if amount < min || amount > max {

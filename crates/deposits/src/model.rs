@@ -91,21 +91,19 @@ fn rule(code: &'static str, detail: impl Into<String>) -> RuleError {
 
 /// An amount in whole won: a decimal string, 1 to [`AMOUNT_MAX`].
 pub fn parse_amount(text: &str) -> Result<u128, RuleError> {
-    let invalid = || {
-        rule(
+    // No leading zeros: one amount, one spelling.
+    let canonical = !(text.len() > 1 && text.starts_with('0'));
+    let parsed = kernel::decimal::parse_u128(text).filter(|_| canonical);
+    check_amount(parsed.unwrap_or(0))
+}
+
+/// An amount in whole won from 1 to [`AMOUNT_MAX`].
+pub fn check_amount(amount: u128) -> Result<u128, RuleError> {
+    if amount == 0 || amount > AMOUNT_MAX {
+        return Err(rule(
             "invalid_amount",
             format!("`amount` is whole won as a decimal string, from 1 to {AMOUNT_MAX}"),
-        )
-    };
-    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    if text.len() > 1 && text.starts_with('0') {
-        return Err(invalid());
-    }
-    let amount: u128 = text.parse().map_err(|_| invalid())?;
-    if amount == 0 || amount > AMOUNT_MAX {
-        return Err(invalid());
+        ));
     }
     Ok(amount)
 }

@@ -275,19 +275,7 @@ impl Movement {
     }
 
     fn validate(&self) -> Result<(), RuleError> {
-        let amount_ok = |a: u128| {
-            if a == 0 || a > model::AMOUNT_MAX {
-                Err(RuleError {
-                    code: "invalid_amount",
-                    detail: format!(
-                        "`amount` is whole won as a decimal string, from 1 to {}",
-                        model::AMOUNT_MAX
-                    ),
-                })
-            } else {
-                Ok(())
-            }
-        };
+        let amount_ok = |a: u128| model::check_amount(a).map(|_| ());
         let memo_ok = |m: &Option<String>| m.as_deref().map_or(Ok(()), model::check_memo);
         match self {
             Movement::Deposit { amount, memo }
@@ -495,7 +483,7 @@ impl Deposits {
             return Err(DepositError::NotADeposit);
         }
         let maturity_on = check_term(product.kind, &product.terms, new.term_months, today)?;
-        check_customer(&product.terms.eligibility, &facts, today)?;
+        model::check_eligibility(&product.terms.eligibility, &facts, today)?;
         let rate = rate_for(&product.terms, new.term_months, None);
         if model::rate_micro(rate).is_none() {
             return Err(DepositError::LedgerRefused(
@@ -1255,14 +1243,6 @@ fn check_term(
         ))),
         (_, _, None) => Err(invalid("the product defines no terms".into())),
     }
-}
-
-fn check_customer(
-    rules: &products::model::Eligibility,
-    facts: &CustomerFacts,
-    today: Date,
-) -> Result<(), DepositError> {
-    model::check_eligibility(rules, facts, today).map_err(DepositError::Rule)
 }
 
 /// The stable code of a refusal worth recording (a replay answers it again).
