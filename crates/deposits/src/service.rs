@@ -836,19 +836,11 @@ impl Deposits {
                 let target = match self.load(to).await {
                     Ok(t) if t.status == "open" => t,
                     Ok(t) if t.status == "closed" => return Err(DepositError::AccountClosed),
-                    Ok(_) | Err(DepositError::NotFound) => {
-                        return Err(DepositError::Rule(RuleError {
-                            code: "unknown_target_account",
-                            detail: "`to` names no open deposit account".into(),
-                        }));
-                    }
+                    Ok(_) | Err(DepositError::NotFound) => return Err(unknown_target()),
                     Err(e) => return Err(e),
                 };
                 if target.id == account.id || target.currency != account.currency {
-                    return Err(DepositError::Rule(RuleError {
-                        code: "invalid_target_account",
-                        detail: "`to` must be another account in the same currency".into(),
-                    }));
+                    return Err(invalid_target());
                 }
                 TransferEvent {
                     transfer: plain(own, target.ledger_id(), *amount, transfer_code::TRANSFER),
@@ -1262,6 +1254,22 @@ fn refusal_code(e: &DepositError) -> Option<&'static str> {
     })
 }
 
+/// A transfer to an account that is not an open deposit account.
+fn unknown_target() -> DepositError {
+    DepositError::Rule(RuleError {
+        code: "unknown_target_account",
+        detail: "`to` names no open deposit account".into(),
+    })
+}
+
+/// A transfer to the same account, or to another currency.
+fn invalid_target() -> DepositError {
+    DepositError::Rule(RuleError {
+        code: "invalid_target_account",
+        detail: "`to` must be another account in the same currency".into(),
+    })
+}
+
 fn replay(outcome: &str) -> Result<Receipt, DepositError> {
     #[derive(Deserialize)]
     struct Stored {
@@ -1280,14 +1288,8 @@ fn replay(outcome: &str) -> Result<Receipt, DepositError> {
         Some("hold_released") => DepositError::HoldNotActive("released"),
         Some("hold_expired") => DepositError::HoldNotActive("expired"),
         Some("capture_exceeds_hold") => DepositError::CaptureExceedsHold,
-        Some("unknown_target_account") => DepositError::Rule(RuleError {
-            code: "unknown_target_account",
-            detail: "`to` names no open deposit account".into(),
-        }),
-        Some("invalid_target_account") => DepositError::Rule(RuleError {
-            code: "invalid_target_account",
-            detail: "`to` must be another account in the same currency".into(),
-        }),
+        Some("unknown_target_account") => unknown_target(),
+        Some("invalid_target_account") => invalid_target(),
         _ => corrupt("outcome"),
     })
 }
