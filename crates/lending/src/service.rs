@@ -284,6 +284,11 @@ impl Lending {
         if !caller.may(PERMISSION_READ) {
             return Err(LendingError::Forbidden(PERMISSION_READ));
         }
+        self.load_evaluation(id).await
+    }
+
+    /// An evaluation, opened, for a step whose permission was already checked.
+    async fn load_evaluation(&self, id: &str) -> Result<StoredEvaluation, LendingError> {
         let row = sqlx::query(
             "SELECT customer_id, master_key_id, wrapped_key, sealed, created_at_us FROM evaluations WHERE id = $1",
         )
@@ -407,6 +412,11 @@ impl Lending {
         if !caller.may(PERMISSION_READ) {
             return Err(LendingError::Forbidden(PERMISSION_READ));
         }
+        self.load_application(id).await
+    }
+
+    /// An application, opened, for a step whose permission was already checked.
+    async fn load_application(&self, id: &str) -> Result<Application, LendingError> {
         let row = sqlx::query(concat!(select_application!(), " WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.store.reader())
@@ -456,9 +466,7 @@ impl Lending {
                 "a decision needs a `reason` of 1 to 500 characters".into(),
             ));
         }
-        let mut application = self
-            .application(&Caller::new(&caller.principal, &[PERMISSION_READ]), id)
-            .await?;
+        let mut application = self.load_application(id).await?;
         if application.status != "referred" {
             return Err(LendingError::NotReferred(application.status));
         }
@@ -467,12 +475,7 @@ impl Lending {
             .product_version(&application.product_code, application.product_version)
             .await?
             .ok_or(LendingError::ProductNotAvailable)?;
-        let evaluation = self
-            .get(
-                &Caller::new(&caller.principal, &[PERMISSION_READ]),
-                &application.evaluation_id,
-            )
-            .await?;
+        let evaluation = self.load_evaluation(&application.evaluation_id).await?;
         application.decision = if approve {
             let max: u128 = product.terms.amount.max.parse().unwrap_or(u128::MAX);
             Decision::Approve {
