@@ -1,16 +1,19 @@
 //! The ledger's imperative shell: one thread owns the state and the journal.
 //!
 //! Requests arrive on a bounded queue. The engine thread takes every request waiting (up to
-//! [`GROUP_EVENTS_MAX`] events), applies each write batch to the state and encodes it as a
-//! journal record, runs the group's reads, and hands the encoded group with its answers to the
-//! journal thread. The journal thread writes every group waiting and makes them durable with one
-//! `fdatasync` (group commit), and only then releases their answers, in order. So the engine
-//! applies group N+1 while group N is on its way to disk, and no answer, not even a read's,
-//! leaves before the state it reflects is durable.
+//! [`GROUP_EVENTS_MAX`] events) and first hands the group's writes to the journal thread —
+//! write-ahead: a journal record is the batch exactly as received with the group's clock
+//! reading, so it can be encoded and written before it is applied — then applies them to the
+//! state and runs the group's reads while the journal thread encodes (checksums, hash chain)
+//! and writes every group waiting, made durable with one `fdatasync` (group commit). Answers
+//! leave only once their group is both applied and durable, in order. So applying and writing
+//! overlap, and no answer, not even a read's, leaves before the state it reflects is durable.
 //!
 //! If a write or fsync fails the in-memory state is ahead of the disk: the engine stops serving
 //! (every later request gets [`EngineError::Failed`]) rather than guess. Restarting recovers
-//! from the journal.
+//! from the journal. A record that is durable is applied on every recovery: the pure core must
+//! never panic on a batch (it answers every input with a result code), or the journal would
+//! hold a record that stops every start.
 
 use crate::codec;
 use crate::journal::{
@@ -21,7 +24,7 @@ use crate::state::{AccountEvent, Chunk, Ledger, SnapshotImage, TransferEvent};
 use crate::types::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -99,9 +102,13 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 /// A read: runs on the engine thread and returns the answer to send once durable.
 type Query = Box<dyn FnOnce(&Ledger) -> Box<dyn FnOnce() + Send> + Send>;
 
+/// A write batch, shared by the engine thread (which applies it) and the journal thread (which
+/// encodes it).
+type Batch<T> = Arc<Vec<T>>;
+
 enum Request {
-    CreateAccounts(Vec<AccountEvent>, Reply<Vec<CreateAccountResult>>),
-    CreateTransfers(Vec<TransferEvent>, Reply<Vec<CreateTransferResult>>),
+    CreateAccounts(Batch<AccountEvent>, Reply<Vec<CreateAccountResult>>),
+    CreateTransfers(Batch<TransferEvent>, Reply<Vec<CreateTransferResult>>),
     Expire,
     Query(Query),
     Shutdown,
@@ -224,11 +231,12 @@ impl Engine {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let failed = Arc::new(AtomicBool::new(false));
         let (commits, commits_rx) = std::sync::mpsc::sync_channel(COMMITS_IN_FLIGHT_MAX);
-        let (recycle_tx, recycled) = std::sync::mpsc::channel();
-        let io_failed = failed.clone();
+        let journal_offset = Arc::new(AtomicU64::new(position.offset));
+        let (io_failed, io_offset) = (failed.clone(), journal_offset.clone());
+        let encoder = JournalEncoder::new(position);
         let io_thread = std::thread::Builder::new()
             .name("ledger-journal".into())
-            .spawn(move || journal_thread(sink, commits_rx, recycle_tx, io_failed))
+            .spawn(move || journal_thread(sink, encoder, commits_rx, io_offset, io_failed))
             .map_err(JournalError::io("starting the ledger journal thread"))?;
         let snapshot_busy = Arc::new(AtomicBool::new(false));
         let (lock, chunks_sent, storage, storage_thread) = match storage {
@@ -247,9 +255,8 @@ impl Engine {
         let mut worker = Worker {
             _lock: lock,
             ledger,
-            encoder: JournalEncoder::new(position),
+            journal_offset,
             commits,
-            recycled,
             io_thread: Some(io_thread),
             storage,
             storage_thread,
@@ -289,7 +296,7 @@ impl Engine {
         &self,
         events: Vec<AccountEvent>,
     ) -> Result<Vec<CreateAccountResult>, EngineError> {
-        self.call(|reply| Request::CreateAccounts(events, reply))
+        self.call(|reply| Request::CreateAccounts(Arc::new(events), reply))
             .await
     }
 
@@ -298,7 +305,7 @@ impl Engine {
         &self,
         events: Vec<TransferEvent>,
     ) -> Result<Vec<CreateTransferResult>, EngineError> {
-        self.call(|reply| Request::CreateTransfers(events, reply))
+        self.call(|reply| Request::CreateTransfers(Arc::new(events), reply))
             .await
     }
 
@@ -350,12 +357,25 @@ const COMMITS_IN_FLIGHT_MAX: usize = 4;
 /// An answer released once its group is durable (or failed).
 type Release = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
 
+/// A journal record to encode: one write of a group.
+enum Entry {
+    Accounts(Batch<AccountEvent>),
+    Transfers(Batch<TransferEvent>),
+    Expire,
+}
+
 /// Work for the journal thread.
 enum Commit {
-    /// Encoded records (possibly none) and the answers to release once they are durable.
-    Group(Vec<u8>, Vec<Release>),
-    /// Answer once everything before is durable.
-    Barrier(std::sync::mpsc::Sender<bool>),
+    /// A group's writes (possibly none), all stamped `now`, to encode and make durable; its
+    /// answers arrive on `releases` once the engine has applied it, and leave once both hold.
+    Group {
+        now: u64,
+        entries: Vec<Entry>,
+        releases: std::sync::mpsc::Receiver<Vec<Release>>,
+    },
+    /// Answer, once everything before is applied and durable, where the journal stands (none
+    /// if it failed).
+    Barrier(std::sync::mpsc::Sender<Option<Position>>),
 }
 
 /// Where chunk files and snapshots go.
@@ -373,9 +393,9 @@ struct Worker {
     /// The data folder's lock (file journal only), released when the engine thread ends.
     _lock: Option<std::fs::File>,
     ledger: Ledger,
-    encoder: JournalEncoder,
+    /// Where the journal thread's encoder stands (it may lag the engine by a group or two).
+    journal_offset: Arc<AtomicU64>,
     commits: std::sync::mpsc::SyncSender<Commit>,
-    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     io_thread: Option<JoinHandle<()>>,
     /// Jobs for the storage thread, which writes chunk files and snapshots.
     storage: Option<std::sync::mpsc::Sender<Store>>,
@@ -416,35 +436,59 @@ impl Worker {
                 continue;
             }
             let now = (self.config.clock)();
+            // Write-ahead: the journal thread encodes and writes the group while it is applied.
+            // Expiry is decided once, on the state before the group, and applied exactly where
+            // its record stands, so replaying the journal repeats what is done here.
+            let mut expire = self
+                .ledger
+                .next_expiry()
+                .is_some_and(|deadline| deadline <= now);
+            let mut entries = Vec::new();
+            for request in &group {
+                match request {
+                    Request::CreateAccounts(batch, _) => {
+                        entries.push(Entry::Accounts(batch.clone()))
+                    }
+                    Request::CreateTransfers(batch, _) => {
+                        entries.push(Entry::Transfers(batch.clone()))
+                    }
+                    Request::Expire if expire => {
+                        entries.push(Entry::Expire);
+                        expire = false;
+                    }
+                    Request::Expire | Request::Query(_) | Request::Shutdown => {}
+                }
+            }
+            let expired = entries.iter().any(|e| matches!(e, Entry::Expire));
+            let (applied, releases_rx) = std::sync::mpsc::sync_channel(1);
+            let commit = Commit::Group {
+                now,
+                entries,
+                releases: releases_rx,
+            };
+            if self.commits.send(commit).is_err() {
+                self.failed.store(true, Ordering::Relaxed);
+            }
+            let mut expire = expired;
             let mut releases: Vec<Release> = Vec::with_capacity(group.len());
             for request in group.drain(..) {
                 match request {
                     Request::CreateAccounts(batch, reply) => {
                         let results = self.ledger.create_accounts(now, &batch);
-                        self.encoder.append(RecordKind::Accounts, now, |out| {
-                            codec::encode_account_batch(&batch, out)
-                        });
                         releases.push(Box::new(move |outcome| {
                             drop(reply.send(outcome.map(|()| results)))
                         }));
                     }
                     Request::CreateTransfers(batch, reply) => {
                         let results = self.ledger.create_transfers(now, &batch);
-                        self.encoder.append(RecordKind::Transfers, now, |out| {
-                            codec::encode_transfer_batch(&batch, out)
-                        });
                         releases.push(Box::new(move |outcome| {
                             drop(reply.send(outcome.map(|()| results)))
                         }));
                     }
                     Request::Expire => {
-                        if self
-                            .ledger
-                            .next_expiry()
-                            .is_some_and(|deadline| deadline <= now)
-                        {
+                        if expire {
                             self.ledger.expire_pending(now);
-                            self.encoder.append(RecordKind::Expire, now, |_| {});
+                            expire = false;
                         }
                     }
                     Request::Query(q) => {
@@ -458,21 +502,19 @@ impl Worker {
                     Request::Shutdown => shutdown = true,
                 }
             }
-            let recycled = self.recycled.try_recv().unwrap_or_default();
-            let bytes = self.encoder.take(recycled);
-            if self.commits.send(Commit::Group(bytes, releases)).is_err() {
-                self.failed.store(true, Ordering::Relaxed);
-            }
+            // The journal thread holds the receiver until it has taken these.
+            let _ = applied.send(releases);
             self.send_sealed_chunks();
-            let position = self.encoder.position();
-            if position.offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
+            let offset = self.journal_offset.load(Ordering::Acquire);
+            if offset - self.snapshot_offset >= self.config.snapshot_after_bytes {
                 self.snapshot_in_background();
             }
         }
-        let durable = self.barrier();
         let mut result = Ok(());
-        if durable && self.encoder.position().offset != self.snapshot_offset {
-            result = self.snapshot();
+        if let Some(position) = self.barrier()
+            && position.offset != self.snapshot_offset
+        {
+            result = self.snapshot(position);
         }
         // Closing the channel ends the storage thread once its queue is done.
         drop(self.storage.take());
@@ -488,10 +530,12 @@ impl Worker {
         result
     }
 
-    /// Waits until everything encoded so far is durable; false if the journal failed.
-    fn barrier(&self) -> bool {
+    /// Waits until everything applied so far is durable and says where the journal stands;
+    /// none if the journal failed.
+    fn barrier(&self) -> Option<Position> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.commits.send(Commit::Barrier(tx)).is_ok() && rx.recv().unwrap_or(false)
+        self.commits.send(Commit::Barrier(tx)).ok()?;
+        rx.recv().ok().flatten()
     }
 
     /// Hands chunks sealed since the last call to the storage thread, which writes each one's
@@ -510,10 +554,12 @@ impl Worker {
     /// Starts a snapshot on the storage thread, unless one is still being written. The image
     /// shares the transfer history with the live state, so taking it costs little.
     fn snapshot_in_background(&mut self) {
-        if self.storage.is_none() || self.snapshot_busy.load(Ordering::Acquire) || !self.barrier() {
+        if self.storage.is_none() || self.snapshot_busy.load(Ordering::Acquire) {
             return;
         }
-        let position = self.encoder.position();
+        let Some(position) = self.barrier() else {
+            return;
+        };
         let job = Store::Snapshot(self.ledger.image(), position, None);
         self.snapshot_busy.store(true, Ordering::Release);
         if let Some(storage) = &self.storage {
@@ -522,13 +568,12 @@ impl Worker {
         self.snapshot_offset = position.offset;
     }
 
-    /// Writes a snapshot of durable state and waits for it; skipped if the journal failed or
+    /// Writes a snapshot of the state, durable at `position`, and waits for it; skipped if
     /// there is no local storage.
-    fn snapshot(&mut self) -> Result<(), JournalError> {
-        if self.storage.is_none() || !self.barrier() {
+    fn snapshot(&mut self, position: Position) -> Result<(), JournalError> {
+        if self.storage.is_none() {
             return Ok(());
         }
-        let position = self.encoder.position();
         let (done, outcome) = std::sync::mpsc::channel();
         let job = Store::Snapshot(self.ledger.image(), position, Some(done));
         if let Some(storage) = &self.storage {
@@ -615,45 +660,70 @@ fn storage_thread(
     }
 }
 
-/// Writes groups as they come, all waiting groups with one fsync, then releases their answers.
+/// Encodes groups as they come and writes all waiting groups with one fsync; then releases each
+/// group's answers once the engine has applied it.
 fn journal_thread(
-    mut file: Box<dyn JournalSink>,
+    mut sink: Box<dyn JournalSink>,
+    mut encoder: JournalEncoder,
     commits: std::sync::mpsc::Receiver<Commit>,
-    recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    offset: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
 ) {
     let mut waiting: Vec<Commit> = Vec::new();
+    let mut spare = Vec::new();
     while let Ok(first) = commits.recv() {
         waiting.push(first);
         while let Ok(more) = commits.try_recv() {
             waiting.push(more);
         }
-        let bytes: Vec<&[u8]> = waiting
-            .iter()
-            .filter_map(|c| match c {
-                Commit::Group(b, _) if !b.is_empty() => Some(b.as_slice()),
-                _ => None,
-            })
-            .collect();
+        for commit in waiting.iter_mut() {
+            if let Commit::Group { now, entries, .. } = commit {
+                for entry in entries.drain(..) {
+                    encode(&mut encoder, *now, &entry);
+                }
+            }
+        }
+        offset.store(encoder.position().offset, Ordering::Release);
+        let bytes = encoder.take(std::mem::take(&mut spare));
         let mut ok = !failed.load(Ordering::Relaxed);
         if ok
             && !bytes.is_empty()
-            && let Err(e) = file.write_durable(&bytes)
+            && let Err(e) = sink.write_durable(&[bytes.as_slice()])
         {
             tracing::error!(error = %e, "journal write failed; the ledger stops serving");
             failed.store(true, Ordering::Relaxed);
             ok = false;
         }
+        spare = bytes;
         for commit in waiting.drain(..) {
             match commit {
-                Commit::Group(buffer, releases) => {
-                    for release in releases {
+                Commit::Group { releases, .. } => {
+                    // Empty if the engine thread is gone: its callers hear it from their replies.
+                    for release in releases.recv().unwrap_or_default() {
                         release(if ok { Ok(()) } else { Err(failure()) });
                     }
-                    let _ = recycle.send(buffer);
                 }
-                Commit::Barrier(done) => drop(done.send(ok)),
+                Commit::Barrier(done) => drop(done.send(ok.then(|| encoder.position()))),
             }
+        }
+    }
+}
+
+/// Appends one entry's record, exactly what [`journal::replay`] applies again.
+fn encode(encoder: &mut JournalEncoder, now: u64, entry: &Entry) {
+    match entry {
+        Entry::Accounts(batch) => {
+            encoder.append(RecordKind::Accounts, now, |out| {
+                codec::encode_account_batch(batch, out)
+            });
+        }
+        Entry::Transfers(batch) => {
+            encoder.append(RecordKind::Transfers, now, |out| {
+                codec::encode_transfer_batch(batch, out)
+            });
+        }
+        Entry::Expire => {
+            encoder.append(RecordKind::Expire, now, |_| {});
         }
     }
 }

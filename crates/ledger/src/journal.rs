@@ -173,9 +173,9 @@ impl JournalError {
 /// Encodes records: assigns sequence numbers and chains hashes.
 ///
 /// [`JournalEncoder::append`] only fills a buffer; [`JournalFile::write_durable`] writes it. The
-/// two halves are separate so the engine can encode the next group while the previous one is
-/// being written (see [`crate::engine`]). Nothing appended may be acknowledged until the
-/// bytes holding it are durable.
+/// two halves are separate so the journal thread can encode the records of every group waiting
+/// and write them with one `fdatasync` (see [`crate::engine`]). Nothing appended may be
+/// acknowledged until the bytes holding it are durable.
 pub struct JournalEncoder {
     buf: Vec<u8>,
     /// Position after the last appended record.

@@ -105,45 +105,83 @@ impl<V> Extend<(u128, V)> for ShardedMap<V> {
 /// comparison with the run's last id, and inserting it is an append, with no hashing and no
 /// random memory access however large the history grows. Any other id goes to a sharded hash
 /// map. Linked-chain rollbacks remove ids newest first, so a removed id in the run is its last.
+///
+/// The run is kept in segments of [`RUN_SEGMENT`] ids, each allocated once at full size: one
+/// vector of millions of ids would double now and then, copying all of them in the middle of
+/// a batch (measured: a 10 ms pause at a million transfers, 20 ms at two).
 pub(crate) struct IdIndex {
-    run_ids: Vec<u128>,
-    run_positions: Vec<u64>,
+    run: Vec<RunSegment>,
     others: ShardedMap<u64>,
+}
+
+/// Ids per segment of the [`IdIndex`]'s run.
+const RUN_SEGMENT: usize = 1 << 16;
+
+/// A slice of the sorted run: increasing ids and their positions.
+struct RunSegment {
+    ids: Vec<u128>,
+    positions: Vec<u64>,
 }
 
 impl IdIndex {
     fn new() -> Self {
         IdIndex {
-            run_ids: Vec::new(),
-            run_positions: Vec::new(),
+            run: Vec::new(),
             others: ShardedMap::new(),
         }
     }
 
+    /// The largest id in the run.
+    fn run_last(&self) -> Option<u128> {
+        self.run.last().and_then(|s| s.ids.last()).copied()
+    }
+
     pub(crate) fn get(&self, id: &u128) -> Option<&u64> {
-        if self.run_ids.last().is_some_and(|last| id <= last)
-            && let Ok(i) = self.run_ids.binary_search(id)
-        {
-            return Some(&self.run_positions[i]);
+        if self.run_last().is_some_and(|last| *id <= last) {
+            // The first segment whose last id is not below `id` is the only one that can hold it.
+            let s = self
+                .run
+                .partition_point(|segment| segment.ids.last().is_some_and(|last| last < id));
+            if let Some(segment) = self.run.get(s)
+                && let Ok(i) = segment.ids.binary_search(id)
+            {
+                return Some(&segment.positions[i]);
+            }
         }
         self.others.get(id)
     }
 
     /// Records a new id; the caller has checked it is not there.
     fn insert(&mut self, id: u128, position: u64) {
-        if self.run_ids.last().is_none_or(|&last| id > last) {
-            self.run_ids.push(id);
-            self.run_positions.push(position);
+        if self.run_last().is_none_or(|last| id > last) {
+            self.push_run(id, position);
         } else {
             self.others.insert(id, position);
         }
     }
 
+    /// Appends an id larger than every id in the run.
+    fn push_run(&mut self, id: u128, position: u64) {
+        if self.run.last().is_none_or(|s| s.ids.len() == RUN_SEGMENT) {
+            self.run.push(RunSegment {
+                ids: Vec::with_capacity(RUN_SEGMENT),
+                positions: Vec::with_capacity(RUN_SEGMENT),
+            });
+        }
+        let segment = self.run.last_mut().expect("a segment with room");
+        segment.ids.push(id);
+        segment.positions.push(position);
+    }
+
     /// Forgets the id inserted last.
     fn remove_last(&mut self, id: &u128) {
-        if self.run_ids.last() == Some(id) {
-            self.run_ids.pop();
-            self.run_positions.pop();
+        if self.run_last() == Some(*id) {
+            let segment = self.run.last_mut().expect("the run holds the id");
+            segment.ids.pop();
+            segment.positions.pop();
+            if segment.ids.is_empty() {
+                self.run.pop();
+            }
         } else {
             self.others.remove(id);
         }
@@ -1350,9 +1388,8 @@ impl Ledger {
         let index = &mut ledger.transfer_index;
         let mut others: Vec<u64> = Vec::new();
         for (position, t) in transfers.iter().enumerate() {
-            if index.run_ids.last().is_none_or(|&last| t.id > last) {
-                index.run_ids.push(t.id);
-                index.run_positions.push(position as u64);
+            if index.run_last().is_none_or(|last| t.id > last) {
+                index.push_run(t.id, position as u64);
             } else {
                 others.push(position as u64);
             }
@@ -1469,4 +1506,39 @@ fn page<S, T>(
 /// Whether a transfer closes an account.
 fn closes(flags: TransferFlags) -> bool {
     flags.contains(TransferFlags::CLOSING_DEBIT) || flags.contains(TransferFlags::CLOSING_CREDIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_index_finds_every_id_across_run_segments_and_forgets_the_last_one() {
+        let mut index = IdIndex::new();
+        let ids: Vec<u128> = (1..=(2 * RUN_SEGMENT as u128 + 5)).map(|i| i * 3).collect();
+        for (position, &id) in ids.iter().enumerate() {
+            index.insert(id, position as u64);
+        }
+        // An id below the run's last goes to the hash map.
+        index.insert(5, 999);
+        assert_eq!(index.run.len(), 3);
+        for (position, id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id), Some(&(position as u64)), "id {id}");
+            assert_eq!(index.get(&(id + 1)), None);
+        }
+        assert_eq!(index.get(&5), Some(&999));
+        // Removing ids newest first empties the last segment and drops it.
+        index.remove_last(&5);
+        assert_eq!(index.get(&5), None);
+        for id in ids.iter().rev().take(6) {
+            index.remove_last(id);
+            assert_eq!(index.get(id), None);
+        }
+        assert_eq!(index.run.len(), 2);
+        let last = ids[2 * RUN_SEGMENT - 2];
+        assert_eq!(index.run_last(), Some(last));
+        assert_eq!(index.get(&last), Some(&(2 * RUN_SEGMENT as u64 - 2)));
+        index.insert(last + 1, 7);
+        assert_eq!(index.get(&(last + 1)), Some(&7));
+    }
 }
