@@ -7,6 +7,10 @@
 //!   for the grade), refer to a loan officer, or decline, with reason codes.
 //! - [`schedule`]: the pure schedule arithmetic (equal payment, equal principal, bullet,
 //!   grace), exact to the won.
+//! - [`servicing`]: the pure loan servicing — end of day (accrual, late interest, instalments
+//!   falling due, days past due, status), repayment allocation, prepayment with its fee,
+//!   restructuring, write-off and recovery — each step returning the ledger postings that keep
+//!   a loan's books equal to its state.
 //! - [`service`]: credit evaluations stored sealed with their model version, replayable.
 //! - [`api`]: `POST /v1/loans/quote`, `/v1/credit/evaluations…`.
 
@@ -15,5 +19,6 @@ pub mod credit;
 pub mod decision;
 pub mod schedule;
 pub mod service;
+pub mod servicing;
 
 pub use service::{Lending, MIGRATIONS, SERVICE};

@@ -80,21 +80,43 @@ fn refuse(code: &'static str, detail: impl Into<String>) -> TermsError {
 
 /// The schedule for `terms`.
 pub fn schedule(terms: &Terms) -> Result<Vec<Installment>, TermsError> {
+    check(terms)?;
+    rest_of_schedule(terms, 1, terms.principal)
+}
+
+/// Instalments `first..=term_months` of `terms` when `balance` is the principal left to repay
+/// after instalment `first - 1`: the due dates stay those of `terms`, and what is left is
+/// amortised over the instalments left after grace, by the same method — a smaller annuity
+/// (or share) for the same term, as after a partial prepayment. `rest_of_schedule(t, 1,
+/// t.principal)` is the whole schedule.
+pub fn rest_of_schedule(
+    terms: &Terms,
+    first: u32,
+    balance: u128,
+) -> Result<Vec<Installment>, TermsError> {
     let rate = check(terms)?;
     let n = terms.term_months;
-    let amortising = n - terms.grace_months;
-    let principal = terms.principal;
+    if first == 0 || first > n || balance > terms.principal {
+        return Err(refuse(
+            "invalid_schedule_position",
+            "a schedule continues at one of its instalments, with at most its principal left",
+        ));
+    }
+    let amortising = n - terms.grace_months.max(first - 1);
     let annuity = match terms.method {
-        RepaymentMethod::EqualPayment => annuity(principal, terms.annual_rate, amortising)?,
+        RepaymentMethod::EqualPayment => annuity(balance, terms.annual_rate, amortising)?,
         _ => 0,
     };
-    let equal_share = principal / u128::from(amortising);
-    let mut balance = principal;
-    let mut previous = terms.start_date;
-    let mut out = Vec::with_capacity(n as usize);
-    for number in 1..=n {
-        let due_date = add_months(terms.start_date, number)
-            .ok_or_else(|| refuse("invalid_start_date", "the schedule runs past the calendar"))?;
+    let equal_share = balance / u128::from(amortising);
+    let mut balance = balance;
+    let mut previous = if first == 1 {
+        terms.start_date
+    } else {
+        due_date(terms, first - 1)?
+    };
+    let mut out = Vec::with_capacity((n - first + 1) as usize);
+    for number in first..=n {
+        let due_date = due_date(terms, number)?;
         let days = u128::try_from((due_date - previous).whole_days()).unwrap_or(0);
         let interest = balance * rate * days / (DAYS_PER_YEAR * RATE_SCALE);
         let repaid = if number == n {
@@ -123,8 +145,19 @@ pub fn schedule(terms: &Terms) -> Result<Vec<Installment>, TermsError> {
         previous = due_date;
     }
     debug_assert_eq!(balance, 0);
-    debug_assert_eq!(out.iter().map(|i| i.principal).sum::<u128>(), principal);
     Ok(out)
+}
+
+/// When instalment `number` of `terms` falls due.
+fn due_date(terms: &Terms, number: u32) -> Result<Date, TermsError> {
+    add_months(terms.start_date, number)
+        .ok_or_else(|| refuse("invalid_start_date", "the schedule runs past the calendar"))
+}
+
+/// An annual rate in millionths (rates carry at most six places).
+pub fn rate_micro(rate: Decimal) -> u128 {
+    let micro = rate * Decimal::from(RATE_SCALE as u64);
+    u128::try_from(micro.mantissa() / 10i128.pow(micro.scale())).unwrap_or(0)
 }
 
 /// The rate in millionths, after checking every term.
@@ -157,8 +190,7 @@ fn check(terms: &Terms) -> Result<u128, TermsError> {
             "`grace_months` must leave at least one month to repay in",
         ));
     }
-    let micro = rate * Decimal::from(RATE_SCALE as u64);
-    Ok(u128::try_from(micro.mantissa() / 10i128.pow(micro.scale())).unwrap_or(0))
+    Ok(rate_micro(rate))
 }
 
 /// The annuity `P·r·(1+r)^m / ((1+r)^m − 1)` for `r` = annual rate / 12, truncated to the won
