@@ -1,5 +1,6 @@
-//! Gureum's consumer lending. Today: credit evaluation's scorecard, repayment schedules and the
-//! quote API; storing evaluations, origination, servicing, collections and end of day follow (issue 5).
+//! Gureum's consumer lending. Today: credit evaluation (stored, replayable), applications and
+//! their decisions, repayment schedules and the quote API, and servicing's pure core; offers,
+//! disbursement, loans on the ledger, collections and end of day follow (issue 5).
 //!
 //! - [`credit`]: the pure credit evaluation — an explainable, versioned scorecard (score
 //!   1–1000, grade, probability of default, adverse reasons) and the debt service ratio.
