@@ -149,7 +149,7 @@ pub fn rest_of_schedule(
 }
 
 /// When instalment `number` of `terms` falls due.
-fn due_date(terms: &Terms, number: u32) -> Result<Date, TermsError> {
+pub fn due_date(terms: &Terms, number: u32) -> Result<Date, TermsError> {
     add_months(terms.start_date, number)
         .ok_or_else(|| refuse("invalid_start_date", "the schedule runs past the calendar"))
 }

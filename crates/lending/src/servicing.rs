@@ -242,10 +242,15 @@ pub struct Totals {
 pub struct Loan {
     /// The terms in force (a restructuring replaces them).
     pub terms: Terms,
-    /// Their schedule.
-    pub schedule: Vec<Installment>,
-    /// Instalments of the schedule billed so far.
+    /// Instalments billed so far.
     pub billed: u32,
+    /// Where the instalments not yet billed come from: the schedule of `terms` continued
+    /// from instalment `rest_from` with `rest_balance` left to repay
+    /// ([`schedule::rest_of_schedule`]) — the whole schedule until a partial prepayment
+    /// re-amortises it. Derived, not stored: a loan's state stays small however long its term.
+    pub rest_from: u32,
+    /// The principal the rest of the schedule starts from.
+    pub rest_balance: u128,
     /// The day the money was paid out.
     pub disbursed_on: Date,
     /// The last business day whose end of day was applied.
@@ -319,7 +324,7 @@ impl Loan {
         terms: Terms,
         prepayment_fee_rate: Decimal,
     ) -> Result<(Loan, Vec<Posting>), ServicingError> {
-        let schedule = schedule::schedule(&terms)?;
+        schedule::schedule(&terms)?;
         if prepayment_fee_rate.is_sign_negative() || prepayment_fee_rate > Decimal::ONE {
             return refuse(
                 "invalid_fee",
@@ -331,8 +336,9 @@ impl Loan {
             disbursed_on: terms.start_date,
             closed_through: terms.start_date - Duration::days(1),
             terms,
-            schedule,
             billed: 0,
+            rest_from: 1,
+            rest_balance: principal,
             principal,
             interest_accrued: 0,
             accrual_carry: 0,
@@ -364,9 +370,14 @@ impl Loan {
 
     /// The day the last instalment falls due.
     pub fn maturity(&self) -> Date {
-        self.schedule
-            .last()
-            .map_or(self.terms.start_date, |i| i.due_date)
+        schedule::due_date(&self.terms, self.terms.term_months).unwrap_or(self.terms.start_date)
+    }
+
+    /// The instalments not yet billed, as the schedule stands.
+    pub fn upcoming(&self) -> Result<Vec<Installment>, ServicingError> {
+        let mut rest = schedule::rest_of_schedule(&self.terms, self.rest_from, self.rest_balance)?;
+        rest.retain(|i| i.number > self.billed);
+        Ok(rest)
     }
 
     /// Days past due after the last end of day.
@@ -468,21 +479,23 @@ impl Loan {
             });
         }
         let tomorrow = date + Duration::days(1);
-        while let Some(installment) = self.schedule.get(self.billed as usize).copied() {
-            if installment.due_date > tomorrow {
-                break;
-            }
-            self.bill(installment);
+        while self.billed < self.terms.term_months
+            && schedule::due_date(&self.terms, self.billed + 1)? <= tomorrow
+        {
+            self.bill()?;
         }
         self.status = self.status_now(policy);
         Ok(postings)
     }
 
-    /// Bills one instalment: its share of principal (what is left, for the last) and the
+    /// Bills the next instalment: its share of principal (what is left, for the last) and the
     /// interest accrued over its period (the carry below one won is dropped).
-    fn bill(&mut self, installment: Installment) {
-        self.billed += 1;
-        let last = self.billed as usize == self.schedule.len();
+    fn bill(&mut self) -> Result<(), ServicingError> {
+        let number = self.billed + 1;
+        let rest = schedule::rest_of_schedule(&self.terms, self.rest_from, self.rest_balance)?;
+        let installment = rest[(number - self.rest_from) as usize];
+        self.billed = number;
+        let last = number == self.terms.term_months;
         let left = self.principal_not_billed();
         let principal = if last {
             left
@@ -499,6 +512,7 @@ impl Loan {
                 interest,
             });
         }
+        Ok(())
     }
 
     /// The status the arrears call for (a written-off or closed loan stays so).
@@ -707,10 +721,9 @@ impl Loan {
                     movement: Movement::Prepayment,
                 });
             }
-        } else if (self.billed as usize) < self.schedule.len() {
-            let rest = schedule::rest_of_schedule(&self.terms, self.billed + 1, self.principal)?;
-            self.schedule.truncate(self.billed as usize);
-            self.schedule.extend(rest);
+        } else if self.billed < self.terms.term_months {
+            self.rest_from = self.billed + 1;
+            self.rest_balance = self.principal;
         }
         self.status = self.status_now(policy);
         Ok((allocation, postings))
@@ -742,7 +755,7 @@ impl Loan {
             start_date: date,
         };
         // Checked before anything changes: refused terms leave the loan as it was.
-        let schedule = schedule::schedule(&terms)?;
+        schedule::schedule(&terms)?;
         let mut postings = Vec::new();
         for (book, amount) in [
             (Book::Interest, interest),
@@ -766,8 +779,9 @@ impl Loan {
         self.late_interest = 0;
         self.fees = 0;
         self.due.clear();
+        self.rest_balance = terms.principal;
         self.terms = terms;
-        self.schedule = schedule;
+        self.rest_from = 1;
         self.billed = 0;
         self.restructurings += 1;
         self.status = self.status_now(policy);
@@ -1079,7 +1093,8 @@ mod tests {
         assert_eq!(allocation.prepayment_fee, 30_246);
         assert_eq!(allocation.total(), due + 5_000_000 + 30_246);
         assert_eq!(loan.principal, before - 5_000_000);
-        let rest = &loan.schedule[6..];
+        let rest = loan.upcoming().unwrap();
+        assert_eq!(rest.first().unwrap().number, 7);
         assert_eq!(rest.len(), 6);
         assert_eq!(
             rest.iter().map(|i| i.principal).sum::<u128>(),
@@ -1141,9 +1156,10 @@ mod tests {
         books.post(&loan.restructure(today, &new, &policy).unwrap());
         assert_eq!(loan.principal, principal + arrears);
         assert_eq!((loan.status, loan.days_past_due()), (Status::Current, 0));
-        assert_eq!(loan.schedule.len(), 24);
+        let upcoming = loan.upcoming().unwrap();
+        assert_eq!(upcoming.len(), 24);
         assert_eq!(
-            loan.schedule[0].due_date,
+            upcoming[0].due_date,
             kernel::dates::add_months(today, 1).unwrap()
         );
         assert_eq!(loan.totals.capitalised, arrears);
