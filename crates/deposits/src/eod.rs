@@ -111,7 +111,7 @@ impl Deposits {
             let mut chain = Vec::new();
             if delta > 0 {
                 chain.push(Transfer {
-                    id: model::derived_id("accrual", &account.id, day),
+                    id: kernel::derived_id("deposits", "accrual", &account.id, day),
                     debit_account_id: bank::INTEREST_EXPENSE_ID,
                     credit_account_id: account.interest_ledger_id,
                     amount: delta,
@@ -120,7 +120,7 @@ impl Deposits {
                     ..Transfer::default()
                 });
             }
-            let posting_id = model::derived_id("posting", &account.id, day);
+            let posting_id = kernel::derived_id("deposits", "posting", &account.id, day);
             if posting {
                 chain.push(Transfer {
                     id: posting_id,

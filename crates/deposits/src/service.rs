@@ -986,7 +986,8 @@ impl Deposits {
         };
         let own = account.ledger_id();
         let interest = account.interest_ledger_id;
-        let step = |n: u32| model::derived_id(&format!("closing-{n}"), account_id, attempt);
+        let step =
+            |n: u32| kernel::derived_id("deposits", &format!("closing-{n}"), account_id, attempt);
         let everything = model::AMOUNT_MAX * 1_000;
         let mut chain = vec![Transfer {
             id: step(1),

@@ -17,6 +17,29 @@ pub mod problem;
 
 pub use problem::Problem;
 
+/// A ledger id derived from what it is for — `service`'s step `purpose` for `owner` (an account,
+/// a loan), the `which`th (a date, an attempt): a retry of the same step computes the same id,
+/// so the ledger answers `exists` instead of moving money twice.
+///
+/// ```
+/// let a = kernel::derived_id("deposits", "accrual", "acc-1", "2026-11-27");
+/// assert_eq!(a, kernel::derived_id("deposits", "accrual", "acc-1", "2026-11-27"));
+/// assert_ne!(a, kernel::derived_id("lending", "accrual", "acc-1", "2026-11-27"));
+/// ```
+pub fn derived_id(
+    service: &str,
+    purpose: &str,
+    owner: &str,
+    which: impl std::fmt::Display,
+) -> u128 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("gureum/{service}/{purpose}/{owner}/{which}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // 0 and 2^128-1 are not ids; a digest lands there with probability 2^-127.
+    u128::from_be_bytes(bytes).clamp(1, u128::MAX - 1)
+}
+
 /// Lowercase hexadecimal of `bytes` (hashes, trace ids).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
