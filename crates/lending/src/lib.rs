@@ -16,6 +16,7 @@
 //! - [`api`]: `POST /v1/loans/quote`, `/v1/credit/evaluations…`.
 
 pub mod api;
+pub mod books;
 pub mod credit;
 pub mod decision;
 pub mod schedule;
