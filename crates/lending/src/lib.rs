@@ -12,11 +12,16 @@
 //!   falling due, days past due, status), repayment allocation, prepayment with its fee,
 //!   restructuring, write-off and recovery — each step returning the ledger postings that keep
 //!   a loan's books equal to its state.
+//! - [`collections`]: the pure collections rules — the queue's order, the playbook by bucket,
+//!   promises to pay kept or broken.
+//! - [`books`]: the chart of accounts on the ledger — each loan's receivable accounts, the
+//!   bank's — and a step's postings as linked ledger transfers with derived ids.
 //! - [`service`]: credit evaluations stored sealed with their model version, replayable.
 //! - [`api`]: `POST /v1/loans/quote`, `/v1/credit/evaluations…`.
 
 pub mod api;
 pub mod books;
+pub mod collections;
 pub mod credit;
 pub mod decision;
 pub mod schedule;
