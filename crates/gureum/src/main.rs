@@ -6,9 +6,10 @@
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
 //! - `gureum keys …`: the vault's master keys (status, rotate, retire).
 //! - `gureum eod --date D`: end of day (deposit interest accrual and posting).
-//! - `gureum bench ledger …`: the ledger benchmark.
+//! - `gureum bench ledger …`: the ledger benchmark; `gureum bench eod …`: lending's end of day.
 
 mod bench;
+mod bench_eod;
 mod client;
 mod cluster;
 mod edge;
@@ -68,6 +69,8 @@ enum Command {
 enum BenchTarget {
     /// The ledger: transfers per second and batch latency, durable (fsync on).
     Ledger(bench::LedgerBenchArgs),
+    /// Lending's end of day over a loan portfolio, posted to the ledger (loans kept in memory).
+    Eod(bench_eod::EodBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,9 @@ fn main() -> ExitCode {
         Command::Bench {
             target: BenchTarget::Ledger(args),
         } => bench::ledger(args),
+        Command::Bench {
+            target: BenchTarget::Eod(args),
+        } => bench_eod::eod(args),
     };
     match result {
         Ok(code) => code,

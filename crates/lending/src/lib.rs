@@ -24,6 +24,7 @@ pub mod books;
 pub mod collections;
 pub mod credit;
 pub mod decision;
+pub mod eod;
 pub mod schedule;
 pub mod service;
 pub mod servicing;

@@ -1,0 +1,229 @@
+//! `gureum bench eod`: the end of day over a loan portfolio — every loan's accrual, late
+//! interest, billing, days past due and status ([`lending::eod::close_day`] on every core) and
+//! the resulting transfers posted to a ledger engine with its journal on disk, durable.
+//!
+//! What it does not measure yet: loading and storing the loans (they stay in memory here;
+//! lending's loan store is still to come), so its figure is a lower bound on the issue's
+//! end-of-day target, not the target's measure.
+
+use crate::Error;
+use ledger::engine::{Engine, EngineConfig};
+use ledger::{Account, AccountEvent, CreateAccountResult, CreateTransferResult, TransferEvent};
+use lending::books;
+use lending::schedule::Terms;
+use lending::servicing::{Loan, Policy};
+use products::model::RepaymentMethod;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use time::{Date, Duration};
+
+/// Arguments of `gureum bench eod`.
+#[derive(clap::Args, Clone)]
+pub struct EodBenchArgs {
+    /// Active loans.
+    #[arg(long, default_value_t = 1_000_000)]
+    loans: usize,
+    /// Business days to close, one after another.
+    #[arg(long, default_value_t = 3)]
+    days: u32,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One day's end.
+#[derive(Serialize)]
+struct Day {
+    date: String,
+    seconds: f64,
+    compute_seconds: f64,
+    transfers: usize,
+    loans_past_due: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    loans: usize,
+    threads: usize,
+    days: Vec<Day>,
+    /// The slowest day's loans per second.
+    loans_per_second: f64,
+    /// Every transfer was acknowledged after its journal record was fsynced.
+    durable: bool,
+    /// Where the loans were kept: in memory (no loan store yet).
+    loan_storage: &'static str,
+}
+
+/// The bank's cash, the other side of the disbursements.
+const CASH: u128 = 4_100_000_001;
+
+/// Runs the end-of-day benchmark.
+pub fn eod(args: EodBenchArgs) -> Result<ExitCode, Error> {
+    if args.loans == 0 || args.days == 0 {
+        return Err("--loans and --days must be at least 1".into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let policy = Policy::default();
+    let first_day = time::macros::date!(2026 - 06 - 01);
+    let mut loans = portfolio(args.loans, first_day);
+    // Bring every loan to the eve of the first measured day, without posting (not measured).
+    let earliest = loans
+        .iter()
+        .map(|(_, l)| l.open_day())
+        .min()
+        .unwrap_or(first_day);
+    let mut day = earliest;
+    while day < first_day {
+        lending::eod::close_day(&mut loans, day, &policy, CASH, threads)
+            .map_err(|(id, e)| format!("loan {id}: {e}"))?;
+        day += Duration::days(1);
+    }
+    let dir = tempfile::tempdir()?;
+    let (engine, _) = Engine::open(EngineConfig::new(dir.path().join("ledger")))?;
+    let engine = Arc::new(engine);
+    let report = runtime.block_on(async {
+        setup(&engine, &loans).await?;
+        let mut days = Vec::new();
+        for n in 0..args.days {
+            let date = first_day + Duration::days(i64::from(n));
+            let started = Instant::now();
+            let transfers = lending::eod::close_day(&mut loans, date, &policy, CASH, threads)
+                .map_err(|(id, e)| format!("loan {id}: {e}"))?;
+            let compute_seconds = started.elapsed().as_secs_f64();
+            let count = transfers.len();
+            post(&engine, transfers).await?;
+            days.push(Day {
+                date: date.to_string(),
+                seconds: started.elapsed().as_secs_f64(),
+                compute_seconds,
+                transfers: count,
+                loans_past_due: loans.iter().filter(|(_, l)| l.days_past_due() > 0).count(),
+            });
+        }
+        let slowest = days.iter().map(|d| d.seconds).fold(0.0, f64::max);
+        Ok::<_, Error>(Report {
+            loans: args.loans,
+            threads,
+            loans_per_second: args.loans as f64 / slowest,
+            days,
+            durable: true,
+            loan_storage: "memory",
+        })
+    })?;
+    if let Ok(engine) = Arc::try_unwrap(engine) {
+        engine.shutdown()?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("loans                 {}", report.loans);
+        println!("threads               {}", report.threads);
+        for d in &report.days {
+            println!(
+                "{}            {:.3} s ({:.3} s computing), {} transfers, {} loans past due",
+                d.date, d.seconds, d.compute_seconds, d.transfers, d.loans_past_due
+            );
+        }
+        println!("loans/s (slowest day) {:.0}", report.loans_per_second);
+        println!("loan storage          in memory (no loan store yet)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `n` loans of every method, rate and term, disbursed over the 30 days before `first_day`
+/// (so about one in thirty falls due on any day), one in twenty a month earlier and never
+/// paid (past due, accruing late interest).
+fn portfolio(n: usize, first_day: Date) -> Vec<(String, Loan)> {
+    let methods = [
+        RepaymentMethod::EqualPayment,
+        RepaymentMethod::EqualPrincipal,
+        RepaymentMethod::Bullet,
+    ];
+    (0..n)
+        .map(|i| {
+            let offset = (i % 30) as i64 + if i % 20 == 0 { 35 } else { 1 };
+            let terms = Terms {
+                principal: 1_000_000 + (i as u128 % 50) * 1_000_000,
+                annual_rate: Decimal::new(40_000 + (i as i64 % 110) * 1_000, 6),
+                term_months: 12 + (i % 5) as u32 * 12,
+                method: methods[i % 3],
+                grace_months: if i % 7 == 0 { 3 } else { 0 },
+                start_date: first_day - Duration::days(offset),
+            };
+            let loan = Loan::disburse(terms, Decimal::new(12, 3))
+                .expect("the generated terms are valid")
+                .0;
+            (format!("bench-{i}"), loan)
+        })
+        .collect()
+}
+
+/// The ledger accounts (the bank's, cash, four per loan) and the disbursements.
+async fn setup(engine: &Arc<Engine>, loans: &[(String, Loan)]) -> Result<(), Error> {
+    let mut accounts = books::bank_accounts();
+    accounts.push(AccountEvent {
+        account: Account {
+            id: CASH,
+            ledger: books::LEDGER_KRW,
+            code: 1000,
+            ..Account::default()
+        },
+        metadata: None,
+    });
+    for (id, _) in loans {
+        accounts.extend(books::loan_accounts(id, 0));
+    }
+    for batch in lending::eod::batches(
+        &accounts,
+        lending::eod::account_linked,
+        ledger::BATCH_EVENTS_MAX,
+    ) {
+        let results = engine.create_accounts(batch.to_vec()).await?;
+        if let Some(r) = results.iter().find(|r| **r != CreateAccountResult::Ok) {
+            return Err(format!("the ledger refused a bench account: {}", r.name()).into());
+        }
+    }
+    let disbursements: Vec<TransferEvent> = loans
+        .iter()
+        .flat_map(|(id, loan)| {
+            let p = lending::servicing::Posting {
+                debit: lending::servicing::Book::Principal,
+                credit: lending::servicing::Book::Funding,
+                amount: loan.totals.disbursed,
+                movement: lending::servicing::Movement::Disbursement,
+            };
+            books::transfers(id, "disburse", &[p], CASH)
+        })
+        .collect();
+    post(engine, disbursements).await
+}
+
+/// Posts transfers in batches cut at chain ends, all in flight at once (the engine gathers
+/// them into group commits); every one must be accepted.
+async fn post(engine: &Arc<Engine>, transfers: Vec<TransferEvent>) -> Result<(), Error> {
+    let mut pending = Vec::new();
+    for batch in lending::eod::batches(
+        &transfers,
+        lending::eod::transfer_linked,
+        ledger::BATCH_EVENTS_MAX,
+    ) {
+        let engine = engine.clone();
+        let batch = batch.to_vec();
+        pending.push(tokio::spawn(
+            async move { engine.create_transfers(batch).await },
+        ));
+    }
+    for task in pending {
+        let results = task.await??;
+        if let Some(r) = results.iter().find(|r| **r != CreateTransferResult::Ok) {
+            return Err(format!("the ledger refused an end-of-day transfer: {}", r.name()).into());
+        }
+    }
+    Ok(())
+}
