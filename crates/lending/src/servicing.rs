@@ -454,30 +454,28 @@ impl Loan {
             rate,
             &mut self.accrual_carry,
         );
-        if interest > 0 {
-            self.interest_accrued += interest;
-            postings.push(Posting {
-                debit: Book::Interest,
-                credit: Book::InterestIncome,
-                amount: interest,
-                movement: Movement::Accrual,
-            });
-        }
+        self.interest_accrued += interest;
+        post(
+            &mut postings,
+            Book::Interest,
+            Book::InterestIncome,
+            interest,
+            Movement::Accrual,
+        );
         let late_rate = (self.terms.annual_rate + policy.late_spread).min(policy.legal_max_rate);
         let late = accrue(
             overdue_principal + overdue_interest,
             schedule::rate_micro(late_rate),
             &mut self.late_carry,
         );
-        if late > 0 {
-            self.late_interest += late;
-            postings.push(Posting {
-                debit: Book::LateInterest,
-                credit: Book::LateInterestIncome,
-                amount: late,
-                movement: Movement::LateAccrual,
-            });
-        }
+        self.late_interest += late;
+        post(
+            &mut postings,
+            Book::LateInterest,
+            Book::LateInterestIncome,
+            late,
+            Movement::LateAccrual,
+        );
         let tomorrow = date + Duration::days(1);
         while self.billed < self.terms.term_months
             && schedule::due_date(&self.terms, self.billed + 1)? <= tomorrow
@@ -570,12 +568,13 @@ impl Loan {
                 );
             }
             self.totals.recovered += amount;
-            postings.push(Posting {
-                debit: Book::Funding,
-                credit: Book::Recovery,
+            post(
+                &mut postings,
+                Book::Funding,
+                Book::Recovery,
                 amount,
-                movement: Movement::Recovery,
-            });
+                Movement::Recovery,
+            );
             let allocation = Allocation {
                 recovery: amount,
                 ..Allocation::default()
@@ -635,14 +634,7 @@ impl Loan {
             (Book::Interest, allocation.interest),
             (Book::Principal, allocation.principal),
         ] {
-            if paid > 0 {
-                postings.push(Posting {
-                    debit: Book::Funding,
-                    credit: book,
-                    amount: paid,
-                    movement,
-                });
-            }
+            post(postings, Book::Funding, book, paid, movement);
         }
         allocation
     }
@@ -687,40 +679,37 @@ impl Loan {
         let mut postings = Vec::new();
         let mut allocation = self.pay_due(self.due_total(), Movement::Repayment, &mut postings);
         let fee = self.prepayment_fee(date, prepaid, policy);
-        if fee > 0 {
-            allocation.prepayment_fee = fee;
-            self.totals.fees_paid += fee;
-            postings.push(Posting {
-                debit: Book::Funding,
-                credit: Book::FeeIncome,
-                amount: fee,
-                movement: Movement::PrepaymentFee,
-            });
-        }
-        if prepaid > 0 {
-            allocation.principal += prepaid;
-            self.principal -= prepaid;
-            self.totals.principal_repaid += prepaid;
-            postings.push(Posting {
-                debit: Book::Funding,
-                credit: Book::Principal,
-                amount: prepaid,
-                movement: Movement::Prepayment,
-            });
-        }
+        allocation.prepayment_fee = fee;
+        self.totals.fees_paid += fee;
+        post(
+            &mut postings,
+            Book::Funding,
+            Book::FeeIncome,
+            fee,
+            Movement::PrepaymentFee,
+        );
+        allocation.principal += prepaid;
+        self.principal -= prepaid;
+        self.totals.principal_repaid += prepaid;
+        post(
+            &mut postings,
+            Book::Funding,
+            Book::Principal,
+            prepaid,
+            Movement::Prepayment,
+        );
         if principal.is_none() {
             let interest = std::mem::take(&mut self.interest_accrued);
             self.accrual_carry = 0;
-            if interest > 0 {
-                allocation.interest += interest;
-                self.totals.interest_paid += interest;
-                postings.push(Posting {
-                    debit: Book::Funding,
-                    credit: Book::Interest,
-                    amount: interest,
-                    movement: Movement::Prepayment,
-                });
-            }
+            allocation.interest += interest;
+            self.totals.interest_paid += interest;
+            post(
+                &mut postings,
+                Book::Funding,
+                Book::Interest,
+                interest,
+                Movement::Prepayment,
+            );
         } else if self.billed < self.terms.term_months {
             self.rest_from = self.billed + 1;
             self.rest_balance = self.principal;
@@ -762,14 +751,13 @@ impl Loan {
             (Book::LateInterest, self.late_interest),
             (Book::Fees, self.fees),
         ] {
-            if amount > 0 {
-                postings.push(Posting {
-                    debit: Book::Principal,
-                    credit: book,
-                    amount,
-                    movement: Movement::Capitalisation,
-                });
-            }
+            post(
+                &mut postings,
+                Book::Principal,
+                book,
+                amount,
+                Movement::Capitalisation,
+            );
         }
         self.principal = terms.principal;
         self.totals.capitalised += capitalised;
@@ -801,15 +789,14 @@ impl Loan {
         let mut postings = Vec::new();
         let mut total = 0;
         for (book, amount) in self.receivables() {
-            if amount > 0 {
-                total += amount;
-                postings.push(Posting {
-                    debit: Book::CreditLoss,
-                    credit: book,
-                    amount,
-                    movement: Movement::WriteOff,
-                });
-            }
+            total += amount;
+            post(
+                &mut postings,
+                Book::CreditLoss,
+                book,
+                amount,
+                Movement::WriteOff,
+            );
         }
         self.totals.principal_written_off += self.principal;
         self.totals.written_off += total;
@@ -822,6 +809,18 @@ impl Loan {
         self.due.clear();
         self.status = Status::WrittenOff;
         Ok(postings)
+    }
+}
+
+/// Adds a posting of `amount` from `credit` to `debit`, unless it moves nothing.
+fn post(postings: &mut Vec<Posting>, debit: Book, credit: Book, amount: u128, movement: Movement) {
+    if amount > 0 {
+        postings.push(Posting {
+            debit,
+            credit,
+            amount,
+            movement,
+        });
     }
 }
 
