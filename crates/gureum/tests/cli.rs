@@ -1,4 +1,4 @@
-//! End-to-end: `gureum up`, the `gureum ledger` client, `verify` and the benchmark.
+//! End-to-end: `gureum up`, the `gureum ledger` client, `verify` and the benchmarks.
 
 mod support;
 
@@ -253,6 +253,31 @@ fn bench_reports_durable_throughput_in_process_and_over_http() {
         assert_eq!(r["results_not_ok"], 0);
         assert!(r["transfers_per_second"].as_f64().unwrap() > 0.0);
     }
+}
+
+#[test]
+fn bench_eod_closes_days_over_a_portfolio_and_posts_them_durably() {
+    let o = gureum()
+        .args(["bench", "eod", "--json", "--loans", "600", "--days", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["loans"], 600);
+    assert_eq!(r["durable"], true);
+    assert_eq!(r["loan_storage"], "memory");
+    let days = r["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0]["date"], "2026-06-01");
+    // One loan in twenty was disbursed a month earlier and never paid.
+    assert_eq!(days[0]["loans_past_due"], 30);
+    for day in days {
+        // Every loan accrues a day's interest; the past-due ones late interest too.
+        let transfers = day["transfers"].as_u64().unwrap();
+        assert!((600..=1200).contains(&transfers), "{day}");
+        assert!(day["seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert!(r["loans_per_second"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
