@@ -538,3 +538,32 @@ pub fn encode_body(ledger: &Ledger, out: &mut impl Write) -> io::Result<()> {
     encode_maps(&image, &mut out)?;
     out.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whole pages go past the page cache, the tail through it; a buffer that is not
+    /// page-aligned (or a file system without direct I/O) is written buffered. Either way the
+    /// file holds exactly the bytes.
+    #[test]
+    fn write_direct_writes_exactly_the_bytes_aligned_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer: Vec<u8> = Vec::with_capacity(3 * DIRECT_ALIGN + 1000);
+        let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        buffer.resize(start, 0);
+        buffer.extend((0..2 * DIRECT_ALIGN + 700).map(|i| (i % 251) as u8));
+        let aligned = &buffer[start..];
+        let unaligned = &buffer[start + 1..];
+        for (name, bytes) in [
+            ("aligned", aligned),
+            ("unaligned", unaligned),
+            ("short", &aligned[..10]),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![7u8; 5 * DIRECT_ALIGN]).unwrap();
+            write_direct(&path, bytes).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
+        }
+    }
+}
