@@ -761,12 +761,7 @@ impl Loan {
         }
         self.principal = terms.principal;
         self.totals.capitalised += capitalised;
-        self.interest_accrued = 0;
-        self.accrual_carry = 0;
-        self.late_carry = 0;
-        self.late_interest = 0;
-        self.fees = 0;
-        self.due.clear();
+        self.clear_arrears();
         self.rest_balance = terms.principal;
         self.terms = terms;
         self.rest_from = 1;
@@ -801,14 +796,20 @@ impl Loan {
         self.totals.principal_written_off += self.principal;
         self.totals.written_off += total;
         self.principal = 0;
+        self.clear_arrears();
+        self.status = Status::WrittenOff;
+        Ok(postings)
+    }
+
+    /// Takes every receivable but principal off the loan (they were made principal or written
+    /// off), with the carries below one won and what was billed.
+    fn clear_arrears(&mut self) {
         self.interest_accrued = 0;
         self.accrual_carry = 0;
         self.late_carry = 0;
         self.late_interest = 0;
         self.fees = 0;
         self.due.clear();
-        self.status = Status::WrittenOff;
-        Ok(postings)
     }
 }
 
