@@ -7,8 +7,7 @@ use products::model::{Eligibility, Kind};
 use rust_decimal::Decimal;
 use time::{Date, Duration, Month, OffsetDateTime};
 
-/// The ledger that holds Korean won (ISO 4217 numeric code); amounts are whole won.
-pub const LEDGER_KRW: u32 = 410;
+pub use kernel::LEDGER_KRW;
 
 /// The bank's accounts on the ledger (ids far below any time-based id).
 pub mod bank {

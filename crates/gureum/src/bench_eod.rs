@@ -57,8 +57,8 @@ struct Report {
     loan_storage: &'static str,
 }
 
-/// The bank's cash, the other side of the disbursements.
-const CASH: u128 = 4_100_000_001;
+/// The bank's cash (deposits' account), the other side of the disbursements.
+const CASH: u128 = deposits::model::bank::CASH_ID;
 
 /// Runs the end-of-day benchmark.
 pub fn eod(args: EodBenchArgs) -> Result<ExitCode, Error> {
@@ -71,7 +71,7 @@ pub fn eod(args: EodBenchArgs) -> Result<ExitCode, Error> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let policy = Policy::default();
     let first_day = time::macros::date!(2026 - 06 - 01);
-    let mut loans = portfolio(args.loans, first_day);
+    let (mut loans, disbursements) = portfolio(args.loans, first_day);
     // Bring every loan to the eve of the first measured day, without posting (not measured).
     let earliest = loans
         .iter()
@@ -88,7 +88,7 @@ pub fn eod(args: EodBenchArgs) -> Result<ExitCode, Error> {
     let (engine, _) = Engine::open(EngineConfig::new(dir.path().join("ledger")))?;
     let engine = Arc::new(engine);
     let report = runtime.block_on(async {
-        setup(&engine, &loans).await?;
+        setup(&engine, &loans, disbursements).await?;
         let mut days = Vec::new();
         for n in 0..args.days {
             let date = first_day + Duration::days(i64::from(n));
@@ -138,14 +138,15 @@ pub fn eod(args: EodBenchArgs) -> Result<ExitCode, Error> {
 
 /// `n` loans of every method, rate and term, disbursed over the 30 days before `first_day`
 /// (so about one in thirty falls due on any day), one in twenty a month earlier and never
-/// paid (past due, accruing late interest).
-fn portfolio(n: usize, first_day: Date) -> Vec<(String, Loan)> {
+/// paid (past due, accruing late interest); with the disbursements' transfers.
+fn portfolio(n: usize, first_day: Date) -> (Vec<(String, Loan)>, Vec<TransferEvent>) {
     let methods = [
         RepaymentMethod::EqualPayment,
         RepaymentMethod::EqualPrincipal,
         RepaymentMethod::Bullet,
     ];
-    (0..n)
+    let mut disbursements = Vec::with_capacity(n);
+    let loans = (0..n)
         .map(|i| {
             let offset = (i % 30) as i64 + if i % 20 == 0 { 35 } else { 1 };
             let terms = Terms {
@@ -156,16 +157,22 @@ fn portfolio(n: usize, first_day: Date) -> Vec<(String, Loan)> {
                 grace_months: if i % 7 == 0 { 3 } else { 0 },
                 start_date: first_day - Duration::days(offset),
             };
-            let loan = Loan::disburse(terms, Decimal::new(12, 3))
-                .expect("the generated terms are valid")
-                .0;
-            (format!("bench-{i}"), loan)
+            let (loan, postings) =
+                Loan::disburse(terms, Decimal::new(12, 3)).expect("the generated terms are valid");
+            let id = format!("bench-{i}");
+            disbursements.extend(books::transfers(&id, "disburse", &postings, CASH));
+            (id, loan)
         })
-        .collect()
+        .collect();
+    (loans, disbursements)
 }
 
 /// The ledger accounts (the bank's, cash, four per loan) and the disbursements.
-async fn setup(engine: &Arc<Engine>, loans: &[(String, Loan)]) -> Result<(), Error> {
+async fn setup(
+    engine: &Arc<Engine>,
+    loans: &[(String, Loan)],
+    disbursements: Vec<TransferEvent>,
+) -> Result<(), Error> {
     let mut accounts = books::bank_accounts();
     accounts.push(AccountEvent {
         account: Account {
@@ -189,18 +196,6 @@ async fn setup(engine: &Arc<Engine>, loans: &[(String, Loan)]) -> Result<(), Err
             return Err(format!("the ledger refused a bench account: {}", r.name()).into());
         }
     }
-    let disbursements: Vec<TransferEvent> = loans
-        .iter()
-        .flat_map(|(id, loan)| {
-            let p = lending::servicing::Posting {
-                debit: lending::servicing::Book::Principal,
-                credit: lending::servicing::Book::Funding,
-                amount: loan.totals.disbursed,
-                movement: lending::servicing::Movement::Disbursement,
-            };
-            books::transfers(id, "disburse", &[p], CASH)
-        })
-        .collect();
     post(engine, disbursements).await
 }
 

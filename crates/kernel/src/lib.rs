@@ -40,6 +40,10 @@ pub fn derived_id(
     u128::from_be_bytes(bytes).clamp(1, u128::MAX - 1)
 }
 
+/// The ledger that holds Korean won (ISO 4217 numeric code); amounts on it are whole won.
+/// Every service that moves won uses it, so their accounts can be debited against each other.
+pub const LEDGER_KRW: u32 = 410;
+
 /// Lowercase hexadecimal of `bytes` (hashes, trace ids).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -15,8 +15,7 @@
 use crate::servicing::{Book, Movement, Posting};
 use ledger::{Account, AccountEvent, AccountFlags, Transfer, TransferEvent, TransferFlags};
 
-/// The ledger that holds Korean won (ISO 4217 numeric code), as deposits uses.
-pub const LEDGER_KRW: u32 = 410;
+pub use kernel::LEDGER_KRW;
 
 /// The bank's lending accounts (ids beside deposits' `4_100_000_00x`).
 pub mod bank {
