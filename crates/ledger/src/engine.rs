@@ -437,14 +437,17 @@ impl Worker {
             }
             let now = (self.config.clock)();
             // Write-ahead: the journal thread encodes and writes the group while it is applied.
-            // Expiry is decided once, on the state before the group, and applied exactly where
-            // its record stands, so replaying the journal repeats what is done here.
-            let mut expire = self
+            // Expiry is decided once, on the state before the group, and applied at the group's
+            // first expiry pulse, where its record stands, so replaying the journal repeats
+            // what is done here.
+            let expire_at = self
                 .ledger
                 .next_expiry()
-                .is_some_and(|deadline| deadline <= now);
+                .is_some_and(|deadline| deadline <= now)
+                .then(|| group.iter().position(|r| matches!(r, Request::Expire)))
+                .flatten();
             let mut entries = Vec::new();
-            for request in &group {
+            for (i, request) in group.iter().enumerate() {
                 match request {
                     Request::CreateAccounts(batch, _) => {
                         entries.push(Entry::Accounts(batch.clone()))
@@ -452,14 +455,10 @@ impl Worker {
                     Request::CreateTransfers(batch, _) => {
                         entries.push(Entry::Transfers(batch.clone()))
                     }
-                    Request::Expire if expire => {
-                        entries.push(Entry::Expire);
-                        expire = false;
-                    }
+                    Request::Expire if expire_at == Some(i) => entries.push(Entry::Expire),
                     Request::Expire | Request::Query(_) | Request::Shutdown => {}
                 }
             }
-            let expired = entries.iter().any(|e| matches!(e, Entry::Expire));
             let (applied, releases_rx) = std::sync::mpsc::sync_channel(1);
             let commit = Commit::Group {
                 now,
@@ -469,9 +468,8 @@ impl Worker {
             if self.commits.send(commit).is_err() {
                 self.failed.store(true, Ordering::Relaxed);
             }
-            let mut expire = expired;
             let mut releases: Vec<Release> = Vec::with_capacity(group.len());
-            for request in group.drain(..) {
+            for (i, request) in group.drain(..).enumerate() {
                 match request {
                     Request::CreateAccounts(batch, reply) => {
                         let results = self.ledger.create_accounts(now, &batch);
@@ -486,9 +484,8 @@ impl Worker {
                         }));
                     }
                     Request::Expire => {
-                        if expire {
+                        if expire_at == Some(i) {
                             self.ledger.expire_pending(now);
-                            expire = false;
                         }
                     }
                     Request::Query(q) => {
