@@ -303,7 +303,28 @@ impl LendingSetup {
         let vault = open_vault(&self.keyring, self.create_keyring)?;
         let model = lending::credit::Model::parse(lending::credit::DEFAULT_MODEL)?;
         let store = Store::open(&self.sql).await?;
-        let service = Arc::new(lending::Lending::open(store, vault, peers, model).await?);
+        let service = lending::Lending::open(store, vault, peers, model).await?;
+        // Loans need the ledger, contracts and deposits: beside it, or through the edge.
+        let service = match (
+            &self.upstream,
+            &local.ledger,
+            &local.contracts,
+            &local.deposits,
+        ) {
+            (Some(url), _, _, _) => service.with_loans(
+                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(url)?),
+                lending::links::Links::http(url)?,
+            ),
+            (None, Some(engine), Some(contracts), Some(deposits)) => service.with_loans(
+                ledger::client::LedgerClient::Local(engine.clone()),
+                lending::links::Links::Local {
+                    contracts: contracts.clone(),
+                    deposits: deposits.clone(),
+                },
+            ),
+            _ => service,
+        };
+        let service = Arc::new(service);
         let relaying = start_relay(service.store(), &self.bus, lending::SERVICE, stop);
         Ok((service, relaying))
     }

@@ -37,7 +37,8 @@ pub fn router(lending: Option<Arc<Lending>>) -> Router {
                     "/v1/loans/applications/{id}/decision",
                     post(decide_referred),
                 )
-                .with_state(lending),
+                .with_state(lending.clone())
+                .merge(crate::loans_api::routes(lending)),
         ),
         None => quotes,
     };
@@ -332,6 +333,35 @@ pub fn problem(error: LendingError) -> Problem {
             tracing::warn!(error = %e, "lending: a peer service is unavailable");
             Problem::unavailable(format!("{} is unavailable; retry later", e.service))
         }
+        LendingError::LoanNotFound => Problem::not_found("loan_not_found", detail),
+        LendingError::NoOffer(_) => {
+            Problem::new(409, "no_offer", "The application has no offer").with_detail(detail)
+        }
+        LendingError::Conflict(code, _) => {
+            Problem::new(409, code, "The request conflicts with the loan's state")
+                .with_detail(detail)
+        }
+        LendingError::ContractRefused(code, _) => {
+            Problem::new(422, code, "The contract was refused").with_detail(detail)
+        }
+        LendingError::LedgerRefused(code) if code == "exceeds_credits" => Problem::new(
+            422,
+            "insufficient_funds",
+            "The deposit account cannot pay this",
+        )
+        .with_detail("the loan's deposit account does not hold enough; nothing moved"),
+        LendingError::LedgerRefused(_) => {
+            Problem::new(409, "ledger_refused", "The ledger refused the postings")
+                .with_detail(detail)
+        }
+        LendingError::Ledger(e) => {
+            tracing::warn!(error = %e, "lending: the ledger is unavailable");
+            Problem::unavailable("the ledger is unavailable; retry with the same Idempotency-Key")
+        }
+        LendingError::NotServicing => {
+            Problem::new(404, "loans_not_served", "Loans are not served here").with_detail(detail)
+        }
+        LendingError::Busy => Problem::unavailable("the loan is busy; retry"),
         LendingError::Vault(e) => {
             tracing::error!(error = %e, "lending: the vault failed");
             Problem::unavailable("the vault is unavailable; retry later")
@@ -449,7 +479,22 @@ async fn quote(body: Result<Bytes, BytesRejection>) -> Result<Json<QuoteResponse
         apply,
         applications,
         application,
-        decide_referred
+        decide_referred,
+        crate::loans_api::offer,
+        crate::loans_api::accept,
+        crate::loans_api::list,
+        crate::loans_api::loan,
+        crate::loans_api::schedule,
+        crate::loans_api::payoff,
+        crate::loans_api::disburse,
+        crate::loans_api::repay,
+        crate::loans_api::prepay,
+        crate::loans_api::restructure,
+        crate::loans_api::write_off,
+        crate::loans_api::end_of_day,
+        crate::loans_api::queue,
+        crate::loans_api::promise,
+        crate::loans_api::contact
     ),
     components(schemas(
         QuoteRequest,
@@ -462,6 +507,22 @@ async fn quote(body: Result<Bytes, BytesRejection>) -> Result<Json<QuoteResponse
         ApplyRequest,
         DecisionRequest,
         ApplicationResponse,
+        crate::loans_api::OfferResponse,
+        crate::loans_api::AcceptRequest,
+        crate::loans_api::LoanResponse,
+        crate::loans_api::LoanPage,
+        crate::loans_api::BalancesResponse,
+        crate::loans_api::DueResponse,
+        crate::loans_api::ScheduleResponse,
+        crate::loans_api::DueItem,
+        crate::loans_api::PayoffResponse,
+        crate::loans_api::ReceiptResponse,
+        crate::loans_api::RepayRequest,
+        crate::loans_api::PrepayRequest,
+        crate::loans_api::RestructureRequest,
+        crate::loans_api::EodRequest,
+        crate::loans_api::PromiseRequest,
+        crate::loans_api::ContactRequest,
         Problem
     ))
 )]

@@ -45,8 +45,10 @@ impl Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promise {
     /// The day it was given.
+    #[serde(with = "crate::credit::date_string")]
     pub given_on: Date,
     /// The last day to pay.
+    #[serde(with = "crate::credit::date_string")]
     pub due_by: Date,
     /// Whole won.
     pub amount: u128,

@@ -131,7 +131,7 @@ pub struct Requested {
 }
 
 /// `YYYY-MM-DD`.
-mod date_string {
+pub(crate) mod date_string {
     use serde::{Deserialize, Deserializer, Serializer, de};
 
     pub fn serialize<S: Serializer>(d: &time::Date, s: S) -> Result<S::Ok, S::Error> {

@@ -28,7 +28,7 @@ const DAYS_PER_YEAR: u128 = 365;
 const RATE_SCALE: u128 = 1_000_000;
 
 /// What a schedule is computed from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Terms {
     /// Whole won lent.
     pub principal: u128,
@@ -41,6 +41,7 @@ pub struct Terms {
     /// Leading interest-only months.
     pub grace_months: u32,
     /// The day the loan starts (disbursement).
+    #[serde(with = "crate::credit::date_string")]
     pub start_date: Date,
 }
 

@@ -39,6 +39,11 @@ pub const MIGRATIONS: store::sql::MigrationSet = store::sql::MigrationSet {
             description: "loan applications",
             sql: include_str!("../migrations/0002_applications.sql"),
         },
+        store::sql::Migration {
+            version: 3,
+            description: "loans, their steps and end-of-day runs",
+            sql: include_str!("../migrations/0003_loans.sql"),
+        },
     ],
 };
 
@@ -80,6 +85,32 @@ pub enum LendingError {
     /// A peer is unavailable.
     #[error(transparent)]
     Peer(#[from] PeerError),
+    /// No such loan.
+    #[error("no loan has this id")]
+    LoanNotFound,
+    /// The application has no offer (it was not approved).
+    #[error("the application is {0}; only an approved application has an offer")]
+    NoOffer(String),
+    /// The request conflicts with the loan's state: `(code, detail)`.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// The contracts service refused the loan's contract: `(code, detail)`.
+    #[error("the contract was refused: {1}")]
+    ContractRefused(String, String),
+    /// The ledger refused a step's postings (nothing moved): its result code.
+    #[error("the ledger refused the postings: {0}")]
+    LedgerRefused(String),
+    /// The ledger could not be reached; a step may be pending and is finished by the next
+    /// request on the loan.
+    #[error(transparent)]
+    Ledger(#[from] ledger::client::ClientError),
+    /// This service runs without the ledger, contracts and deposits (quotes, evaluations and
+    /// applications only).
+    #[error("loans are not served here")]
+    NotServicing,
+    /// Other steps on the loan kept getting in first.
+    #[error("the loan is busy; retry")]
+    Busy,
     /// Keys or sealed values failed.
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
@@ -144,6 +175,8 @@ pub struct Application {
     pub officer_reason: Option<String>,
     /// When it was submitted (µs).
     pub created_at_us: i64,
+    /// When it was last decided (µs).
+    pub updated_at_us: i64,
 }
 
 /// What an application seals.
@@ -154,13 +187,24 @@ struct SealedApplication {
     officer_reason: Option<String>,
 }
 
+/// A source of today's business date (Seoul).
+pub type Today = std::sync::Arc<dyn Fn() -> time::Date + Send + Sync>;
+
 /// The lending service.
 pub struct Lending {
-    store: Store,
-    vault: Vault,
-    peers: Peers,
+    pub(crate) store: Store,
+    pub(crate) vault: Vault,
+    pub(crate) peers: Peers,
     model: Model,
     policy: Policy,
+    /// The ledger loans post to (none: loans are not served).
+    pub(crate) ledger: Option<ledger::client::LedgerClient>,
+    /// Contracts and deposits.
+    pub(crate) links: Option<crate::links::Links>,
+    /// Today's business date.
+    pub(crate) today: Today,
+    /// The servicing rules.
+    pub(crate) servicing: crate::servicing::Policy,
 }
 
 impl Lending {
@@ -201,7 +245,29 @@ impl Lending {
             peers,
             model,
             policy: Policy::default(),
+            ledger: None,
+            links: None,
+            today: std::sync::Arc::new(store::sql::today_kst),
+            servicing: crate::servicing::Policy::default(),
         })
+    }
+
+    /// Serves loans too: offers, acceptance, disbursement and servicing, posting to `ledger`,
+    /// with contracts and deposits through `links`.
+    pub fn with_loans(
+        mut self,
+        ledger: ledger::client::LedgerClient,
+        links: crate::links::Links,
+    ) -> Lending {
+        self.ledger = Some(ledger);
+        self.links = Some(links);
+        self
+    }
+
+    /// Takes today's business date from `today` (tests walk through months with it).
+    pub fn with_today(mut self, today: Today) -> Lending {
+        self.today = today;
+        self
     }
 
     /// The store (for the outbox relay).
@@ -288,7 +354,7 @@ impl Lending {
     }
 
     /// An evaluation, opened, for a step whose permission was already checked.
-    async fn load_evaluation(&self, id: &str) -> Result<StoredEvaluation, LendingError> {
+    pub(crate) async fn load_evaluation(&self, id: &str) -> Result<StoredEvaluation, LendingError> {
         let row = sqlx::query(
             "SELECT customer_id, master_key_id, wrapped_key, sealed, created_at_us FROM evaluations WHERE id = $1",
         )
@@ -377,6 +443,7 @@ impl Lending {
             decided_by: None,
             officer_reason: None,
             created_at_us: now,
+            updated_at_us: now,
         };
         let (key, wrapped) = self.vault.new_data_key(&id)?;
         let sealed = key.seal(&id, "application", &seal_application(&application));
@@ -416,7 +483,7 @@ impl Lending {
     }
 
     /// An application, opened, for a step whose permission was already checked.
-    async fn load_application(&self, id: &str) -> Result<Application, LendingError> {
+    pub(crate) async fn load_application(&self, id: &str) -> Result<Application, LendingError> {
         let row = sqlx::query(concat!(select_application!(), " WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.store.reader())
@@ -495,6 +562,7 @@ impl Lending {
         application.decided_by = Some(caller.principal.clone());
         application.officer_reason = Some(reason.to_owned());
         let now = now_us();
+        application.updated_at_us = now;
         let (key, wrapped) = self.vault.new_data_key(id)?;
         let sealed = key.seal(id, "application", &seal_application(&application));
         let mut tx = self.store.begin().await?;
@@ -539,6 +607,7 @@ impl Lending {
             status: row.try_get("status")?,
             decided_by: row.try_get("decided_by")?,
             created_at_us: row.try_get("created_at_us")?,
+            updated_at_us: row.try_get("updated_at_us")?,
             requested: opened.requested,
             decision: opened.decision,
             officer_reason: opened.officer_reason,
@@ -550,7 +619,7 @@ impl Lending {
 macro_rules! select_application {
     () => {
         "SELECT id, customer_id, product_code, product_version, evaluation_id, status, master_key_id, \
-         wrapped_key, sealed, decided_by, created_at_us FROM applications"
+         wrapped_key, sealed, decided_by, created_at_us, updated_at_us FROM applications"
     };
 }
 use select_application;

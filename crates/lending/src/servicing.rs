@@ -173,11 +173,12 @@ pub struct Posting {
 }
 
 /// An instalment billed and not yet paid in full: what is left of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Due {
     /// The instalment's number in the schedule.
     pub number: u32,
     /// When it fell due.
+    #[serde(with = "crate::credit::date_string")]
     pub due_date: Date,
     /// Principal unpaid.
     pub principal: u128,
@@ -238,7 +239,7 @@ pub struct Totals {
 }
 
 /// A disbursed loan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loan {
     /// The terms in force (a restructuring replaces them).
     pub terms: Terms,
@@ -252,8 +253,10 @@ pub struct Loan {
     /// The principal the rest of the schedule starts from.
     pub rest_balance: u128,
     /// The day the money was paid out.
+    #[serde(with = "crate::credit::date_string")]
     pub disbursed_on: Date,
     /// The last business day whose end of day was applied.
+    #[serde(with = "crate::credit::date_string")]
     pub closed_through: Date,
     /// Principal outstanding, billed or not.
     pub principal: u128,

@@ -1,0 +1,1671 @@
+//! Loans, the shell around [`crate::servicing`]: an approved application's offer, its
+//! acceptance (the loan, and its contract through the contracts service), disbursement into the
+//! customer's deposit account, repayments, prepayments, restructuring, write-off, end of day
+//! and the collections record — each posted to the ledger.
+//!
+//! **Every step that moves money runs in three commits** (`run_step`):
+//! 1. the next state and the step's postings are written beside the loan as its *pending step*
+//!    (compare-and-set on the loan's version, so two steps on one loan take turns);
+//! 2. the postings go to the ledger as one linked chain whose ids derive from the loan and the
+//!    step (an end of day's date, a request's `Idempotency-Key`);
+//! 3. the next state replaces the current one, with the step's outcome and its outbox events.
+//!
+//! Whoever finds a pending step finishes it first: posting again is answered `exists`, so a
+//! crash or a lost connection between 1 and 3 never posts twice and never loses a posting. A
+//! chain the ledger refuses (the deposit account cannot pay) discards the pending step: nothing
+//! moved. So a loan's receivable accounts on the ledger always equal its stored state once no
+//! step is pending.
+
+use crate::books;
+use crate::collections::{self, Action, Case, Promise, PromiseState};
+use crate::decision::Decision;
+use crate::links::{DepositFacts, IssueError, LoanContract};
+use crate::schedule::{self, Installment, Terms};
+use crate::service::{Lending, LendingError, SERVICE};
+use crate::servicing::{Allocation, Book, Loan, Posting, Restructuring, Status};
+use customers::vault::{DataKey, VaultError, WrappedKey};
+use kernel::event::TraceParent;
+use kernel::http::Caller;
+use ledger::CreateTransferResult as TR;
+use products::model::RepaymentMethod;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use store::outbox::{self, NewEvent};
+use store::sql::now_us;
+use time::{Date, Duration};
+
+/// Reading loans (credit information).
+pub const PERMISSION_LOANS_READ: &str = "loans:read";
+/// Accepting an offer and disbursing.
+pub const PERMISSION_ORIGINATE: &str = "loans:originate";
+/// Repaying and prepaying.
+pub const PERMISSION_REPAY: &str = "loans:repay";
+/// Restructuring and writing off.
+pub const PERMISSION_MANAGE: &str = "loans:manage";
+/// The collections queue, promises to pay and contacts.
+pub const PERMISSION_COLLECT: &str = "loans:collect";
+/// Running end of day.
+pub const PERMISSION_EOD: &str = "loans:eod";
+
+/// How many days an approval's offer may be accepted.
+pub const OFFER_DAYS: i64 = 30;
+/// How many business days one step may close to catch a loan up (a step is one linked chain
+/// of at most two transfers a day, well under the ledger's 8,190 per batch).
+const CATCH_UP_DAYS_MAX: i64 = 1_000;
+/// How many times a step is tried when other steps on the same loan keep getting in first.
+const STEP_ATTEMPTS: usize = 8;
+/// Loans per page of end of day.
+const EOD_PAGE: i64 = 1_000;
+/// Promises and contacts kept per loan (the oldest drop off).
+const COLLECTION_RECORDS_MAX: usize = 50;
+
+/// Loan statuses that end of day works on.
+const SERVICED: &str = "('current', 'delinquent', 'default')";
+
+/// An approved application's offer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// The application.
+    pub application_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// The loan product and version.
+    pub product_code: String,
+    /// The version.
+    pub product_version: i64,
+    /// The most that may be borrowed.
+    #[serde(with = "kernel::decimal::u128_string")]
+    pub limit: u128,
+    /// The least (the product's minimum).
+    #[serde(with = "kernel::decimal::u128_string")]
+    pub minimum: u128,
+    /// The annual rate.
+    pub annual_rate: Decimal,
+    /// Instalments.
+    pub term_months: u32,
+    /// How it is repaid.
+    pub method: RepaymentMethod,
+    /// Interest-only months.
+    pub grace_months: u32,
+    /// The credit grade it was priced for.
+    pub grade: u8,
+    /// The prepayment fee rate of the product version.
+    pub prepayment_fee_rate: Decimal,
+    /// The last day it may be accepted.
+    #[serde(with = "crate::credit::date_string")]
+    pub expires_on: Date,
+}
+
+/// A promise to pay as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseRecord {
+    /// The promise.
+    pub promise: Promise,
+    /// Who took it.
+    pub taken_by: String,
+    /// What was paid since it was given.
+    pub paid_since: u128,
+}
+
+/// A collector's contact with the borrower.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// What was done.
+    pub action: Action,
+    /// When (the business date).
+    #[serde(with = "crate::credit::date_string")]
+    pub on: Date,
+    /// Who.
+    pub by: String,
+    /// A note (at most 500 characters).
+    pub note: String,
+}
+
+/// What a loan seals: its offer, the principal accepted, the serviced loan once disbursed, and
+/// the collections record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoanState {
+    /// The offer accepted.
+    pub offer: Offer,
+    /// The principal accepted.
+    pub principal: u128,
+    /// The loan, once disbursed.
+    pub loan: Option<Loan>,
+    /// Promises to pay, oldest first.
+    pub promises: Vec<PromiseRecord>,
+    /// Contacts, oldest first.
+    pub contacts: Vec<Contact>,
+}
+
+/// A loan as stored (opened).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoanRecord {
+    /// The id.
+    pub id: String,
+    /// The application it came from.
+    pub application_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// The deposit account it is paid into and repaid from.
+    pub account_id: String,
+    /// Its contract.
+    pub contract_id: Option<String>,
+    /// `contracted`, `current`, `delinquent`, `default`, `written_off` or `closed`.
+    pub status: String,
+    /// The state.
+    pub state: LoanState,
+    /// Whether a step is pending (being posted).
+    pub pending: bool,
+    /// Bumped by every change.
+    pub version: i64,
+    /// When it was created (µs).
+    pub created_at_us: i64,
+}
+
+/// What a money step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The loan.
+    pub loan_id: String,
+    /// `disbursement`, `repayment`, `prepayment`, `restructuring`, `write_off`.
+    pub kind: String,
+    /// The business day it counts on.
+    #[serde(with = "crate::credit::date_string")]
+    pub value_date: Date,
+    /// What was paid, by component (repayments and prepayments).
+    pub allocation: Option<Allocation>,
+    /// Whole won moved from or to the deposit account.
+    #[serde(with = "kernel::decimal::u128_string")]
+    pub amount: u128,
+    /// The loan's status after it.
+    pub status: String,
+}
+
+/// The step being posted, sealed beside the loan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending {
+    /// The step's name: the transfer ids derive from it.
+    step: String,
+    /// The Idempotency-Key it was asked under, if any.
+    key: Option<String>,
+    /// The deposit account's ledger account (the funding side).
+    funding: u128,
+    /// What to post, as one linked chain.
+    postings: Vec<Posting>,
+    /// The state once posted.
+    next: LoanState,
+    /// The status once posted.
+    next_status: String,
+    /// The outcome to answer (and keep under the key).
+    receipt: Option<Receipt>,
+    /// Events to record: (type suffix, data).
+    events: Vec<(String, Value)>,
+}
+
+/// What one end-of-day run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EodReport {
+    /// The business date closed.
+    pub business_date: String,
+    /// Loans brought through it.
+    pub loans: u64,
+    /// Loan-days closed.
+    pub days: u64,
+    /// Instalments billed (falling due the next day).
+    pub billed: u64,
+    /// Loans whose status changed.
+    pub status_changes: u64,
+    /// Loans the ledger refused a posting for (left as they were; they need attention).
+    pub failed: u64,
+}
+
+/// A case in the collections queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueItem {
+    /// The loan.
+    pub loan_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// Days past due.
+    pub days_past_due: u32,
+    /// The bucket.
+    pub bucket: crate::servicing::Bucket,
+    /// Everything due now, whole won.
+    #[serde(with = "kernel::decimal::u128_string")]
+    pub past_due: u128,
+    /// The latest promise's state.
+    pub promise: Option<PromiseState>,
+    /// What the playbook asks for next.
+    pub next_action: Option<Action>,
+}
+
+impl Lending {
+    fn ledger(&self) -> Result<&ledger::client::LedgerClient, LendingError> {
+        self.ledger.as_ref().ok_or(LendingError::NotServicing)
+    }
+
+    fn links(&self) -> Result<&crate::links::Links, LendingError> {
+        self.links.as_ref().ok_or(LendingError::NotServicing)
+    }
+
+    /// The offer of an approved application.
+    pub async fn offer(
+        &self,
+        caller: &Caller,
+        application_id: &str,
+    ) -> Result<Offer, LendingError> {
+        require(caller, PERMISSION_LOANS_READ)?;
+        self.offer_of(application_id).await
+    }
+
+    async fn offer_of(&self, application_id: &str) -> Result<Offer, LendingError> {
+        let application = self.load_application(application_id).await?;
+        let Decision::Approve { limit, annual_rate } = application.decision else {
+            return Err(LendingError::NoOffer(application.status));
+        };
+        let product = self
+            .peers
+            .product_version(&application.product_code, application.product_version)
+            .await?
+            .ok_or(LendingError::ProductNotAvailable)?;
+        let evaluation = self.load_evaluation(&application.evaluation_id).await?;
+        let decided = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(application.updated_at_us) * 1_000,
+        )
+        .map_or((self.today)(), |t| t.to_offset(kernel::dates::KST).date());
+        let fee_rate = product
+            .terms
+            .fees
+            .iter()
+            .find(|f| f.code == "prepayment")
+            .and_then(|f| f.rate)
+            .unwrap_or(Decimal::ZERO);
+        Ok(Offer {
+            application_id: application.id,
+            customer_id: application.customer_id,
+            product_code: application.product_code,
+            product_version: application.product_version,
+            limit,
+            minimum: product.terms.amount.min.parse().unwrap_or(1),
+            annual_rate,
+            term_months: application.requested.term_months,
+            method: application.requested.method,
+            grace_months: application.requested.grace_months,
+            grade: evaluation.evaluation.grade,
+            prepayment_fee_rate: fee_rate,
+            expires_on: decided + Duration::days(OFFER_DAYS),
+        })
+    }
+
+    /// Accepts an approved application's offer for `principal` (within the offer), to be paid
+    /// into and repaid from the customer's demand deposit `account_id`: the loan is recorded
+    /// (`contracted`) and its contract issued through the contracts service, for the customer
+    /// to sign. Accepting the same offer again answers the loan it made.
+    pub async fn accept(
+        &self,
+        caller: &Caller,
+        application_id: &str,
+        principal: u128,
+        account_id: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<LoanRecord, LendingError> {
+        require(caller, PERMISSION_ORIGINATE)?;
+        let links = self.links()?;
+        let offer = self.offer_of(application_id).await?;
+        if let Some(existing) = self.loan_of_application(application_id).await? {
+            if existing.state.principal != principal || existing.account_id != account_id {
+                return Err(LendingError::Conflict(
+                    "offer_accepted",
+                    format!(
+                        "the offer was accepted already, as loan {}, on other terms",
+                        existing.id
+                    ),
+                ));
+            }
+            return self.ensure_contract(existing).await;
+        }
+        let today = (self.today)();
+        if today > offer.expires_on {
+            return Err(LendingError::Conflict(
+                "offer_expired",
+                format!("the offer could be accepted until {}", offer.expires_on),
+            ));
+        }
+        if principal < offer.minimum || principal > offer.limit {
+            return Err(LendingError::Invalid(
+                "invalid_principal",
+                format!(
+                    "`principal` is from {} to the offer's limit of {} won",
+                    offer.minimum, offer.limit
+                ),
+            ));
+        }
+        self.check_account(links, account_id, &offer.customer_id)
+            .await?;
+        // The terms are checked now, not at disbursement.
+        schedule::schedule(&terms_of(&offer, principal, today))
+            .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let state = LoanState {
+            offer,
+            principal,
+            loan: None,
+            promises: Vec::new(),
+            contacts: Vec::new(),
+        };
+        let (key, wrapped) = self.vault.new_data_key(&id)?;
+        let sealed = key.seal(&id, "loan", &to_json(&state));
+        let now = now_us();
+        let mut tx = self.store.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
+             status, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'contracted', 1, $7, $8, $9, $10, $10) \
+             ON CONFLICT (application_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(application_id)
+        .bind(&state.offer.customer_id)
+        .bind(&state.offer.product_code)
+        .bind(state.offer.product_version)
+        .bind(account_id)
+        .bind(&wrapped.master_key_id)
+        .bind(&wrapped.bytes)
+        .bind(&sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            // Another acceptance got in first: answer what it made.
+            drop(tx);
+            return Box::pin(self.accept(caller, application_id, principal, account_id, trace))
+                .await;
+        }
+        loan_event(
+            &mut tx,
+            "accepted",
+            &id,
+            json!({"application_id": application_id, "customer_id": state.offer.customer_id}),
+            trace,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        let record = self.load(&id).await?;
+        self.ensure_contract(record).await
+    }
+
+    /// Issues the loan's contract if it has none yet (the contracts service finds one issued
+    /// before a crash by its subject, the loan's id).
+    async fn ensure_contract(&self, record: LoanRecord) -> Result<LoanRecord, LendingError> {
+        if record.contract_id.is_some() {
+            return Ok(record);
+        }
+        let offer = &record.state.offer;
+        let contract = self
+            .links()?
+            .loan_contract(&LoanContract {
+                customer_id: record.customer_id.clone(),
+                product_code: offer.product_code.clone(),
+                product_version: offer.product_version,
+                loan_id: record.id.clone(),
+                principal: record.state.principal,
+                term_months: offer.term_months,
+                grade: offer.grade,
+            })
+            .await
+            .map_err(|e| match e {
+                IssueError::Refused(code, detail) => LendingError::ContractRefused(code, detail),
+                IssueError::Peer(p) => LendingError::Peer(p),
+            })?;
+        sqlx::query(
+            "UPDATE loans SET contract_id = $2, updated_at_us = $3 WHERE id = $1 AND contract_id IS NULL",
+        )
+        .bind(&record.id)
+        .bind(&contract.id)
+        .bind(now_us())
+        .execute(self.store.writer())
+        .await?;
+        self.load(&record.id).await
+    }
+
+    async fn check_account(
+        &self,
+        links: &crate::links::Links,
+        account_id: &str,
+        customer_id: &str,
+    ) -> Result<DepositFacts, LendingError> {
+        let account = links
+            .deposit(account_id)
+            .await?
+            .filter(|a| a.customer_id == customer_id)
+            .ok_or_else(|| {
+                LendingError::Invalid(
+                    "invalid_account",
+                    "`account_id` is not one of the customer's deposit accounts".into(),
+                )
+            })?;
+        if account.kind != "demand_deposit" || account.status != "open" {
+            return Err(LendingError::Invalid(
+                "invalid_account",
+                "a loan is paid into and repaid from an open demand deposit account".into(),
+            ));
+        }
+        Ok(account)
+    }
+
+    /// A loan (needs `loans:read`); a pending step is finished first.
+    pub async fn loan(&self, caller: &Caller, id: &str) -> Result<LoanRecord, LendingError> {
+        require(caller, PERMISSION_LOANS_READ)?;
+        let record = self.load(id).await?;
+        if record.pending {
+            self.finish_pending(id).await?;
+            return self.load(id).await;
+        }
+        Ok(record)
+    }
+
+    /// What paying the loan off would take on its open day today (nothing is changed): the
+    /// days not closed yet are closed on a copy first.
+    pub async fn payoff(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Date, Allocation), LendingError> {
+        let record = self.loan(caller, id).await?;
+        let mut loan = record.state.loan.ok_or(LendingError::Conflict(
+            "loan_not_disbursed",
+            "the loan has not been paid out yet".into(),
+        ))?;
+        let yesterday = (self.today)() - Duration::days(1);
+        while loan.closed_through < yesterday {
+            let day = loan.open_day();
+            loan.end_of_day(day, &self.servicing)
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+        }
+        let date = loan.open_day();
+        let (allocation, _) = loan
+            .prepay(date, None, &self.servicing)
+            .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+        Ok((date, allocation))
+    }
+
+    /// Loans, by id after `after`: one customer's, or in one status.
+    pub async fn loans(
+        &self,
+        caller: &Caller,
+        customer_id: Option<&str>,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LoanRecord>, LendingError> {
+        require(caller, PERMISSION_LOANS_READ)?;
+        let rows = sqlx::query(concat!(
+            select_loan!(),
+            " WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(customer_id.unwrap_or(""))
+        .bind(status.unwrap_or(""))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit.clamp(1, 200)))
+        .fetch_all(self.store.reader())
+        .await?;
+        rows.iter().map(|r| self.open_loan(r)).collect()
+    }
+
+    /// Pays the loan out into the customer's deposit account, once its contract is signed.
+    /// Repeating it answers the loan as disbursed.
+    pub async fn disburse(
+        &self,
+        caller: &Caller,
+        id: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<LoanRecord, LendingError> {
+        require(caller, PERMISSION_ORIGINATE)?;
+        let links = self.links()?;
+        let mut record = self.load(id).await?;
+        if record.pending {
+            self.finish_pending(id).await?;
+            record = self.load(id).await?;
+        }
+        if record.status != "contracted" {
+            return Ok(record);
+        }
+        let record = self.ensure_contract(record).await?;
+        let contract_id = record.contract_id.clone().unwrap_or_default();
+        let contract = links
+            .contract(&contract_id)
+            .await?
+            .filter(|c| c.customer_id == record.customer_id)
+            .ok_or(LendingError::Conflict(
+                "contract_not_signed",
+                "the loan's contract is not there".into(),
+            ))?;
+        if contract.status != "signed" {
+            return Err(LendingError::Conflict(
+                "contract_not_signed",
+                format!(
+                    "the loan's contract {} is {}: the customer signs it (POST /v1/contracts/{}/signatures) before the money is paid out",
+                    contract.id, contract.status, contract.id
+                ),
+            ));
+        }
+        let account = self
+            .check_account(links, &record.account_id, &record.customer_id)
+            .await?;
+        self.open_books(&record).await?;
+        let today = (self.today)();
+        let funding = account.ledger_id();
+        let (_, receipt) = self
+            .run_step(id, None, trace, move |record| {
+                if record.status != "contracted" {
+                    return Ok(None);
+                }
+                let mut next = record.state.clone();
+                let terms = terms_of(&next.offer, next.principal, today);
+                let (loan, postings) = Loan::disburse(terms, next.offer.prepayment_fee_rate)
+                    .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+                next.loan = Some(loan);
+                Ok(Some(Pending {
+                    step: "disbursement".into(),
+                    key: None,
+                    funding,
+                    postings,
+                    next,
+                    next_status: "current".into(),
+                    receipt: Some(Receipt {
+                        loan_id: record.id.clone(),
+                        kind: "disbursement".into(),
+                        value_date: today,
+                        allocation: None,
+                        amount: record.state.principal,
+                        status: "current".into(),
+                    }),
+                    events: vec![(
+                        "disbursed".into(),
+                        json!({"account_id": record.account_id, "contract_id": record.contract_id}),
+                    )],
+                }))
+            })
+            .await?;
+        let _ = receipt;
+        self.load(id).await
+    }
+
+    /// The ledger accounts a loan posts to: the bank's (once) and the loan's own four.
+    async fn open_books(&self, record: &LoanRecord) -> Result<(), LendingError> {
+        let customer = uuid::Uuid::parse_str(&record.customer_id).map_or(0, |u| u.as_u128());
+        let mut events = books::bank_accounts();
+        events.extend(books::loan_accounts(&record.id, customer));
+        let results = self.ledger()?.create_accounts(events).await?;
+        use ledger::CreateAccountResult as AR;
+        if let Some(bad) = results.iter().find(|r| !matches!(r, AR::Ok | AR::Exists)) {
+            tracing::error!(loan = %record.id, result = bad.name(), "lending: the ledger refused a loan's accounts");
+            return Err(LendingError::LedgerRefused(bad.name().to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A payment of `amount` of what is due (fees, late interest, interest, principal), from
+    /// the loan's deposit account, under `key`; on a written-off loan, a recovery.
+    pub async fn repay(
+        &self,
+        caller: &Caller,
+        id: &str,
+        key: &str,
+        amount: u128,
+        trace: Option<TraceParent>,
+    ) -> Result<Receipt, LendingError> {
+        require(caller, PERMISSION_REPAY)?;
+        let request = format!("repayment:{amount}");
+        self.money_step(
+            id,
+            key,
+            &request,
+            trace,
+            move |record, loan, date, policy| {
+                let (allocation, postings) = loan
+                    .repay(date, amount, policy)
+                    .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+                let _ = record;
+                Ok(("repayment", Some(allocation), postings, amount))
+            },
+        )
+        .await
+    }
+
+    /// Prepays `principal` of the principal not yet billed (with everything due and the
+    /// prepayment fee), or pays the loan off when `principal` is `None`, under `key`.
+    pub async fn prepay(
+        &self,
+        caller: &Caller,
+        id: &str,
+        key: &str,
+        principal: Option<u128>,
+        trace: Option<TraceParent>,
+    ) -> Result<Receipt, LendingError> {
+        require(caller, PERMISSION_REPAY)?;
+        let request = format!("prepayment:{principal:?}");
+        self.money_step(id, key, &request, trace, move |_, loan, date, policy| {
+            let (allocation, postings) = loan
+                .prepay(date, principal, policy)
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+            let paid = allocation.total();
+            Ok(("prepayment", Some(allocation), postings, paid))
+        })
+        .await
+    }
+
+    /// Restructures: arrears capitalised, a new schedule from today on `new`, under `key`.
+    pub async fn restructure(
+        &self,
+        caller: &Caller,
+        id: &str,
+        key: &str,
+        new: Restructuring,
+        trace: Option<TraceParent>,
+    ) -> Result<Receipt, LendingError> {
+        require(caller, PERMISSION_MANAGE)?;
+        if new.annual_rate > self.servicing.legal_max_rate || new.annual_rate.is_sign_negative() {
+            return Err(LendingError::Invalid(
+                "invalid_rate",
+                format!(
+                    "`annual_rate` is from 0 to the legal maximum {}",
+                    self.servicing.legal_max_rate
+                ),
+            ));
+        }
+        let request = format!("restructuring:{}", to_json_text(&new));
+        self.money_step(id, key, &request, trace, move |_, loan, date, policy| {
+            let postings = loan
+                .restructure(date, &new, policy)
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+            Ok(("restructuring", None, postings, 0))
+        })
+        .await
+    }
+
+    /// Writes a defaulted loan off, under `key`.
+    pub async fn write_off(
+        &self,
+        caller: &Caller,
+        id: &str,
+        key: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<Receipt, LendingError> {
+        require(caller, PERMISSION_MANAGE)?;
+        self.money_step(id, key, "write_off", trace, move |_, loan, date, _| {
+            let postings = loan
+                .write_off(date)
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+            Ok(("write_off", None, postings, 0))
+        })
+        .await
+    }
+
+    /// A step on a disbursed loan under an Idempotency-Key: the loan is first brought through
+    /// every business day before today that was not closed yet, then `apply` runs on the open
+    /// day. The same key with the same request answers the first outcome; with another, 409.
+    async fn money_step<F>(
+        &self,
+        id: &str,
+        key: &str,
+        request: &str,
+        trace: Option<TraceParent>,
+        apply: F,
+    ) -> Result<Receipt, LendingError>
+    where
+        F: Fn(
+                &LoanRecord,
+                &mut Loan,
+                Date,
+                &crate::servicing::Policy,
+            )
+                -> Result<(&'static str, Option<Allocation>, Vec<Posting>, u128), LendingError>
+            + Send
+            + Sync,
+    {
+        check_key(key)?;
+        let request_sha256 = kernel::hex(&Sha256::digest(request.as_bytes()));
+        let links = self.links()?;
+        let record = self.load(id).await?;
+        if let Some(done) = self.step_outcome(&record, key, &request_sha256).await? {
+            return Ok(done);
+        }
+        if record.state.loan.is_none() {
+            return Err(LendingError::Conflict(
+                "loan_not_disbursed",
+                "the loan has not been paid out yet".into(),
+            ));
+        }
+        let account = links.deposit(&record.account_id).await?.ok_or_else(|| {
+            LendingError::Conflict(
+                "account_closed",
+                "the loan's deposit account is not there".into(),
+            )
+        })?;
+        let funding = account.ledger_id();
+        self.catch_up(id, (self.today)() - Duration::days(1), trace)
+            .await?;
+        let policy = self.servicing.clone();
+        let key_owned = key.to_owned();
+        let (record, receipt) = self
+            .run_step(id, Some((key, &request_sha256)), trace, move |record| {
+                let mut next = record.state.clone();
+                let Some(loan) = next.loan.as_mut() else {
+                    return Ok(None);
+                };
+                let date = loan.open_day();
+                let before = loan.clone();
+                let (kind, allocation, postings, amount) = apply(record, loan, date, &policy)?;
+                let status = status_name(loan.status).to_owned();
+                let paid = allocation.map_or(0, |a| a.total());
+                if paid > 0
+                    && let Some(p) = next.promises.last_mut()
+                {
+                    p.paid_since += paid;
+                }
+                let mut events = vec![(
+                    kind.replace('_', "-"),
+                    json!({"idempotency_key": key_owned, "value_date": date.to_string()}),
+                )];
+                if before.status != next.loan.as_ref().map_or(before.status, |l| l.status) {
+                    events.push((
+                        status.replace('_', "-"),
+                        json!({"value_date": date.to_string()}),
+                    ));
+                }
+                Ok(Some(Pending {
+                    step: format!("{kind}/{key_owned}"),
+                    key: Some(key_owned.clone()),
+                    funding,
+                    postings,
+                    next,
+                    next_status: status.clone(),
+                    receipt: Some(Receipt {
+                        loan_id: record.id.clone(),
+                        kind: kind.to_owned(),
+                        value_date: date,
+                        allocation,
+                        amount,
+                        status,
+                    }),
+                    events,
+                }))
+            })
+            .await?;
+        match receipt {
+            Some(r) => Ok(r),
+            None => self
+                .step_outcome(&record, key, &request_sha256)
+                .await?
+                .ok_or(LendingError::Conflict(
+                    "loan_not_disbursed",
+                    "the loan has not been paid out yet".into(),
+                )),
+        }
+    }
+
+    /// The outcome stored under `key`, if the step finished; 409 if the key was used for
+    /// another request.
+    async fn step_outcome(
+        &self,
+        record: &LoanRecord,
+        key: &str,
+        request_sha256: &str,
+    ) -> Result<Option<Receipt>, LendingError> {
+        let row = sqlx::query(
+            "SELECT request_sha256, status, outcome FROM loan_steps WHERE loan_id = $1 AND idempotency_key = $2",
+        )
+        .bind(&record.id)
+        .bind(key)
+        .fetch_optional(self.store.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sha: String = row.try_get("request_sha256")?;
+        if sha != request_sha256 {
+            return Err(LendingError::Conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request on this loan".into(),
+            ));
+        }
+        let status: String = row.try_get("status")?;
+        if status != "done" {
+            // Pending: finish it, then read the outcome.
+            self.finish_pending(&record.id).await?;
+            return Box::pin(self.step_outcome(&self.load(&record.id).await?, key, request_sha256))
+                .await;
+        }
+        let outcome: Vec<u8> = row.try_get("outcome")?;
+        let key_ = self.loan_key(&record.id).await?;
+        let plain = key_.open(&record.id, &format!("step/{key}"), &outcome)?;
+        Ok(Some(
+            serde_json::from_slice(&plain).map_err(|_| VaultError::Format)?,
+        ))
+    }
+
+    /// Closes every business day up to `through` that the loan has not closed yet.
+    async fn catch_up(
+        &self,
+        id: &str,
+        through: Date,
+        trace: Option<TraceParent>,
+    ) -> Result<(), LendingError> {
+        let policy = self.servicing.clone();
+        let funding = 0;
+        loop {
+            let (record, _) = self
+                .run_step(id, None, trace, |record| {
+                    Ok(plan_days(record, through, &policy, funding)?.map(|(p, _)| p))
+                })
+                .await?;
+            let behind = record
+                .state
+                .loan
+                .as_ref()
+                .is_some_and(|l| l.closed_through < through && is_serviced(&record.status));
+            if !behind {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one step on loan `id`: finishes a pending step first, asks `plan` for this one
+    /// (none: nothing to do), records it as pending, posts it, and commits it. Answers the loan
+    /// as it ended and the step's receipt.
+    async fn run_step<F>(
+        &self,
+        id: &str,
+        key: Option<(&str, &str)>,
+        trace: Option<TraceParent>,
+        plan: F,
+    ) -> Result<(LoanRecord, Option<Receipt>), LendingError>
+    where
+        F: Fn(&LoanRecord) -> Result<Option<Pending>, LendingError>,
+    {
+        for _ in 0..STEP_ATTEMPTS {
+            let record = self.load(id).await?;
+            if record.pending {
+                self.finish_pending(id).await?;
+                continue;
+            }
+            let Some(pending) = plan(&record)? else {
+                return Ok((record, None));
+            };
+            let loan_key = self.loan_key(id).await?;
+            let sealed = loan_key.seal(id, "pending", &to_json(&pending));
+            let now = now_us();
+            let mut tx = self.store.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE loans SET pending = $3, version = version + 1, updated_at_us = $4 \
+                 WHERE id = $1 AND version = $2 AND pending IS NULL",
+            )
+            .bind(id)
+            .bind(record.version)
+            .bind(&sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                continue;
+            }
+            if let Some((key, sha)) = key {
+                let inserted = sqlx::query(
+                    "INSERT INTO loan_steps (loan_id, idempotency_key, request_sha256, status, created_at_us) \
+                     VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (loan_id, idempotency_key) DO NOTHING",
+                )
+                .bind(id)
+                .bind(key)
+                .bind(sha)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    // The same key got in first on another request: its outcome answers.
+                    return Ok((record, None));
+                }
+            }
+            tx.commit().await?;
+            let _ = trace;
+            let receipt = self.finish_pending(id).await?;
+            return Ok((self.load(id).await?, receipt));
+        }
+        Err(LendingError::Busy)
+    }
+
+    /// Finishes the loan's pending step, if it has one: posts it (again: the ledger answers
+    /// `exists` for what it has) and commits it, or discards it if the ledger refuses it.
+    async fn finish_pending(&self, id: &str) -> Result<Option<Receipt>, LendingError> {
+        let row = sqlx::query("SELECT version, pending FROM loans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.store.reader())
+            .await?
+            .ok_or(LendingError::LoanNotFound)?;
+        let version: i64 = row.try_get("version")?;
+        let Some(sealed): Option<Vec<u8>> = row.try_get("pending")? else {
+            return Ok(None);
+        };
+        let loan_key = self.loan_key(id).await?;
+        let pending: Pending = serde_json::from_slice(&loan_key.open(id, "pending", &sealed)?)
+            .map_err(|_| VaultError::Format)?;
+        let transfers = chain(id, &pending);
+        let refused = if transfers.is_empty() {
+            None
+        } else {
+            let results = self.ledger()?.create_transfers(transfers).await?;
+            results
+                .iter()
+                .find(|r| !matches!(r, TR::Ok | TR::Exists | TR::LinkedEventFailed))
+                .map(|r| r.name().to_owned())
+                .or_else(|| {
+                    results
+                        .contains(&TR::LinkedEventFailed)
+                        .then(|| "linked_event_failed".to_owned())
+                })
+        };
+        let now = now_us();
+        let mut tx = self.store.begin().await?;
+        if let Some(code) = refused {
+            let discarded = sqlx::query(
+                "UPDATE loans SET pending = NULL, version = version + 1, updated_at_us = $3 WHERE id = $1 AND version = $2",
+            )
+            .bind(id)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(key) = &pending.key {
+                sqlx::query("DELETE FROM loan_steps WHERE loan_id = $1 AND idempotency_key = $2 AND status = 'pending'")
+                    .bind(id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if discarded.rows_affected() > 0 {
+                tracing::warn!(loan = id, step = %pending.step, result = %code, "lending: the ledger refused a step; nothing moved");
+            }
+            return Err(LendingError::LedgerRefused(code));
+        }
+        let next_sealed = loan_key.seal(id, "loan", &to_json(&pending.next));
+        let closed_through = pending
+            .next
+            .loan
+            .as_ref()
+            .map(|l| l.closed_through.to_string());
+        let committed = sqlx::query(
+            "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
+             version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(&next_sealed)
+        .bind(&pending.next_status)
+        .bind(closed_through)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if committed.rows_affected() == 0 {
+            // Finished by someone else meanwhile.
+            return Ok(pending.receipt);
+        }
+        if let (Some(key), Some(receipt)) = (&pending.key, &pending.receipt) {
+            let outcome = loan_key.seal(id, &format!("step/{key}"), &to_json(receipt));
+            sqlx::query(
+                "UPDATE loan_steps SET status = 'done', outcome = $3 WHERE loan_id = $1 AND idempotency_key = $2",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(&outcome)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let customer_id: String = sqlx::query_scalar("SELECT customer_id FROM loans WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        for (verb, data) in &pending.events {
+            let mut data = data.clone();
+            data["loan_id"] = json!(id);
+            data["customer_id"] = json!(customer_id);
+            loan_event(&mut tx, verb, id, data, None, now).await?;
+        }
+        tx.commit().await?;
+        Ok(pending.receipt)
+    }
+
+    /// End of day for business date `date` over every serviced loan: each is brought through
+    /// every day up to `date` it has not closed (accrual, late interest, instalments billed the
+    /// day before they fall due, days past due and status), with a notice event for each
+    /// instalment billed and each status change. Idempotent per date; a crashed run resumes
+    /// where it stopped (each page of loans commits on its own, and a page's pending steps are
+    /// finished by whoever comes next). Loans are computed in parallel, on every core.
+    pub async fn end_of_day(
+        &self,
+        caller: &Caller,
+        date: Date,
+        trace: Option<TraceParent>,
+    ) -> Result<EodReport, LendingError> {
+        require(caller, PERMISSION_EOD)?;
+        if date >= (self.today)() {
+            return Err(LendingError::Conflict(
+                "business_date_not_over",
+                format!("the business date {date} is not over yet"),
+            ));
+        }
+        let Some(_lease) = self.store.try_lease("lending-eod").await? else {
+            return Err(LendingError::Conflict(
+                "eod_in_progress",
+                "another end of day is running; try again when it has finished".into(),
+            ));
+        };
+        self.ledger()?;
+        sqlx::query(
+            "INSERT INTO loan_eod_runs (business_date, started_at_us, loans) VALUES ($1, $2, 0) \
+             ON CONFLICT (business_date) DO UPDATE SET started_at_us = $2",
+        )
+        .bind(date.to_string())
+        .bind(now_us())
+        .execute(self.store.writer())
+        .await?;
+        let mut report = EodReport {
+            business_date: date.to_string(),
+            ..EodReport::default()
+        };
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{} WHERE status IN {SERVICED} AND (closed_through IS NULL OR closed_through < $1) \
+                 AND id > $2 ORDER BY id LIMIT $3",
+                select_loan!()
+            )))
+            .bind(date.to_string())
+            .bind(&after)
+            .bind(EOD_PAGE)
+            .fetch_all(self.store.reader())
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            self.eod_page(&rows, date, &mut report, trace).await?;
+        }
+        sqlx::query(
+            "UPDATE loan_eod_runs SET finished_at_us = $2, loans = $3 WHERE business_date = $1",
+        )
+        .bind(date.to_string())
+        .bind(now_us())
+        .bind(i64::try_from(report.loans).unwrap_or(i64::MAX))
+        .execute(self.store.writer())
+        .await?;
+        Ok(report)
+    }
+
+    /// One page of end of day: pending steps finished one by one; the others planned in
+    /// parallel, recorded as pending together, posted in batches, committed together.
+    async fn eod_page(
+        &self,
+        rows: &[sqlx::any::AnyRow],
+        date: Date,
+        report: &mut EodReport,
+        trace: Option<TraceParent>,
+    ) -> Result<(), LendingError> {
+        let mut records = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record = self.open_loan(row)?;
+            if record.pending {
+                // A step was cut short: finish it, and close this loan's days on its own.
+                let id = record.id.clone();
+                match self.finish_pending(&id).await {
+                    Ok(_) | Err(LendingError::LedgerRefused(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.catch_up(&id, date, trace).await?;
+                report.loans += 1;
+                continue;
+            }
+            keys.push(self.key_of_row(row)?);
+            records.push(record);
+        }
+        let policy = self.servicing.clone();
+        let planned: Vec<Result<Option<(Pending, DayCounts)>, LendingError>> = {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per = records.len().div_ceil(threads).max(1);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = records
+                    .chunks(per)
+                    .map(|part| {
+                        let policy = &policy;
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|r| plan_days(r, date, policy, 0))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("planning does not panic"))
+                    .collect()
+            })
+        };
+        // Pending, all together.
+        let now = now_us();
+        let mut steps: Vec<(usize, Pending)> = Vec::new();
+        let mut tx = self.store.begin().await?;
+        for (i, plan) in planned.into_iter().enumerate() {
+            let record = &records[i];
+            let (pending, counts) = match plan {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(loan = %record.id, error = %e, "lending: end of day cannot close a loan");
+                    report.failed += 1;
+                    continue;
+                }
+            };
+            let sealed = keys[i].seal(&record.id, "pending", &to_json(&pending));
+            let updated = sqlx::query(
+                "UPDATE loans SET pending = $3, version = version + 1, updated_at_us = $4 \
+                 WHERE id = $1 AND version = $2 AND pending IS NULL",
+            )
+            .bind(&record.id)
+            .bind(record.version)
+            .bind(&sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 1 {
+                report.loans += 1;
+                report.days += counts.days;
+                report.billed += counts.billed;
+                report.status_changes += counts.status_changes;
+                steps.push((i, pending));
+            }
+        }
+        tx.commit().await?;
+        // Posted in batches that never split a loan's chain.
+        let mut transfers = Vec::new();
+        let mut owner = Vec::new();
+        for (n, (i, pending)) in steps.iter().enumerate() {
+            let chain = chain(&records[*i].id, pending);
+            owner.extend(std::iter::repeat_n(n, chain.len()));
+            transfers.extend(chain);
+        }
+        let mut refused = vec![false; steps.len()];
+        let mut offset = 0;
+        for batch in crate::eod::batches(&transfers, crate::eod::transfer_linked, 8_190) {
+            let results = self.ledger()?.create_transfers(batch.to_vec()).await?;
+            for (j, r) in results.iter().enumerate() {
+                if !matches!(r, TR::Ok | TR::Exists) {
+                    refused[owner[offset + j]] = true;
+                }
+            }
+            offset += batch.len();
+        }
+        // Committed together (a refused loan's pending step is finished, i.e. discarded, on
+        // its own).
+        let mut tx = self.store.begin().await?;
+        for (n, (i, pending)) in steps.iter().enumerate() {
+            let record = &records[*i];
+            if refused[n] {
+                continue;
+            }
+            let loan = pending.next.loan.as_ref();
+            let committed = sqlx::query(
+                "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
+                 version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
+            )
+            .bind(&record.id)
+            .bind(record.version + 1)
+            .bind(keys[*i].seal(&record.id, "loan", &to_json(&pending.next)))
+            .bind(&pending.next_status)
+            .bind(loan.map(|l| l.closed_through.to_string()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if committed.rows_affected() == 0 {
+                continue;
+            }
+            for (verb, data) in &pending.events {
+                let mut data = data.clone();
+                data["loan_id"] = json!(record.id);
+                data["customer_id"] = json!(record.customer_id);
+                loan_event(&mut tx, verb, &record.id, data, trace, now).await?;
+            }
+        }
+        tx.commit().await?;
+        for (n, (i, _)) in steps.iter().enumerate() {
+            if refused[n] {
+                report.failed += 1;
+                let _ = self.finish_pending(&records[*i].id).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The collections queue: every loan with something past due, most urgent first, with
+    /// what the playbook asks for next (a loan with a pending promise waits).
+    pub async fn collections_queue(
+        &self,
+        caller: &Caller,
+        limit: u32,
+    ) -> Result<Vec<QueueItem>, LendingError> {
+        require(caller, PERMISSION_COLLECT)?;
+        let mut cases = Vec::new();
+        let mut records = std::collections::HashMap::new();
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(concat!(
+                select_loan!(),
+                " WHERE status IN ('delinquent', 'default') AND id > $1 ORDER BY id LIMIT 500"
+            ))
+            .bind(&after)
+            .fetch_all(self.store.reader())
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            for row in &rows {
+                let record = self.open_loan(row)?;
+                let Some(loan) = &record.state.loan else {
+                    continue;
+                };
+                cases.push(Case {
+                    loan_id: record.id.clone(),
+                    days_past_due: loan.days_past_due(),
+                    past_due: loan.due_total(),
+                    promise: promise_state(&record.state, loan.closed_through),
+                });
+                records.insert(record.id.clone(), record);
+            }
+        }
+        Ok(collections::queue(cases)
+            .into_iter()
+            .take(limit.clamp(1, 500) as usize)
+            .map(|case| {
+                let record = &records[&case.loan_id];
+                let last = record.state.contacts.last().map(|c| c.action);
+                QueueItem {
+                    next_action: case.next_action(last),
+                    customer_id: record.customer_id.clone(),
+                    bucket: crate::servicing::Bucket::of(case.days_past_due),
+                    days_past_due: case.days_past_due,
+                    past_due: case.past_due,
+                    promise: case.promise,
+                    loan_id: case.loan_id,
+                }
+            })
+            .collect())
+    }
+
+    /// Records a promise to pay `amount` (at most what is past due) by `due_by`.
+    pub async fn promise(
+        &self,
+        caller: &Caller,
+        id: &str,
+        amount: u128,
+        due_by: Date,
+        trace: Option<TraceParent>,
+    ) -> Result<LoanRecord, LendingError> {
+        require(caller, PERMISSION_COLLECT)?;
+        let today = (self.today)();
+        let by = caller.principal.clone();
+        self.record_change(id, trace, "promise-taken", move |state| {
+            let loan = state.loan.as_ref().ok_or(LendingError::Conflict(
+                "loan_not_disbursed",
+                "the loan has not been paid out yet".into(),
+            ))?;
+            let promise = Promise::new(today, due_by, amount, loan.due_total())
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?;
+            state.promises.push(PromiseRecord {
+                promise,
+                taken_by: by.clone(),
+                paid_since: 0,
+            });
+            trim(&mut state.promises);
+            Ok(json!({"due_by": due_by.to_string()}))
+        })
+        .await
+    }
+
+    /// Records a collector's contact.
+    pub async fn contact(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: Action,
+        note: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<LoanRecord, LendingError> {
+        require(caller, PERMISSION_COLLECT)?;
+        if note.chars().count() > 500 || note.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(LendingError::Invalid(
+                "invalid_note",
+                "`note` is at most 500 characters".into(),
+            ));
+        }
+        let today = (self.today)();
+        let contact = Contact {
+            action,
+            on: today,
+            by: caller.principal.clone(),
+            note: note.to_owned(),
+        };
+        self.record_change(id, trace, "contacted", move |state| {
+            if state.loan.is_none() {
+                return Err(LendingError::Conflict(
+                    "loan_not_disbursed",
+                    "the loan has not been paid out yet".into(),
+                ));
+            }
+            state.contacts.push(contact.clone());
+            trim(&mut state.contacts);
+            Ok(json!({"action": contact.action}))
+        })
+        .await
+    }
+
+    /// A change to the sealed state that moves no money (the collections record).
+    async fn record_change<F>(
+        &self,
+        id: &str,
+        trace: Option<TraceParent>,
+        verb: &str,
+        change: F,
+    ) -> Result<LoanRecord, LendingError>
+    where
+        F: Fn(&mut LoanState) -> Result<Value, LendingError>,
+    {
+        for _ in 0..STEP_ATTEMPTS {
+            let record = self.load(id).await?;
+            if record.pending {
+                self.finish_pending(id).await?;
+                continue;
+            }
+            let mut state = record.state.clone();
+            let mut data = change(&mut state)?;
+            data["loan_id"] = json!(id);
+            data["customer_id"] = json!(record.customer_id);
+            let sealed = self.loan_key(id).await?.seal(id, "loan", &to_json(&state));
+            let now = now_us();
+            let mut tx = self.store.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE loans SET sealed = $3, version = version + 1, updated_at_us = $4 \
+                 WHERE id = $1 AND version = $2 AND pending IS NULL",
+            )
+            .bind(id)
+            .bind(record.version)
+            .bind(&sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                continue;
+            }
+            loan_event(&mut tx, verb, id, data, trace, now).await?;
+            tx.commit().await?;
+            return self.load(id).await;
+        }
+        Err(LendingError::Busy)
+    }
+
+    async fn loan_of_application(
+        &self,
+        application_id: &str,
+    ) -> Result<Option<LoanRecord>, LendingError> {
+        let row = sqlx::query(concat!(select_loan!(), " WHERE application_id = $1"))
+            .bind(application_id)
+            .fetch_optional(self.store.reader())
+            .await?;
+        row.map(|r| self.open_loan(&r)).transpose()
+    }
+
+    /// A loan as stored (permission checked by the caller).
+    pub(crate) async fn load(&self, id: &str) -> Result<LoanRecord, LendingError> {
+        let row = sqlx::query(concat!(select_loan!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.store.reader())
+            .await?
+            .ok_or(LendingError::LoanNotFound)?;
+        self.open_loan(&row)
+    }
+
+    async fn loan_key(&self, id: &str) -> Result<DataKey, LendingError> {
+        let row = sqlx::query("SELECT id, master_key_id, wrapped_key FROM loans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.store.reader())
+            .await?
+            .ok_or(LendingError::LoanNotFound)?;
+        self.key_of_row(&row)
+    }
+
+    fn key_of_row(&self, row: &sqlx::any::AnyRow) -> Result<DataKey, LendingError> {
+        let id: String = row.try_get("id")?;
+        let wrapped = WrappedKey {
+            master_key_id: row.try_get("master_key_id")?,
+            bytes: row.try_get("wrapped_key")?,
+        };
+        Ok(self.vault.data_key(&id, &wrapped)?)
+    }
+
+    fn open_loan(&self, row: &sqlx::any::AnyRow) -> Result<LoanRecord, LendingError> {
+        let id: String = row.try_get("id")?;
+        let key = self.key_of_row(row)?;
+        let sealed: Vec<u8> = row.try_get("sealed")?;
+        let state: LoanState = serde_json::from_slice(&key.open(&id, "loan", &sealed)?)
+            .map_err(|_| VaultError::Format)?;
+        let pending: Option<Vec<u8>> = row.try_get("pending")?;
+        Ok(LoanRecord {
+            application_id: row.try_get("application_id")?,
+            customer_id: row.try_get("customer_id")?,
+            account_id: row.try_get("account_id")?,
+            contract_id: row.try_get("contract_id")?,
+            status: row.try_get("status")?,
+            version: row.try_get("version")?,
+            created_at_us: row.try_get("created_at_us")?,
+            pending: pending.is_some(),
+            state,
+            id,
+        })
+    }
+}
+
+macro_rules! select_loan {
+    () => {
+        "SELECT id, application_id, customer_id, account_id, contract_id, status, version, \
+         master_key_id, wrapped_key, sealed, pending, created_at_us FROM loans"
+    };
+}
+use select_loan;
+
+/// What closing a loan's days did.
+#[derive(Clone, Copy, Debug, Default)]
+struct DayCounts {
+    days: u64,
+    billed: u64,
+    status_changes: u64,
+}
+
+/// The step closing every day of the loan up to `through` (at most [`CATCH_UP_DAYS_MAX`] in
+/// one step); none if it is closed through it already or not serviced.
+fn plan_days(
+    record: &LoanRecord,
+    through: Date,
+    policy: &crate::servicing::Policy,
+    funding: u128,
+) -> Result<Option<(Pending, DayCounts)>, LendingError> {
+    if !is_serviced(&record.status) {
+        return Ok(None);
+    }
+    let mut next = record.state.clone();
+    let Some(loan) = next.loan.as_mut() else {
+        return Ok(None);
+    };
+    if loan.closed_through >= through {
+        return Ok(None);
+    }
+    let first = loan.open_day();
+    let last = through.min(first + Duration::days(CATCH_UP_DAYS_MAX - 1));
+    let mut postings = Vec::new();
+    let mut events = Vec::new();
+    let mut counts = DayCounts::default();
+    let mut day = first;
+    while day <= last {
+        let status = loan.status;
+        let billed = loan.billed;
+        postings.extend(
+            loan.end_of_day(day, policy)
+                .map_err(|e| LendingError::Invalid(e.code, e.detail))?,
+        );
+        counts.days += 1;
+        for number in billed + 1..=loan.billed {
+            if let Some(due) = loan.due.iter().find(|d| d.number == number) {
+                counts.billed += 1;
+                events.push((
+                    "installment-due".to_owned(),
+                    json!({"number": number, "due_date": due.due_date.to_string()}),
+                ));
+            }
+        }
+        if loan.status != status {
+            counts.status_changes += 1;
+            events.push((
+                status_name(loan.status).replace('_', "-"),
+                json!({"business_date": day.to_string(), "days_past_due": loan.days_past_due()}),
+            ));
+        }
+        day += Duration::days(1);
+    }
+    let next_status = status_name(loan.status).to_owned();
+    Ok(Some((
+        Pending {
+            step: format!("eod/{first}/{last}"),
+            key: None,
+            funding,
+            postings,
+            next,
+            next_status,
+            receipt: None,
+            events,
+        },
+        counts,
+    )))
+}
+
+/// The pending step's transfers: one linked chain.
+fn chain(loan_id: &str, pending: &Pending) -> Vec<ledger::TransferEvent> {
+    books::transfers(loan_id, &pending.step, &pending.postings, pending.funding)
+}
+
+fn is_serviced(status: &str) -> bool {
+    matches!(status, "current" | "delinquent" | "default")
+}
+
+/// The API name of a status.
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Current => "current",
+        Status::Delinquent => "delinquent",
+        Status::Default => "default",
+        Status::WrittenOff => "written_off",
+        Status::Closed => "closed",
+    }
+}
+
+/// The latest promise's state after the end of `closed_through`.
+fn promise_state(state: &LoanState, closed_through: Date) -> Option<PromiseState> {
+    state
+        .promises
+        .last()
+        .map(|p| p.promise.state(closed_through, p.paid_since))
+}
+
+/// The terms of a loan from `offer` for `principal`, starting `start`.
+fn terms_of(offer: &Offer, principal: u128, start: Date) -> Terms {
+    Terms {
+        principal,
+        annual_rate: offer.annual_rate,
+        term_months: offer.term_months,
+        method: offer.method,
+        grace_months: offer.grace_months,
+        start_date: start,
+    }
+}
+
+/// The instalments still to come, as the loan stands.
+pub fn upcoming(state: &LoanState) -> Vec<Installment> {
+    state
+        .loan
+        .as_ref()
+        .and_then(|l| l.upcoming().ok())
+        .unwrap_or_default()
+}
+
+fn trim<T>(v: &mut Vec<T>) {
+    if v.len() > COLLECTION_RECORDS_MAX {
+        let excess = v.len() - COLLECTION_RECORDS_MAX;
+        v.drain(..excess);
+    }
+}
+
+fn require(caller: &Caller, permission: &'static str) -> Result<(), LendingError> {
+    if caller.may(permission) {
+        Ok(())
+    } else {
+        Err(LendingError::Forbidden(permission))
+    }
+}
+
+/// An Idempotency-Key: 1 to 100 visible ASCII characters.
+fn check_key(key: &str) -> Result<(), LendingError> {
+    if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(LendingError::Invalid(
+            "invalid_idempotency_key",
+            "`Idempotency-Key` is 1 to 100 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("loan state serializes")
+}
+
+fn to_json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("loan state serializes")
+}
+
+/// `lending.loan.<verb>`: ids, dates and statuses — never an amount or a rate.
+async fn loan_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    verb: &str,
+    id: &str,
+    data: Value,
+    trace: Option<TraceParent>,
+    now: i64,
+) -> Result<(), LendingError> {
+    outbox::record(
+        tx,
+        SERVICE,
+        NewEvent {
+            event_type: format!("lending.loan.{verb}"),
+            aggregate: format!("loan/{id}"),
+            data,
+            traceparent: trace,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a loan's receivable accounts must hold once no step is pending (for reconciliation).
+pub fn expected_books(state: &LoanState) -> Vec<(Book, u128)> {
+    state
+        .loan
+        .as_ref()
+        .map(|l| l.receivables().to_vec())
+        .unwrap_or_default()
+}
