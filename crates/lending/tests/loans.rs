@@ -42,8 +42,10 @@ struct World {
     today: Arc<AtomicI32>,
     customer: String,
     account: String,
+    peers: peers::Peers,
+    today_fn: lending::service::Today,
     dbs: Vec<TestDb>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn vault(path: &std::path::Path) -> Vault {
@@ -156,7 +158,7 @@ impl World {
         let lending = Lending::open(
             dbs[4].open().await,
             vault(&dir.path().join("l.toml")),
-            peers,
+            peers.clone(),
             Model::parse(DEFAULT_MODEL).unwrap(),
         )
         .await
@@ -168,7 +170,7 @@ impl World {
                 deposits: deposits.clone(),
             },
         )
-        .with_today(today_fn);
+        .with_today(today_fn.clone());
         let officer = Caller::new("officer", &["customers:kyc"]);
         let customer = customers
             .create(
@@ -208,9 +210,72 @@ impl World {
             today,
             customer,
             account,
+            peers,
+            today_fn,
             dbs,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// A second lending service on the same database whose ledger cannot be reached: every
+    /// step it starts stays pending.
+    async fn cut_off(&self) -> Lending {
+        Lending::open(
+            self.dbs[4].open().await,
+            vault(&self.dir.path().join("l.toml")),
+            self.peers.clone(),
+            Model::parse(DEFAULT_MODEL).unwrap(),
+        )
+        .await
+        .unwrap()
+        .with_loans(
+            LedgerClient::Http(ledger::client::HttpLedger::new("http://127.0.0.1:1").unwrap()),
+            lending::links::Links::Local {
+                contracts: self.contracts.clone(),
+                deposits: self.deposits.clone(),
+            },
+        )
+        .with_today(self.today_fn.clone())
+    }
+
+    /// An approved, accepted and signed loan of 10,000,000 won.
+    async fn signed_loan(&self) -> LoanRecord {
+        let staff = staff();
+        let application = self
+            .lending
+            .apply(
+                &staff,
+                &self.customer,
+                "LOAN-CREDIT",
+                applicant(),
+                requested(self.today()),
+                None,
+            )
+            .await
+            .unwrap();
+        let loan = self
+            .lending
+            .accept(&staff, &application.id, 10_000_000, &self.account, None)
+            .await
+            .unwrap();
+        let contract_id = loan.contract_id.clone().unwrap();
+        let contract = self.contracts.get(&contract_id).await.unwrap();
+        self.contracts
+            .sign(
+                &contract_id,
+                NewSignature {
+                    role: "customer".into(),
+                    signer: self.customer.clone(),
+                    method: "app".into(),
+                    document_sha256: contract.document_sha256,
+                    client_address: "127.0.0.1".into(),
+                    user_agent: "test".into(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        loan
     }
 
     fn today(&self) -> Date {
@@ -232,6 +297,14 @@ impl World {
     async fn balance(&self, id: u128) -> i128 {
         let a = self.ledger.account(id).await.unwrap().unwrap();
         a.debits_posted as i128 - a.credits_posted as i128
+    }
+
+    async fn deposit_balance_or_zero(&self) -> u128 {
+        let id = uuid::Uuid::parse_str(&self.account).unwrap().as_u128();
+        match self.ledger.account(id).await.unwrap() {
+            Some(a) => a.credits_posted - a.debits_posted,
+            None => 0,
+        }
     }
 
     async fn deposit_balance(&self) -> u128 {
@@ -630,6 +703,64 @@ async fn a_loan_from_application_to_payoff_stays_equal_to_its_ledger_books() {
         for blob in &sealed {
             assert!(!blob.windows(8).any(|w| w == b"10000000"));
         }
+        w.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_step_cut_short_is_finished_by_whoever_comes_next_and_never_posts_twice() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let staff = staff();
+        let loan = w.signed_loan().await;
+        let cut_off = w.cut_off().await;
+
+        // The ledger is out of reach at disbursement: nothing moved, and it goes through later.
+        assert!(matches!(
+            cut_off.disburse(&staff, &loan.id, None).await,
+            Err(LendingError::Ledger(_))
+        ));
+        assert_eq!(w.deposit_balance_or_zero().await, 0);
+        let loan = w.lending.disburse(&staff, &loan.id, None).await.unwrap();
+        assert_eq!(loan.status, "current");
+        assert_eq!(w.deposit_balance().await, 10_000_000);
+
+        // A prepayment cut short, retried under its key: applied once.
+        w.close_through(w.today() + Duration::days(4)).await;
+        assert!(matches!(
+            cut_off
+                .prepay(&staff, &loan.id, "early-1", Some(1_000_000), None)
+                .await,
+            Err(LendingError::Ledger(_))
+        ));
+        assert_eq!(w.deposit_balance().await, 10_000_000);
+        let pending: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT pending FROM loans WHERE id = $1")
+                .bind(&loan.id)
+                .fetch_one(w.lending.store().reader())
+                .await
+                .unwrap();
+        assert!(pending.is_some(), "the cut-off step stays pending");
+        // Whoever comes next finishes it: here the same request, retried under its key.
+        let receipt = w
+            .lending
+            .prepay(&staff, &loan.id, "early-1", Some(1_000_000), None)
+            .await
+            .unwrap();
+        let allocation = receipt.allocation.unwrap();
+        assert_eq!(allocation.principal, 1_000_000);
+        assert!(allocation.prepayment_fee > 0);
+        assert_eq!(w.deposit_balance().await, 10_000_000 - allocation.total());
+        let again = w
+            .lending
+            .prepay(&staff, &loan.id, "early-1", Some(1_000_000), None)
+            .await
+            .unwrap();
+        assert_eq!(again.allocation, Some(allocation));
+        assert_eq!(w.deposit_balance().await, 10_000_000 - allocation.total());
+        let loan = w.lending.loan(&staff, &loan.id).await.unwrap();
+        assert_eq!(loan.state.loan.as_ref().unwrap().principal, 9_000_000);
+        w.reconcile(&loan).await;
         w.cleanup().await;
     }
 }
