@@ -1,6 +1,7 @@
-//! `gureum eod [--date D]`: end of day for a business date, run by the service that owns the
-//! data (today: deposits — daily interest accrual and month-end posting) through the API, so
-//! it works against `gureum up` and the split shape alike. Idempotent per date: running a date
+//! `gureum eod [--date D]`: end of day for a business date, run by the services that own the
+//! data through the API — deposits (daily interest accrual, month-end posting), then loans
+//! (accrual, late interest, instalments falling due, delinquency and notices) — so it works
+//! against `gureum up` and the split shape alike. Idempotent per date: running a date
 //! again does nothing new, and a run that stopped part-way resumes where it stopped.
 
 use crate::Error;
@@ -22,7 +23,7 @@ pub struct EodArgs {
     json: bool,
 }
 
-/// Runs end of day and prints what it did.
+/// Runs end of day — deposits, then loans — and prints what it did.
 pub fn run(args: EodArgs) -> Result<ExitCode, Error> {
     let date = match &args.date {
         Some(d) => products::service::parse_date(d)
@@ -32,42 +33,72 @@ pub fn run(args: EodArgs) -> Result<ExitCode, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(format!(
-                "{}/v1/deposits/eod",
-                args.server.trim_end_matches('/')
-            ))
-            // Until the edge authenticates (issue 6), the caller states its permissions.
-            .header(kernel::http::PRINCIPAL_HEADER, "gureum-eod")
-            .header(kernel::http::PERMISSIONS_HEADER, "deposits:eod")
-            .json(&serde_json::json!({"date": date.to_string()}))
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", args.server))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        Ok::<_, Error>((status, body))
+    let server = args.server.trim_end_matches('/').to_owned();
+    let (deposits, loans) = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let deposits = close(&http, &server, "deposits", "deposits:eod", date).await?;
+        let loans = close(&http, &server, "loans", "loans:eod", date).await?;
+        Ok::<_, Error>((deposits, loans))
     })?;
-    if !status.is_success() {
-        let detail = body["detail"].as_str().unwrap_or("");
-        let code = body["code"].as_str().unwrap_or("");
-        return Err(format!("end of day for {date} failed: {status} {code}: {detail}").into());
-    }
     if args.json {
-        println!("{body}");
+        println!(
+            "{}",
+            serde_json::json!({"deposits": deposits, "loans": loans})
+        );
     } else {
         println!(
             "end of day {}: deposits — {} accounts, {} account-days accrued, {} won accrued, {} won of interest paid, {} skipped",
-            body["business_date"].as_str().unwrap_or(""),
-            body["accounts"],
-            body["days"],
-            body["accrued"].as_str().unwrap_or("0"),
-            body["posted"].as_str().unwrap_or("0"),
-            body["skipped"],
+            deposits["business_date"].as_str().unwrap_or(""),
+            deposits["accounts"],
+            deposits["days"],
+            deposits["accrued"].as_str().unwrap_or("0"),
+            deposits["posted"].as_str().unwrap_or("0"),
+            deposits["skipped"],
+        );
+        println!(
+            "end of day {}: loans — {} loans, {} loan-days closed, {} instalments billed, {} status changes, {} failed",
+            loans["business_date"].as_str().unwrap_or(""),
+            loans["loans"],
+            loans["days"],
+            loans["billed"],
+            loans["status_changes"],
+            loans["failed"],
         );
     }
+    if loans["failed"].as_u64().unwrap_or(0) > 0 {
+        eprintln!("some loans could not be closed; the lending service's log names them");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `POST /v1/<service>/eod` for `date`; the report, or an error naming the problem.
+async fn close(
+    http: &reqwest::Client,
+    server: &str,
+    service: &str,
+    permission: &str,
+    date: Date,
+) -> Result<Value, Error> {
+    let response = http
+        .post(format!("{server}/v1/{service}/eod"))
+        // Until the edge authenticates (issue 6), the caller states its permissions.
+        .header(kernel::http::PRINCIPAL_HEADER, "gureum-eod")
+        .header(kernel::http::PERMISSIONS_HEADER, permission)
+        .json(&serde_json::json!({"date": date.to_string()}))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let detail = body["detail"].as_str().unwrap_or("");
+        let code = body["code"].as_str().unwrap_or("");
+        return Err(
+            format!("end of day for {date} failed ({service}): {status} {code}: {detail}").into(),
+        );
+    }
+    Ok(body)
 }
 
 fn yesterday() -> Date {

@@ -238,8 +238,12 @@ fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     assert!(ok, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        (report["accounts"].as_u64(), report["accrued"].as_str()),
-        (Some(0), Some("0"))
+        (
+            report["deposits"]["accounts"].as_u64(),
+            report["deposits"]["accrued"].as_str(),
+            report["loans"]["loans"].as_u64()
+        ),
+        (Some(0), Some("0"), Some(0))
     );
     let (ok, _, stderr) = eod(&["--date", &today]);
     assert!(!ok);

@@ -216,3 +216,246 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
     assert_eq!((status_code, &again["evaluation"]), (200, result));
     assert!(server.stop().success());
 }
+
+/// The README's walk-through: a verified customer with a deposit account applies, is approved,
+/// accepts the offer, signs the contract, is paid out, and repays early — exactly once per
+/// Idempotency-Key — and the loan is there after a restart.
+#[test]
+fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first_repayment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let http = Http::new(&server.url);
+    let today = store::sql::today_kst().to_string();
+    let manage = [("gureum-permissions", "products:manage")];
+    for (code, product) in [
+        (
+            "DEP-FREE",
+            json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
+                   "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
+                             "amount": {"min": "1", "max": "1000000000000"},
+                             "eligibility": {"min_age": 19, "kyc_verified": true}}}),
+        ),
+        (
+            "LOAN-CREDIT",
+            json!({"code": "LOAN-CREDIT", "kind": "personal_credit_loan", "name": "구름 신용대출", "effective_from": today,
+                   "terms": {"currency": "KRW", "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
+                             "fees": [{"code": "prepayment", "rate": "0.012"}],
+                             "amount": {"min": "1000000", "max": "50000000"}, "term_months": {"min": 6, "max": 60},
+                             "repayment_methods": ["equal_payment", "equal_principal"],
+                             "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}}}),
+        ),
+    ] {
+        assert_eq!(
+            http.call(Method::POST, "/v1/products", &manage, Some(product))
+                .0,
+            201
+        );
+        let publish = format!("/v1/products/{code}/versions/1/publish");
+        assert_eq!(http.call(Method::POST, &publish, &manage, None).0, 200);
+    }
+    let (_, customer) = http.call(
+        Method::POST,
+        "/v1/customers",
+        &[],
+        Some(json!({"name": "김하늘", "rrn": "900101-1234568"})),
+    );
+    let customer = customer["id"].as_str().unwrap().to_owned();
+    let (status, _) = http.call(
+        Method::POST,
+        &format!("/v1/customers/{customer}/kyc"),
+        &[],
+        Some(json!({"status": "verified", "reason": "mobile ID"})),
+    );
+    assert_eq!(status, 200);
+    let (_, account) = http.call(
+        Method::POST,
+        "/v1/deposits",
+        &[],
+        Some(json!({"customer_id": customer, "product_code": "DEP-FREE"})),
+    );
+    let account = account["id"].as_str().unwrap().to_owned();
+
+    let officer = [(
+        "gureum-permissions",
+        "credit:evaluate,credit:read,loans:read,loans:originate,loans:repay",
+    )];
+    let (status, application) = http.call(
+        Method::POST,
+        "/v1/loans/applications",
+        &officer,
+        Some(json!({
+            "customer_id": customer, "product_code": "LOAN-CREDIT",
+            "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
+                       "existing_annual_debt_service": "6000000", "delinquencies_12m": 0,
+                       "employment_months": 48, "internal_months": 30, "bureau_score": 920},
+            "requested": {"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
+                          "method": "equal_payment", "grace_months": 0, "start_date": today}})),
+    );
+    assert_eq!(
+        (status, application["status"].as_str()),
+        (201, Some("approved")),
+        "{application}"
+    );
+    let application = application["id"].as_str().unwrap().to_owned();
+    let (status, offer) = http.call(
+        Method::GET,
+        &format!("/v1/loans/applications/{application}/offer"),
+        &officer,
+        None,
+    );
+    assert_eq!(status, 200, "{offer}");
+    assert_eq!(
+        (offer["limit"].as_str(), offer["annual_rate"].as_str()),
+        (Some("10000000"), Some("0.050"))
+    );
+    let accept = json!({"principal": "10000000", "account_id": account});
+    let path = format!("/v1/loans/applications/{application}/accept");
+    let (status, loan) = http.call(Method::POST, &path, &officer, Some(accept.clone()));
+    assert_eq!(
+        (status, loan["status"].as_str()),
+        (201, Some("contracted")),
+        "{loan}"
+    );
+    let id = loan["id"].as_str().unwrap().to_owned();
+    let contract = loan["contract_id"].as_str().unwrap().to_owned();
+    let (status, refused) = http.call(
+        Method::POST,
+        &format!("/v1/loans/{id}/disburse"),
+        &officer,
+        None,
+    );
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("contract_not_signed"))
+    );
+    let (_, document) = http.call(Method::GET, &format!("/v1/contracts/{contract}"), &[], None);
+    let (status, signed) = http.call(
+        Method::POST,
+        &format!("/v1/contracts/{contract}/signatures"),
+        &[],
+        Some(
+            json!({"role": "customer", "signer": customer, "method": "app",
+                    "document_sha256": document["document_sha256"]}),
+        ),
+    );
+    assert_eq!((status, signed["status"].as_str()), (200, Some("signed")));
+    let (status, loan) = http.call(
+        Method::POST,
+        &format!("/v1/loans/{id}/disburse"),
+        &officer,
+        None,
+    );
+    assert_eq!(
+        (
+            status,
+            loan["status"].as_str(),
+            loan["balances"]["principal"].as_str()
+        ),
+        (200, Some("current"), Some("10000000")),
+        "{loan}"
+    );
+    let (_, deposit) = http.call(Method::GET, &format!("/v1/deposits/{account}"), &[], None);
+    assert_eq!(deposit["balance"].as_str(), Some("10000000"));
+
+    // The first repayment: 1,000,000 won of principal early, with the prepayment fee.
+    let (status, problem) = http.call(
+        Method::POST,
+        &format!("/v1/loans/{id}/prepayments"),
+        &officer,
+        Some(json!({"principal": "1000000"})),
+    );
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("idempotency_key_required"))
+    );
+    let repay = |key: &str, body: Value| {
+        let headers = [officer[0], ("idempotency-key", key)];
+        http.call(
+            Method::POST,
+            &format!("/v1/loans/{id}/prepayments"),
+            &headers,
+            Some(body),
+        )
+    };
+    let (status, receipt) = repay("first-repayment", json!({"principal": "1000000"}));
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(
+        (
+            receipt["kind"].as_str(),
+            receipt["allocation"]["principal"].as_str(),
+            receipt["value_date"].as_str()
+        ),
+        (Some("prepayment"), Some("1000000"), Some(today.as_str()))
+    );
+    let paid: u128 = receipt["amount"].as_str().unwrap().parse().unwrap();
+    let fee: u128 = receipt["allocation"]["prepayment_fee"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(paid, 1_000_000 + fee);
+    assert!(fee > 0 && fee <= 12_000, "{fee}");
+    let (_, again) = repay("first-repayment", json!({"principal": "1000000"}));
+    assert_eq!(again, receipt);
+    let (status, reused) = repay("first-repayment", json!({"principal": "2000000"}));
+    assert_eq!(
+        (status, reused["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+    let (_, deposit) = http.call(Method::GET, &format!("/v1/deposits/{account}"), &[], None);
+    assert_eq!(
+        deposit["balance"]
+            .as_str()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap(),
+        10_000_000 - paid
+    );
+    let (_, schedule) = http.call(
+        Method::GET,
+        &format!("/v1/loans/{id}/schedule"),
+        &officer,
+        None,
+    );
+    let upcoming = schedule["upcoming"].as_array().unwrap();
+    assert_eq!(upcoming.len(), 12);
+    let principal: u128 = upcoming
+        .iter()
+        .map(|r| r["principal"].as_str().unwrap().parse::<u128>().unwrap())
+        .sum();
+    assert_eq!(principal, 9_000_000, "re-amortised over the same dates");
+
+    // After a restart the loan is as it was; its books on the ledger hold its principal.
+    let before = http
+        .call(Method::GET, &format!("/v1/loans/{id}"), &officer, None)
+        .1;
+    assert_eq!(server.stop().code(), Some(0));
+    let server = Server::start(dir.path());
+    let http = Http::new(&server.url);
+    let after = http
+        .call(Method::GET, &format!("/v1/loans/{id}"), &officer, None)
+        .1;
+    assert_eq!(after, before);
+    let principal_account = lending::books::account_id(&id, lending::servicing::Book::Principal, 0);
+    let (_, books) = http.call(
+        Method::GET,
+        &format!("/v1/ledger/accounts/{principal_account}"),
+        &[],
+        None,
+    );
+    let debits: u128 = books["debits_posted"].as_str().unwrap().parse().unwrap();
+    let credits: u128 = books["credits_posted"].as_str().unwrap().parse().unwrap();
+    assert_eq!(debits - credits, 9_000_000);
+    // End of day for yesterday runs over deposits and loans (the loan opened today).
+    let out = support::gureum()
+        .args(["eod", "--json", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["loans"]["loans"], 0, "{report}");
+}
