@@ -1,6 +1,6 @@
-//! Gureum's consumer lending. Today: credit evaluation (stored, replayable), applications and
-//! their decisions, repayment schedules and the quote API, and servicing's pure core; offers,
-//! disbursement, loans on the ledger, collections and end of day follow (issue 5).
+//! Gureum's consumer lending: credit evaluation (stored, replayable), applications and their
+//! decisions, offers, loans from disbursement to payoff posted to the ledger, end of day,
+//! collections, and the quote API.
 //!
 //! - [`credit`]: the pure credit evaluation — an explainable, versioned scorecard (score
 //!   1–1000, grade, probability of default, adverse reasons) and the debt service ratio.
@@ -16,8 +16,13 @@
 //!   promises to pay kept or broken.
 //! - [`books`]: the chart of accounts on the ledger — each loan's receivable accounts, the
 //!   bank's — and a step's postings as linked ledger transfers with derived ids.
-//! - [`service`]: credit evaluations stored sealed with their model version, replayable.
-//! - [`api`]: `POST /v1/loans/quote`, `/v1/credit/evaluations…`.
+//! - [`service`]: credit evaluations stored sealed with their model version, replayable;
+//!   applications.
+//! - [`loans`]: the loan shell — offer, acceptance and contract, disbursement, repayments,
+//!   prepayments, restructuring, write-off, end of day, collections — every money step
+//!   pending → posted → committed.
+//! - [`links`]: contracts and deposits as lending asks them.
+//! - [`api`], [`loans_api`]: `POST /v1/loans/quote`, `/v1/credit…`, `/v1/loans…`.
 
 pub mod api;
 pub mod books;

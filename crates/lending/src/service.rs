@@ -1,6 +1,7 @@
-//! The lending service's shell. Today: credit evaluations — computed by the pure scorecard,
-//! stored sealed (they are personal credit information) with the exact model version, each
-//! with an outbox event that carries no credit information, and replayable.
+//! The lending service's shell: credit evaluations — computed by the pure scorecard, stored
+//! sealed (they are personal credit information) with the exact model version, each with an
+//! outbox event that carries no credit information, and replayable — and applications with
+//! their decisions. Loans are in [`crate::loans`].
 
 use crate::credit::{Evaluation, EvaluationError, Inputs, Model, Requested};
 use crate::decision::{Decision, Policy, decide};
