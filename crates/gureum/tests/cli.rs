@@ -278,6 +278,33 @@ fn bench_eod_closes_days_over_a_portfolio_and_posts_them_durably() {
         assert!(day["seconds"].as_f64().unwrap() > 0.0);
     }
     assert!(r["loans_per_second"].as_f64().unwrap() > 0.0);
+
+    // Through the lending service's own store: every loan closed each day, one in thirty
+    // billed, and on the second day the loans whose instalment fell due unpaid go delinquent.
+    let o = gureum()
+        .args([
+            "bench", "eod", "--json", "--store", "--loans", "600", "--days", "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["loan_storage"], "sqlite");
+    let reports: Vec<&Value> = r["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["report"])
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            &serde_json::json!({"business_date": "2026-06-01", "loans": 600, "days": 600,
+                                "billed": 20, "status_changes": 0, "failed": 0}),
+            &serde_json::json!({"business_date": "2026-06-02", "loans": 600, "days": 600,
+                                "billed": 20, "status_changes": 20, "failed": 0}),
+        ]
+    );
 }
 
 #[test]

@@ -949,8 +949,16 @@ impl Lending {
             return Ok(None);
         };
         let loan_key = self.loan_key(id).await?;
-        let pending: Pending = serde_json::from_slice(&loan_key.open(id, "pending", &sealed)?)
-            .map_err(|_| VaultError::Format)?;
+        let pending: Pending = match marked_through(&sealed) {
+            // An end of day's mark: the step is recomputed from the committed state.
+            Some(through) => {
+                let record = self.load(id).await?;
+                plan_days(&record, through, &self.servicing, 0)?
+                    .map_or_else(|| Pending::unchanged(&record), |(p, _)| p)
+            }
+            None => serde_json::from_slice(&loan_key.open(id, "pending", &sealed)?)
+                .map_err(|_| VaultError::Format)?,
+        };
         let transfers = chain(id, &pending);
         let refused = if transfers.is_empty() {
             None
@@ -991,11 +999,7 @@ impl Lending {
             return Err(LendingError::LedgerRefused(code));
         }
         let next_sealed = loan_key.seal(id, "loan", &to_json(&pending.next));
-        let closed_through = pending
-            .next
-            .loan
-            .as_ref()
-            .map(|l| l.closed_through.to_string());
+        let closed_through = pending.closed_through();
         let committed = sqlx::query(
             "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
              version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
@@ -1041,8 +1045,14 @@ impl Lending {
     /// every day up to `date` it has not closed (accrual, late interest, instalments billed the
     /// day before they fall due, days past due and status), with a notice event for each
     /// instalment billed and each status change. Idempotent per date; a crashed run resumes
-    /// where it stopped (each page of loans commits on its own, and a page's pending steps are
-    /// finished by whoever comes next). Loans are computed in parallel, on every core.
+    /// where it stopped.
+    ///
+    /// Loans go in pages: one statement marks a page's loans as pending this end of day (the
+    /// marker names only the date: the step is recomputed from the loan's committed state by
+    /// whoever finishes it, and no other step can change that state while it is marked), the
+    /// page is planned and sealed on every core, posted in batches, and committed in a few
+    /// multi-row statements. Loans a page skipped (a step of their own pending) or the ledger
+    /// refused are then taken one by one.
     pub async fn end_of_day(
         &self,
         caller: &Caller,
@@ -1075,21 +1085,65 @@ impl Lending {
             business_date: date.to_string(),
             ..EodReport::default()
         };
+        let marker = eod_marker(date);
         let mut after = String::new();
         loop {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{} WHERE status IN {SERVICED} AND (closed_through IS NULL OR closed_through < $1) \
-                 AND id > $2 ORDER BY id LIMIT $3",
-                select_loan!()
+                "UPDATE loans SET pending = $1, version = version + 1, updated_at_us = $2 \
+                 WHERE id IN (SELECT id FROM loans WHERE status IN {SERVICED} \
+                 AND (closed_through IS NULL OR closed_through < $3) AND pending IS NULL AND id > $4 \
+                 ORDER BY id LIMIT $5) RETURNING {}",
+                loan_columns!()
             )))
+            .bind(&marker)
+            .bind(now_us())
             .bind(date.to_string())
             .bind(&after)
             .bind(EOD_PAGE)
+            .fetch_all(self.store.writer())
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                if id > after {
+                    after = id;
+                }
+            }
+            self.eod_page(&rows, date, &mut report, trace).await?;
+        }
+        // The loans left behind, one by one.
+        let mut after = String::new();
+        loop {
+            let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM loans WHERE status IN {SERVICED} \
+                 AND (closed_through IS NULL OR closed_through < $1) AND id > $2 ORDER BY id LIMIT 500"
+            )))
+            .bind(date.to_string())
+            .bind(&after)
             .fetch_all(self.store.reader())
             .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.try_get("id")?;
-            self.eod_page(&rows, date, &mut report, trace).await?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            for id in &ids {
+                let closed = match self.finish_pending(id).await {
+                    Ok(_) => self.catch_up(id, date, trace).await,
+                    Err(e) => Err(e),
+                };
+                match closed {
+                    Ok(()) => report.loans += 1,
+                    Err(
+                        e @ (LendingError::LedgerRefused(_)
+                        | LendingError::Invalid(..)
+                        | LendingError::Busy),
+                    ) => {
+                        tracing::error!(loan = %id, error = %e, "lending: end of day cannot close a loan");
+                        report.failed += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         sqlx::query(
             "UPDATE loan_eod_runs SET finished_at_us = $2, loans = $3 WHERE business_date = $1",
@@ -1102,8 +1156,9 @@ impl Lending {
         Ok(report)
     }
 
-    /// One page of end of day: pending steps finished one by one; the others planned in
-    /// parallel, recorded as pending together, posted in batches, committed together.
+    /// One marked page: planned and sealed on every core, posted in batches that never split a
+    /// loan's chain, committed in multi-row statements with the notices. A loan the ledger
+    /// refused stays marked for the one-by-one pass.
     async fn eod_page(
         &self,
         rows: &[sqlx::any::AnyRow],
@@ -1111,86 +1166,41 @@ impl Lending {
         report: &mut EodReport,
         trace: Option<TraceParent>,
     ) -> Result<(), LendingError> {
-        let mut records = Vec::with_capacity(rows.len());
-        let mut keys = Vec::with_capacity(rows.len());
-        for row in rows {
-            let record = self.open_loan(row)?;
-            if record.pending {
-                // A step was cut short: finish it, and close this loan's days on its own.
-                let id = record.id.clone();
-                match self.finish_pending(&id).await {
-                    Ok(_) | Err(LendingError::LedgerRefused(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                self.catch_up(&id, date, trace).await?;
-                report.loans += 1;
-                continue;
-            }
-            keys.push(self.key_of_row(row)?);
-            records.push(record);
-        }
         let policy = self.servicing.clone();
-        let planned: Vec<Result<Option<(Pending, DayCounts)>, LendingError>> = {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let per = records.len().div_ceil(threads).max(1);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = records
-                    .chunks(per)
-                    .map(|part| {
-                        let policy = &policy;
-                        scope.spawn(move || {
-                            part.iter()
-                                .map(|r| plan_days(r, date, policy, 0))
-                                .collect::<Vec<_>>()
-                        })
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = rows.len().div_ceil(threads).max(1);
+        let planned: Vec<Result<Planned, LendingError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(per)
+                .map(|part| {
+                    let policy = &policy;
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|row| self.plan_row(row, date, policy))
+                            .collect::<Vec<_>>()
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("planning does not panic"))
-                    .collect()
-            })
-        };
-        // Pending, all together.
-        let now = now_us();
-        let mut steps: Vec<(usize, Pending)> = Vec::new();
-        let mut tx = self.store.begin().await?;
-        for (i, plan) in planned.into_iter().enumerate() {
-            let record = &records[i];
-            let (pending, counts) = match plan {
-                Ok(Some(p)) => p,
-                Ok(None) => continue,
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("planning does not panic"))
+                .collect()
+        });
+        let mut steps = Vec::with_capacity(planned.len());
+        for plan in planned {
+            match plan {
+                Ok(p) => steps.push(p),
                 Err(e) => {
-                    tracing::error!(loan = %record.id, error = %e, "lending: end of day cannot close a loan");
-                    report.failed += 1;
-                    continue;
+                    // Left marked: the one-by-one pass reports it.
+                    tracing::warn!(error = %e, "lending: a loan could not be planned in its page");
                 }
-            };
-            let sealed = keys[i].seal(&record.id, "pending", &to_json(&pending));
-            let updated = sqlx::query(
-                "UPDATE loans SET pending = $3, version = version + 1, updated_at_us = $4 \
-                 WHERE id = $1 AND version = $2 AND pending IS NULL",
-            )
-            .bind(&record.id)
-            .bind(record.version)
-            .bind(&sealed)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 1 {
-                report.loans += 1;
-                report.days += counts.days;
-                report.billed += counts.billed;
-                report.status_changes += counts.status_changes;
-                steps.push((i, pending));
             }
         }
-        tx.commit().await?;
         // Posted in batches that never split a loan's chain.
         let mut transfers = Vec::new();
         let mut owner = Vec::new();
-        for (n, (i, pending)) in steps.iter().enumerate() {
-            let chain = chain(&records[*i].id, pending);
+        for (n, step) in steps.iter().enumerate() {
+            let chain = chain(&step.record.id, &step.pending);
             owner.extend(std::iter::repeat_n(n, chain.len()));
             transfers.extend(chain);
         }
@@ -1205,45 +1215,192 @@ impl Lending {
             }
             offset += batch.len();
         }
-        // Committed together (a refused loan's pending step is finished, i.e. discarded, on
-        // its own).
+        let done: Vec<&Planned> = steps
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|(s, _)| s)
+            .collect();
+        let now = now_us();
         let mut tx = self.store.begin().await?;
-        for (n, (i, pending)) in steps.iter().enumerate() {
-            let record = &records[*i];
-            if refused[n] {
+        let mut committed = std::collections::HashSet::new();
+        for chunk in done.chunks(COMMIT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
+                 status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 14;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(
+                    &(1..=14)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                sql.push(')');
+            }
+            sql.push_str(
+                " ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, status = excluded.status, \
+                 closed_through = excluded.closed_through, pending = NULL, version = loans.version + 1, \
+                 updated_at_us = excluded.updated_at_us WHERE loans.version = excluded.version",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for step in chunk {
+                let r = &step.record;
+                query = query
+                    .bind(&r.id)
+                    .bind(&r.application_id)
+                    .bind(&r.customer_id)
+                    .bind(&r.state.offer.product_code)
+                    .bind(r.state.offer.product_version)
+                    .bind(&r.account_id)
+                    .bind(&step.pending.next_status)
+                    .bind(step.pending.closed_through())
+                    .bind(r.version)
+                    .bind(&step.master_key_id)
+                    .bind(&step.wrapped_key)
+                    .bind(&step.sealed_next)
+                    .bind(r.created_at_us)
+                    .bind(now);
+            }
+            // In a savepoint: if a finisher got to some of these marks first, the statement is
+            // undone and the rows go one by one, so each commit is known to be this run's (and
+            // its notices recorded once).
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+            let updated = query.execute(&mut *savepoint).await?.rows_affected();
+            if updated == chunk.len() as u64 {
+                savepoint.commit().await?;
+                committed.extend(chunk.iter().map(|s| s.record.id.clone()));
                 continue;
             }
-            let loan = pending.next.loan.as_ref();
-            let committed = sqlx::query(
-                "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
-                 version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
-            )
-            .bind(&record.id)
-            .bind(record.version + 1)
-            .bind(keys[*i].seal(&record.id, "loan", &to_json(&pending.next)))
-            .bind(&pending.next_status)
-            .bind(loan.map(|l| l.closed_through.to_string()))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if committed.rows_affected() == 0 {
+            savepoint.rollback().await?;
+            for step in chunk {
+                let one = sqlx::query(
+                    "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
+                     version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
+                )
+                .bind(&step.record.id)
+                .bind(step.record.version)
+                .bind(&step.sealed_next)
+                .bind(&step.pending.next_status)
+                .bind(step.pending.closed_through())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if one.rows_affected() == 1 {
+                    committed.insert(step.record.id.clone());
+                }
+            }
+        }
+        for step in &done {
+            if !committed.contains(&step.record.id) {
                 continue;
             }
-            for (verb, data) in &pending.events {
+            report.loans += 1;
+            report.days += step.counts.days;
+            report.billed += step.counts.billed;
+            report.status_changes += step.counts.status_changes;
+            for (verb, data) in &step.pending.events {
                 let mut data = data.clone();
-                data["loan_id"] = json!(record.id);
-                data["customer_id"] = json!(record.customer_id);
-                loan_event(&mut tx, verb, &record.id, data, trace, now).await?;
+                data["loan_id"] = json!(step.record.id);
+                data["customer_id"] = json!(step.record.customer_id);
+                loan_event(&mut tx, verb, &step.record.id, data, trace, now).await?;
             }
         }
         tx.commit().await?;
-        for (n, (i, _)) in steps.iter().enumerate() {
-            if refused[n] {
-                report.failed += 1;
-                let _ = self.finish_pending(&records[*i].id).await;
-            }
-        }
         Ok(())
+    }
+
+    /// A marked row's step: opened, planned through `date`, the next state sealed.
+    fn plan_row(
+        &self,
+        row: &sqlx::any::AnyRow,
+        date: Date,
+        policy: &crate::servicing::Policy,
+    ) -> Result<Planned, LendingError> {
+        let record = self.open_loan(row)?;
+        let (pending, counts) = plan_days(&record, date, policy, 0)?
+            .unwrap_or_else(|| (Pending::unchanged(&record), DayCounts::default()));
+        let key = self.key_of_row(row)?;
+        let sealed_next = key.seal(&record.id, "loan", &to_json(&pending.next));
+        Ok(Planned {
+            master_key_id: row.try_get("master_key_id")?,
+            wrapped_key: row.try_get("wrapped_key")?,
+            sealed_next,
+            record,
+            pending,
+            counts,
+        })
+    }
+
+    /// Takes over loans disbursed elsewhere, as they stand — a book migrated from another core,
+    /// a benchmark's portfolio: `(id, customer_id, account_id, loan)` under `product_code`
+    /// version `product_version`. The caller has opened each loan's ledger accounts
+    /// ([`books::loan_accounts`]) and posted balances equal to its receivables. No route serves
+    /// this; an import is an operation run once, with the ledger checked after.
+    pub async fn import_loans(
+        &self,
+        product_code: &str,
+        product_version: i64,
+        loans: Vec<(String, String, String, Loan)>,
+    ) -> Result<u64, LendingError> {
+        let now = now_us();
+        let mut imported = 0;
+        for chunk in loans.chunks(1_000) {
+            let mut tx = self.store.begin().await?;
+            for (id, customer_id, account_id, loan) in chunk {
+                let offer = Offer {
+                    application_id: format!("import/{id}"),
+                    customer_id: customer_id.clone(),
+                    product_code: product_code.to_owned(),
+                    product_version,
+                    limit: loan.terms.principal,
+                    minimum: loan.terms.principal,
+                    annual_rate: loan.terms.annual_rate,
+                    term_months: loan.terms.term_months,
+                    method: loan.terms.method,
+                    grace_months: loan.terms.grace_months,
+                    grade: 0,
+                    prepayment_fee_rate: loan.prepayment_fee_rate,
+                    expires_on: loan.disbursed_on,
+                };
+                let state = LoanState {
+                    principal: loan.terms.principal,
+                    offer,
+                    loan: Some(loan.clone()),
+                    promises: Vec::new(),
+                    contacts: Vec::new(),
+                };
+                let (key, wrapped) = self.vault.new_data_key(id)?;
+                let sealed = key.seal(id, "loan", &to_json(&state));
+                let inserted = sqlx::query(
+                    "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
+                     status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $12) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&state.offer.application_id)
+                .bind(customer_id)
+                .bind(product_code)
+                .bind(product_version)
+                .bind(account_id)
+                .bind(status_name(loan.status))
+                .bind(loan.closed_through.to_string())
+                .bind(&wrapped.master_key_id)
+                .bind(&wrapped.bytes)
+                .bind(&sealed)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                imported += inserted.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        Ok(imported)
     }
 
     /// The collections queue: every loan with something past due, most urgent first, with
@@ -1472,13 +1629,70 @@ impl Lending {
     }
 }
 
+macro_rules! loan_columns {
+    () => {
+        "id, application_id, customer_id, account_id, contract_id, status, version, \
+         master_key_id, wrapped_key, sealed, pending, created_at_us"
+    };
+}
+use loan_columns;
+
 macro_rules! select_loan {
     () => {
-        "SELECT id, application_id, customer_id, account_id, contract_id, status, version, \
-         master_key_id, wrapped_key, sealed, pending, created_at_us FROM loans"
+        concat!("SELECT ", loan_columns!(), " FROM loans")
     };
 }
 use select_loan;
+
+/// A page's loan, planned: its step and its next state sealed.
+struct Planned {
+    record: LoanRecord,
+    pending: Pending,
+    counts: DayCounts,
+    master_key_id: String,
+    wrapped_key: Vec<u8>,
+    sealed_next: Vec<u8>,
+}
+
+impl Pending {
+    /// The last business day closed once the step is committed.
+    fn closed_through(&self) -> Option<String> {
+        self.next
+            .loan
+            .as_ref()
+            .map(|l| l.closed_through.to_string())
+    }
+
+    /// A step that changes nothing (clears a mark).
+    fn unchanged(record: &LoanRecord) -> Pending {
+        Pending {
+            step: "unchanged".into(),
+            key: None,
+            funding: 0,
+            postings: Vec::new(),
+            next: record.state.clone(),
+            next_status: record.status.clone(),
+            receipt: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// An end of day's mark in the `pending` column: `eod:<date>` (a sealed step never starts
+/// with `e`: sealed values start with their format byte).
+fn eod_marker(date: Date) -> Vec<u8> {
+    format!("eod:{date}").into_bytes()
+}
+
+/// The date an end of day's mark names.
+fn marked_through(pending: &[u8]) -> Option<Date> {
+    let text = std::str::from_utf8(pending.strip_prefix(b"eod:")?).ok()?;
+    products::service::parse_date(text)
+}
+
+/// Rows per multi-row commit statement (14 parameters each): sqlx binds SQLite parameters by
+/// name, a search over all of them, so a statement with thousands is slower per row.
+const COMMIT_ROWS: usize = 40;
 
 /// What closing a loan's days did.
 #[derive(Clone, Copy, Debug, Default)]

@@ -265,6 +265,13 @@ impl Lending {
         self
     }
 
+    /// Posts to `ledger` without contracts and deposits: end of day, and the steps on loans
+    /// already disbursed that pay nothing in or out (a benchmark's or an import's book).
+    pub fn with_ledger(mut self, ledger: ledger::client::LedgerClient) -> Lending {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Takes today's business date from `today` (tests walk through months with it).
     pub fn with_today(mut self, today: Today) -> Lending {
         self.today = today;
