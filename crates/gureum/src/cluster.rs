@@ -13,8 +13,9 @@
 //!   ledger, customers and products through the edge;
 //! - `contracts`: contract documents (role `gureum_contracts`; the documents in
 //!   `DATA_DIR/objects/contracts`, standing in for S3), customers and products through the edge;
-//! - `lending`: quotes and credit evaluations (role `gureum_lending`, its keyring in
-//!   `DATA_DIR/keys/lending.toml`), customers and products through the edge.
+//! - `lending`: credit evaluations, applications and loans (role `gureum_lending`, its keyring
+//!   in `DATA_DIR/keys/lending.toml`), reaching customers, products, contracts, deposits and
+//!   the ledger through the edge.
 //!
 //! The launcher supervises them: a process that dies is started again (a killed ledger leader
 //! comes back as the new standby). SIGINT or SIGTERM stops them all; they are in the

@@ -275,6 +275,130 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert_eq!(evaluated.status(), 201);
     let evaluated: Value = evaluated.json().await.unwrap();
     assert_eq!(evaluated["evaluation"]["score"], 950);
+    // A loan through the edge: lending reaches contracts, deposits and the ledger over HTTP —
+    // applied, accepted (its contract issued), signed, paid into the account, prepaid once.
+    let staff = "credit:evaluate,credit:read,loans:read,loans:originate,loans:repay";
+    let call = |method: reqwest::Method, path: String, body: Option<Value>, key: Option<&str>| {
+        let mut request = http
+            .request(method, format!("{url}{path}"))
+            .header("gureum-permissions", format!("{staff},products:manage"));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    let (status, _) = call(Method::POST, "/v1/products".into(), Some(json!({
+        "code": "LOAN-CREDIT", "kind": "personal_credit_loan", "name": "구름 신용대출", "effective_from": today,
+        "terms": {"currency": "KRW", "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
+                  "fees": [{"code": "prepayment", "rate": "0.012"}],
+                  "amount": {"min": "1000000", "max": "50000000"}, "term_months": {"min": 6, "max": 60},
+                  "repayment_methods": ["equal_payment"],
+                  "eligibility": {"min_age": 19, "kyc_verified": true, "grades": [1, 2, 3, 4, 5, 6, 7]}}})), None).await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        Method::POST,
+        "/v1/products/LOAN-CREDIT/versions/1/publish".into(),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, application) = call(
+        Method::POST,
+        "/v1/loans/applications".into(),
+        Some(json!({
+        "customer_id": id, "product_code": "LOAN-CREDIT",
+        "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
+                   "existing_annual_debt_service": "6000000", "delinquencies_12m": 0,
+                   "employment_months": 48, "internal_months": 30, "bureau_score": 920},
+        "requested": {"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
+                      "method": "equal_payment", "grace_months": 0, "start_date": today}})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, application["status"].as_str()),
+        (201, Some("approved")),
+        "{application}"
+    );
+    let (status, loan) = call(
+        Method::POST,
+        format!(
+            "/v1/loans/applications/{}/accept",
+            application["id"].as_str().unwrap()
+        ),
+        Some(json!({"principal": "10000000", "account_id": account_id})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{loan}");
+    let loan_id = loan["id"].as_str().unwrap().to_owned();
+    let contract = loan["contract_id"].as_str().unwrap().to_owned();
+    let (_, issued) = call(Method::GET, format!("/v1/contracts/{contract}"), None, None).await;
+    assert_eq!(issued["subject"].as_str(), Some(loan_id.as_str()));
+    let (status, _) = call(
+        Method::POST,
+        format!("/v1/contracts/{contract}/signatures"),
+        Some(json!({"role": "customer", "signer": id, "method": "app",
+                    "document_sha256": issued["document_sha256"]})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, loan) = call(
+        Method::POST,
+        format!("/v1/loans/{loan_id}/disburse"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, loan["status"].as_str()),
+        (200, Some("current")),
+        "{loan}"
+    );
+    let (_, view) = call(
+        Method::GET,
+        format!("/v1/deposits/{account_id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(view["balance"], "10010000", "{view}");
+    let prepay = || {
+        call(
+            Method::POST,
+            format!("/v1/loans/{loan_id}/prepayments"),
+            Some(json!({"principal": "1000000"})),
+            Some("cluster-prepay"),
+        )
+    };
+    let (status, receipt) = prepay().await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(prepay().await.1, receipt);
+    let paid: u128 = receipt["amount"].as_str().unwrap().parse().unwrap();
+    let (_, view) = call(
+        Method::GET,
+        format!("/v1/deposits/{account_id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        view["balance"].as_str().unwrap().parse::<u128>().unwrap(),
+        10_010_000 - paid
+    );
     let document: Value = http
         .get(format!("{url}/v1/openapi.json"))
         .send()

@@ -62,7 +62,8 @@ const EOD_PAGE: i64 = 1_000;
 /// Promises and contacts kept per loan (the oldest drop off).
 const COLLECTION_RECORDS_MAX: usize = 50;
 
-/// Loan statuses that end of day works on.
+/// Loan statuses that end of day works on (a written-off loan accrues nothing: its days are
+/// closed when a recovery comes).
 const SERVICED: &str = "('current', 'delinquent', 'default')";
 
 /// An approved application's offer.
@@ -1066,12 +1067,23 @@ impl Lending {
                 format!("the business date {date} is not over yet"),
             ));
         }
-        let Some(_lease) = self.store.try_lease("lending-eod").await? else {
+        let Some(lease) = self.store.try_lease("lending-eod").await? else {
             return Err(LendingError::Conflict(
                 "eod_in_progress",
                 "another end of day is running; try again when it has finished".into(),
             ));
         };
+        let report = self.close_all(date, trace).await;
+        lease.release().await;
+        report
+    }
+
+    /// End of day's work, under the lease.
+    async fn close_all(
+        &self,
+        date: Date,
+        trace: Option<TraceParent>,
+    ) -> Result<EodReport, LendingError> {
         self.ledger()?;
         sqlx::query(
             "INSERT INTO loan_eod_runs (business_date, started_at_us, loans) VALUES ($1, $2, 0) \
@@ -1773,8 +1785,10 @@ fn chain(loan_id: &str, pending: &Pending) -> Vec<ledger::TransferEvent> {
     books::transfers(loan_id, &pending.step, &pending.postings, pending.funding)
 }
 
+/// Whether a loan's days are still closed: every disbursed loan not repaid — a written-off one
+/// too (nothing accrues, but its open day moves, so a recovery counts on today).
 fn is_serviced(status: &str) -> bool {
-    matches!(status, "current" | "delinquent" | "default")
+    matches!(status, "current" | "delinquent" | "default" | "written_off")
 }
 
 /// The API name of a status.

@@ -425,6 +425,17 @@ impl Lease {
             LeaseInner::Session { conn } => conn.ping().await.is_ok(),
         }
     }
+
+    /// Gives the lease up now. Dropping it does too, but on PostgreSQL only once the server
+    /// notices the closed connection, so whoever asks right after (the next end of day) could
+    /// still find it held; this unlocks and closes the session before returning.
+    pub async fn release(mut self) {
+        if let LeaseInner::Session { conn } = &mut self.inner {
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut *conn)
+                .await;
+        }
+    }
 }
 
 #[derive(Debug)]
