@@ -35,9 +35,20 @@ impl Deposits {
         if date >= (self.today)() {
             return Err(DepositError::BusinessDateNotOver(date));
         }
-        let Some(_lease) = self.store.try_lease("deposits-eod").await? else {
+        let Some(lease) = self.store.try_lease("deposits-eod").await? else {
             return Err(DepositError::EodInProgress);
         };
+        let report = self.accrue_all(date, trace).await;
+        lease.release().await;
+        report
+    }
+
+    /// End of day's work, under the lease.
+    async fn accrue_all(
+        &self,
+        date: Date,
+        trace: Option<TraceParent>,
+    ) -> Result<EodReport, DepositError> {
         self.bank_accounts().await?;
         let started = now_us();
         sqlx::query(
