@@ -310,6 +310,55 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     );
     let accept = json!({"principal": "10000000", "account_id": account});
     let path = format!("/v1/loans/applications/{application}/accept");
+    // Bad input is refused with a stable problem code, and nothing is created.
+    for (headers, body, status, code) in [
+        (
+            &officer[..],
+            json!({"principal": "ten", "account_id": account}),
+            422,
+            "invalid_amount",
+        ),
+        (
+            &officer[..],
+            json!({"principal": "10000000"}),
+            400,
+            "invalid_body",
+        ),
+        (
+            &officer[..],
+            json!({"principal": "60000000", "account_id": account}),
+            422,
+            "invalid_principal",
+        ),
+        (
+            &[("gureum-permissions", "loans:read")][..],
+            accept.clone(),
+            403,
+            "permission_denied",
+        ),
+    ] {
+        let (got, problem) = http.call(Method::POST, &path, headers, Some(body));
+        assert_eq!(
+            (got, problem["code"].as_str()),
+            (status, Some(code)),
+            "{problem}"
+        );
+    }
+    let (status, page) = http.call(Method::GET, "/v1/loans", &officer, None);
+    assert_eq!(
+        (status, page["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, problem) = http.call(
+        Method::GET,
+        "/v1/loans/0190f1c2-0000-7000-8000-000000000000",
+        &officer,
+        None,
+    );
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("loan_not_found"))
+    );
     let (status, loan) = http.call(Method::POST, &path, &officer, Some(accept.clone()));
     assert_eq!(
         (status, loan["status"].as_str()),
