@@ -29,11 +29,16 @@ pub struct DepositFacts {
 }
 
 impl DepositFacts {
-    /// The ledger account holding its money (a deposit account's id is a UUID whose 128-bit
-    /// value is its ledger account's id).
+    /// The ledger account holding its money.
     pub fn ledger_id(&self) -> u128 {
-        uuid::Uuid::parse_str(&self.id).map_or(0, |u| u.as_u128())
+        deposit_ledger_id(&self.id)
     }
+}
+
+/// The ledger account holding a deposit account's money: a deposit account's id is a UUID
+/// whose 128-bit value is its ledger account's id (0, which no account has, for another id).
+pub fn deposit_ledger_id(deposit_id: &str) -> u128 {
+    uuid::Uuid::parse_str(deposit_id).map_or(0, |u| u.as_u128())
 }
 
 /// A contract as lending needs it.

@@ -731,7 +731,6 @@ impl Lending {
     {
         check_key(key)?;
         let request_sha256 = kernel::hex(&Sha256::digest(request.as_bytes()));
-        let links = self.links()?;
         let record = self.load(id).await?;
         if let Some(done) = self.step_outcome(&record, key, &request_sha256).await? {
             return Ok(done);
@@ -742,13 +741,8 @@ impl Lending {
                 "the loan has not been paid out yet".into(),
             ));
         }
-        let account = links.deposit(&record.account_id).await?.ok_or_else(|| {
-            LendingError::Conflict(
-                "account_closed",
-                "the loan's deposit account is not there".into(),
-            )
-        })?;
-        let funding = account.ledger_id();
+        // The account's ledger account, from its id: a closed one is refused by the ledger.
+        let funding = crate::links::deposit_ledger_id(&record.account_id);
         self.catch_up(id, (self.today)() - Duration::days(1), trace)
             .await?;
         let policy = self.servicing.clone();
@@ -856,11 +850,10 @@ impl Lending {
         trace: Option<TraceParent>,
     ) -> Result<(), LendingError> {
         let policy = self.servicing.clone();
-        let funding = 0;
         loop {
             let (record, _) = self
                 .run_step(id, None, trace, |record| {
-                    Ok(plan_days(record, through, &policy, funding)?.map(|(p, _)| p))
+                    Ok(plan_days(record, through, &policy)?.map(|(p, _)| p))
                 })
                 .await?;
             let behind = record
@@ -954,7 +947,7 @@ impl Lending {
             // An end of day's mark: the step is recomputed from the committed state.
             Some(through) => {
                 let record = self.load(id).await?;
-                plan_days(&record, through, &self.servicing, 0)?
+                plan_days(&record, through, &self.servicing)?
                     .map_or_else(|| Pending::unchanged(&record), |(p, _)| p)
             }
             None => serde_json::from_slice(&loan_key.open(id, "pending", &sealed)?)
@@ -1335,7 +1328,7 @@ impl Lending {
         policy: &crate::servicing::Policy,
     ) -> Result<Planned, LendingError> {
         let record = self.open_loan(row)?;
-        let (pending, counts) = plan_days(&record, date, policy, 0)?
+        let (pending, counts) = plan_days(&record, date, policy)?
             .unwrap_or_else(|| (Pending::unchanged(&record), DayCounts::default()));
         let key = self.key_of_row(row)?;
         let sealed_next = key.seal(&record.id, "loan", &to_json(&pending.next));
@@ -1715,12 +1708,12 @@ struct DayCounts {
 }
 
 /// The step closing every day of the loan up to `through` (at most [`CATCH_UP_DAYS_MAX`] in
-/// one step); none if it is closed through it already or not serviced.
+/// one step); none if it is closed through it already or not serviced. Closing days moves no
+/// money in or out, so the step has no funding side.
 fn plan_days(
     record: &LoanRecord,
     through: Date,
     policy: &crate::servicing::Policy,
-    funding: u128,
 ) -> Result<Option<(Pending, DayCounts)>, LendingError> {
     if !is_serviced(&record.status) {
         return Ok(None);
@@ -1769,7 +1762,7 @@ fn plan_days(
         Pending {
             step: format!("eod/{first}/{last}"),
             key: None,
-            funding,
+            funding: 0,
             postings,
             next,
             next_status,
