@@ -23,8 +23,10 @@ const ACCOUNTS: u128 = 8;
 const CLIENTS: u128 = 4;
 const BATCH: u128 = 20;
 const LEASE_TTL_MS: u64 = 1_500;
-/// How long losing one NATS node of three may pause the ledger.
-const NATS_NODE_LOSS_LIMIT: Duration = Duration::from_secs(15);
+/// How long losing one NATS node of three may pause the ledger: the publish acknowledgement
+/// times out (5 s), JetStream elects new stream leaders, the client reconnects, and the leader
+/// reads the stream back to learn what was stored.
+const NATS_NODE_LOSS_LIMIT: Duration = Duration::from_secs(20);
 /// No client request may stay unacknowledged longer than this (it retries until then).
 const RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -223,7 +225,7 @@ async fn the_standby_takes_over_within_5s_and_loses_nothing_then_a_nats_node_die
         assert!(attempts < 40, "the journal stayed unreadable: {e}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let state = follower.ledger();
+    let state = follower.ledger().clone();
     assert_eq!(state.check_invariants(), Ok(()), "the books balance");
     for id in &acked {
         let transfer = state
@@ -264,13 +266,32 @@ async fn the_standby_takes_over_within_5s_and_loses_nothing_then_a_nats_node_die
             credits.get(&id).copied().unwrap_or(0),
             "account {id}"
         );
-        // The serving node agrees.
-        let served = get_json(&http, &format!("{}/v1/ledger/accounts/{id}", edge.url)).await;
-        assert_eq!(
-            served["debits_posted"],
-            account.debits_posted.to_string(),
-            "account {id}"
+    }
+    // The serving node agrees with the journal. A group whose request timed out at the client
+    // (and was retried) may still be finishing its append: the journal is read again until
+    // both agree, boundedly; a transfer served but never journaled fails here.
+    let mut rounds = 0;
+    loop {
+        let mut differ = Vec::new();
+        for id in 1..=ACCOUNTS {
+            let served = get_json(&http, &format!("{}/v1/ledger/accounts/{id}", edge.url)).await;
+            let (account, _) = follower.ledger().account(id).unwrap();
+            if served["debits_posted"] != account.debits_posted.to_string()
+                || served["credits_posted"] != account.credits_posted.to_string()
+            {
+                differ.push((id, served, account.debits_posted, account.credits_posted));
+            }
+        }
+        if differ.is_empty() {
+            break;
+        }
+        rounds += 1;
+        assert!(
+            rounds < 20,
+            "the serving node and the journal disagree: {differ:?}"
         );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let _ = follower.catch_up().await;
     }
     println!("{} transfers acknowledged, {count} applied", acked.len());
     drop((standby, edge));

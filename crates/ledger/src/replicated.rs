@@ -34,8 +34,11 @@ pub const LEASE_KEY: &str = "leader";
 pub const OFFSET_HEADER: &str = "Gureum-Offset";
 /// How long a leader keeps trying to append a group (NATS nodes failing over, the connection
 /// moving to another node) before it gives up and stops serving. Well under the client's
-/// patience, well over a JetStream leader election.
-pub const APPEND_RETRY_WINDOW: Duration = Duration::from_secs(10);
+/// patience, well over a JetStream leader election plus the client's reconnection.
+pub const APPEND_RETRY_WINDOW: Duration = Duration::from_secs(25);
+/// How long one read-back or publish may take while reconciling, so that one request stuck on
+/// a dead node does not eat the whole window.
+const RECONCILE_STEP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Room left in a message for headers and protocol framing.
 const MESSAGE_OVERHEAD: usize = 16 << 10;
 
@@ -570,8 +573,9 @@ impl JetStreamSink {
             }
             let part = parts[index];
             let next = self.last_seq + 1;
-            let outcome = match stream.get_raw_message(next).await {
-                Ok(stored) => {
+            let lookup = tokio::time::timeout(RECONCILE_STEP_TIMEOUT, stream.get_raw_message(next));
+            let outcome = match lookup.await {
+                Ok(Ok(stored)) => {
                     let offset = stored
                         .headers
                         .get(OFFSET_HEADER)
@@ -584,13 +588,25 @@ impl JetStreamSink {
                         ));
                     }
                 }
-                Err(_) => {
+                // The stream ends before `next`: publish the part there (expecting the stream
+                // to end exactly where it does, so a racing writer fences one of us).
+                Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
                     let message = self.message(self.offset, part, self.last_seq);
-                    match self.js.send_publish(self.subject.clone(), message).await {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                    let published = tokio::time::timeout(RECONCILE_STEP_TIMEOUT, async {
+                        match self.js.send_publish(self.subject.clone(), message).await {
+                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    });
+                    match published.await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err("the publish was not acknowledged in time".into()),
                     }
                 }
+                // The stream's leader is not known or not answering (an election, a reconnect):
+                // nothing can be told yet.
+                Ok(Err(e)) => Err(format!("reading the journal back: {e}")),
+                Err(_) => Err("reading the journal back timed out".into()),
             };
             match outcome {
                 Ok(()) => {
