@@ -1301,6 +1301,7 @@ impl Lending {
                 }
             }
         }
+        let mut notices = Vec::new();
         for step in &done {
             if !committed.contains(&step.record.id) {
                 continue;
@@ -1313,9 +1314,10 @@ impl Lending {
                 let mut data = data.clone();
                 data["loan_id"] = json!(step.record.id);
                 data["customer_id"] = json!(step.record.customer_id);
-                loan_event(&mut tx, verb, &step.record.id, data, trace, now).await?;
+                notices.push(loan_notice(verb, &step.record.id, data, trace));
             }
         }
+        outbox::record_many(&mut tx, SERVICE, notices, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1867,19 +1869,18 @@ async fn loan_event(
     trace: Option<TraceParent>,
     now: i64,
 ) -> Result<(), LendingError> {
-    outbox::record(
-        tx,
-        SERVICE,
-        NewEvent {
-            event_type: format!("lending.loan.{verb}"),
-            aggregate: format!("loan/{id}"),
-            data,
-            traceparent: trace,
-        },
-        now,
-    )
-    .await?;
+    outbox::record(tx, SERVICE, loan_notice(verb, id, data, trace), now).await?;
     Ok(())
+}
+
+/// The event `lending.loan.<verb>` of loan `id`.
+fn loan_notice(verb: &str, id: &str, data: Value, trace: Option<TraceParent>) -> NewEvent {
+    NewEvent {
+        event_type: format!("lending.loan.{verb}"),
+        aggregate: format!("loan/{id}"),
+        data,
+        traceparent: trace,
+    }
 }
 
 /// What a loan's receivable accounts must hold once no step is pending (for reconciliation).

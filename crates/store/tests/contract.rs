@@ -294,6 +294,78 @@ async fn outbox_events_exist_only_if_their_transaction_commits() {
 }
 
 #[tokio::test]
+async fn many_events_recorded_at_once_are_numbered_as_if_recorded_one_by_one() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
+        let mut tx = store.begin().await.unwrap();
+        outbox::record(&mut tx, "accounts", event("account/2", 0), 1_000)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // 250 events (more than one statement's rows): account/1 and account/2 interleaved,
+        // then one each for 248 other accounts.
+        let mut events = vec![
+            event("account/1", 1),
+            event("account/2", 1),
+            event("account/1", 2),
+        ];
+        events.extend((3..250).map(|n| event(&format!("account/{n}"), n)));
+        let mut tx = store.begin().await.unwrap();
+        let recorded = outbox::record_many(&mut tx, "accounts", events.clone(), 2_000)
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(outbox::unpublished(&store, 1_000).await.unwrap().len(), 1);
+
+        let mut tx = store.begin().await.unwrap();
+        let recorded_again = outbox::record_many(&mut tx, "accounts", events, 2_000)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(recorded.len(), 250);
+        let pending = outbox::unpublished(&store, 1_000).await.unwrap();
+        assert_eq!(pending.len(), 251, "{backend:?}");
+        assert_eq!(
+            pending[1..].iter().map(|p| &p.event).collect::<Vec<_>>(),
+            recorded_again.iter().collect::<Vec<_>>(),
+            "{backend:?}: in the order given"
+        );
+        let numbers: Vec<(Option<&str>, i64)> = pending
+            .iter()
+            .take(5)
+            .map(|p| (p.event.subject.as_deref(), p.aggregate_seq))
+            .collect();
+        assert_eq!(
+            numbers,
+            vec![
+                (Some("account/2"), 1),
+                (Some("account/1"), 1),
+                (Some("account/2"), 2),
+                (Some("account/1"), 2),
+                (Some("account/3"), 1),
+            ],
+            "{backend:?}"
+        );
+        assert!(pending[4..].iter().all(|p| p.aggregate_seq == 1));
+        assert_eq!(pending[2].event.data, json!({ "n": 1 }));
+        assert_eq!(pending[2].event.time, "1970-01-01T00:00:00.002Z");
+
+        // Numbering goes on from there, one by one as in bulk.
+        let mut tx = store.begin().await.unwrap();
+        outbox::record(&mut tx, "accounts", event("account/1", 3), 3_000)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let last = outbox::unpublished(&store, 1_000).await.unwrap();
+        assert_eq!(last.last().unwrap().aggregate_seq, 3, "{backend:?}");
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn concurrent_writers_of_one_aggregate_get_dense_numbers_in_commit_order() {
     const WRITERS: i64 = 8;
     const EVENTS_EACH: i64 = 10;
