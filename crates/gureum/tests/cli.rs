@@ -281,9 +281,10 @@ fn bench_eod_closes_days_over_a_portfolio_and_posts_them_durably() {
 
     // Through the lending service's own store: every loan closed each day, one in thirty
     // billed, and on the second day the loans whose instalment fell due unpaid go delinquent.
+    // 2,400 loans are three pages of end of day, so pages commit while the next is planned.
     let o = gureum()
         .args([
-            "bench", "eod", "--json", "--store", "--loans", "600", "--days", "2",
+            "bench", "eod", "--json", "--store", "--loans", "2400", "--days", "2",
         ])
         .output()
         .unwrap();
@@ -299,10 +300,10 @@ fn bench_eod_closes_days_over_a_portfolio_and_posts_them_durably() {
     assert_eq!(
         reports,
         [
-            &serde_json::json!({"business_date": "2026-06-01", "loans": 600, "days": 600,
-                                "billed": 20, "status_changes": 0, "failed": 0}),
-            &serde_json::json!({"business_date": "2026-06-02", "loans": 600, "days": 600,
-                                "billed": 20, "status_changes": 20, "failed": 0}),
+            &serde_json::json!({"business_date": "2026-06-01", "loans": 2400, "days": 2400,
+                                "billed": 80, "status_changes": 0, "failed": 0}),
+            &serde_json::json!({"business_date": "2026-06-02", "loans": 2400, "days": 2400,
+                                "billed": 80, "status_changes": 80, "failed": 0}),
         ]
     );
 }

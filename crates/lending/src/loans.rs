@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use store::outbox::{self, NewEvent};
-use store::sql::now_us;
+use store::sql::{Store, now_us};
 use time::{Date, Duration};
 
 /// Reading loans (credit information).
@@ -221,6 +221,17 @@ pub struct EodReport {
     pub status_changes: u64,
     /// Loans the ledger refused a posting for (left as they were; they need attention).
     pub failed: u64,
+}
+
+impl EodReport {
+    /// Adds a page's counts.
+    fn add(&mut self, page: &EodReport) {
+        self.loans += page.loans;
+        self.days += page.days;
+        self.billed += page.billed;
+        self.status_changes += page.status_changes;
+        self.failed += page.failed;
+    }
 }
 
 /// A case in the collections queue.
@@ -1092,6 +1103,10 @@ impl Lending {
         };
         let marker = eod_marker(date);
         let mut after = String::new();
+        // Pipelined: page N commits (on the store's writer) while page N+1 is planned, sealed
+        // and posted (on the cores and the ledger). Each page is marked before the page ahead
+        // of it commits, so the writer never waits on the planning.
+        let mut prepared: Option<Vec<Planned>> = None;
         loop {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE loans SET pending = $1, version = version + 1, updated_at_us = $2 \
@@ -1107,16 +1122,35 @@ impl Lending {
             .bind(EOD_PAGE)
             .fetch_all(self.store.writer())
             .await?;
-            if rows.is_empty() {
-                break;
-            }
             for row in &rows {
                 let id: String = row.try_get("id")?;
                 if id > after {
                     after = id;
                 }
             }
-            self.eod_page(&rows, date, &mut report, trace).await?;
+            let committing = prepared
+                .take()
+                .map(|done| tokio::spawn(commit_page(self.store.clone(), done, trace)));
+            let next = if rows.is_empty() {
+                None
+            } else {
+                Some(self.prepare_page(&rows, date).await)
+            };
+            if let Some(committing) = committing {
+                let page = match committing.await {
+                    Ok(page) => page?,
+                    Err(e) => match e.try_into_panic() {
+                        Ok(panic) => std::panic::resume_unwind(panic),
+                        // Cancelled: the runtime is shutting down; the page stays marked.
+                        Err(_) => return Err(LendingError::Busy),
+                    },
+                };
+                report.add(&page);
+            }
+            match next {
+                Some(done) => prepared = Some(done?),
+                None => break,
+            }
         }
         // The loans left behind, one by one.
         let mut after = String::new();
@@ -1161,16 +1195,14 @@ impl Lending {
         Ok(report)
     }
 
-    /// One marked page: planned and sealed on every core, posted in batches that never split a
-    /// loan's chain, committed in multi-row statements with the notices. A loan the ledger
-    /// refused stays marked for the one-by-one pass.
-    async fn eod_page(
+    /// One marked page, planned and sealed on every core and posted in batches that never
+    /// split a loan's chain: the steps the ledger took, for [`commit_page`]. A loan the ledger
+    /// refused (or that could not be planned) stays marked for the one-by-one pass.
+    async fn prepare_page(
         &self,
         rows: &[sqlx::any::AnyRow],
         date: Date,
-        report: &mut EodReport,
-        trace: Option<TraceParent>,
-    ) -> Result<(), LendingError> {
+    ) -> Result<Vec<Planned>, LendingError> {
         let policy = self.servicing.clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = rows.len().div_ceil(threads).max(1);
@@ -1220,106 +1252,12 @@ impl Lending {
             }
             offset += batch.len();
         }
-        let done: Vec<&Planned> = steps
-            .iter()
-            .zip(&refused)
-            .filter(|(_, refused)| !**refused)
+        Ok(steps
+            .into_iter()
+            .zip(refused)
+            .filter(|(_, refused)| !*refused)
             .map(|(s, _)| s)
-            .collect();
-        let now = now_us();
-        let mut tx = self.store.begin().await?;
-        let mut committed = std::collections::HashSet::new();
-        for chunk in done.chunks(COMMIT_ROWS) {
-            let mut sql = String::from(
-                "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
-                 status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 14;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(
-                    &(1..=14)
-                        .map(|k| format!("${}", b + k))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
-                sql.push(')');
-            }
-            sql.push_str(
-                " ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, status = excluded.status, \
-                 closed_through = excluded.closed_through, pending = NULL, version = loans.version + 1, \
-                 updated_at_us = excluded.updated_at_us WHERE loans.version = excluded.version",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for step in chunk {
-                let r = &step.record;
-                query = query
-                    .bind(&r.id)
-                    .bind(&r.application_id)
-                    .bind(&r.customer_id)
-                    .bind(&r.state.offer.product_code)
-                    .bind(r.state.offer.product_version)
-                    .bind(&r.account_id)
-                    .bind(&step.pending.next_status)
-                    .bind(step.pending.closed_through())
-                    .bind(r.version)
-                    .bind(&step.master_key_id)
-                    .bind(&step.wrapped_key)
-                    .bind(&step.sealed_next)
-                    .bind(r.created_at_us)
-                    .bind(now);
-            }
-            // In a savepoint: if a finisher got to some of these marks first, the statement is
-            // undone and the rows go one by one, so each commit is known to be this run's (and
-            // its notices recorded once).
-            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-            let updated = query.execute(&mut *savepoint).await?.rows_affected();
-            if updated == chunk.len() as u64 {
-                savepoint.commit().await?;
-                committed.extend(chunk.iter().map(|s| s.record.id.clone()));
-                continue;
-            }
-            savepoint.rollback().await?;
-            for step in chunk {
-                let one = sqlx::query(
-                    "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
-                     version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
-                )
-                .bind(&step.record.id)
-                .bind(step.record.version)
-                .bind(&step.sealed_next)
-                .bind(&step.pending.next_status)
-                .bind(step.pending.closed_through())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if one.rows_affected() == 1 {
-                    committed.insert(step.record.id.clone());
-                }
-            }
-        }
-        let mut notices = Vec::new();
-        for step in &done {
-            if !committed.contains(&step.record.id) {
-                continue;
-            }
-            report.loans += 1;
-            report.days += step.counts.days;
-            report.billed += step.counts.billed;
-            report.status_changes += step.counts.status_changes;
-            for (verb, data) in &step.pending.events {
-                let mut data = data.clone();
-                data["loan_id"] = json!(step.record.id);
-                data["customer_id"] = json!(step.record.customer_id);
-                notices.push(loan_notice(verb, &step.record.id, data, trace));
-            }
-        }
-        outbox::record_many(&mut tx, SERVICE, notices, now).await?;
-        tx.commit().await?;
-        Ok(())
+            .collect())
     }
 
     /// A marked row's step: opened, planned through `date`, the next state sealed.
@@ -1861,6 +1799,110 @@ fn to_json_text<T: Serialize>(value: &T) -> String {
 }
 
 /// `lending.loan.<verb>`: ids, dates and statuses — never an amount or a rate.
+/// A prepared page's steps committed in multi-row statements with their notices, in one
+/// transaction; what it brought through (a row a finisher committed first is left to it).
+async fn commit_page(
+    store: Store,
+    done: Vec<Planned>,
+    trace: Option<TraceParent>,
+) -> Result<EodReport, LendingError> {
+    let mut report = EodReport::default();
+    let now = now_us();
+    let mut tx = store.begin().await?;
+    let mut committed = std::collections::HashSet::new();
+    for chunk in done.chunks(COMMIT_ROWS) {
+        let mut sql = String::from(
+            "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
+             status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 14;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(
+                &(1..=14)
+                    .map(|k| format!("${}", b + k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, status = excluded.status, \
+             closed_through = excluded.closed_through, pending = NULL, version = loans.version + 1, \
+             updated_at_us = excluded.updated_at_us WHERE loans.version = excluded.version",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for step in chunk {
+            let r = &step.record;
+            query = query
+                .bind(&r.id)
+                .bind(&r.application_id)
+                .bind(&r.customer_id)
+                .bind(&r.state.offer.product_code)
+                .bind(r.state.offer.product_version)
+                .bind(&r.account_id)
+                .bind(&step.pending.next_status)
+                .bind(step.pending.closed_through())
+                .bind(r.version)
+                .bind(&step.master_key_id)
+                .bind(&step.wrapped_key)
+                .bind(&step.sealed_next)
+                .bind(r.created_at_us)
+                .bind(now);
+        }
+        // In a savepoint: if a finisher got to some of these marks first, the statement is
+        // undone and the rows go one by one, so each commit is known to be this run's (and
+        // its notices recorded once).
+        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+        let updated = query.execute(&mut *savepoint).await?.rows_affected();
+        if updated == chunk.len() as u64 {
+            savepoint.commit().await?;
+            committed.extend(chunk.iter().map(|s| s.record.id.clone()));
+            continue;
+        }
+        savepoint.rollback().await?;
+        for step in chunk {
+            let one = sqlx::query(
+                "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
+                 version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
+            )
+            .bind(&step.record.id)
+            .bind(step.record.version)
+            .bind(&step.sealed_next)
+            .bind(&step.pending.next_status)
+            .bind(step.pending.closed_through())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if one.rows_affected() == 1 {
+                committed.insert(step.record.id.clone());
+            }
+        }
+    }
+    let mut notices = Vec::new();
+    for step in &done {
+        if !committed.contains(&step.record.id) {
+            continue;
+        }
+        report.loans += 1;
+        report.days += step.counts.days;
+        report.billed += step.counts.billed;
+        report.status_changes += step.counts.status_changes;
+        for (verb, data) in &step.pending.events {
+            let mut data = data.clone();
+            data["loan_id"] = json!(step.record.id);
+            data["customer_id"] = json!(step.record.customer_id);
+            notices.push(loan_notice(verb, &step.record.id, data, trace));
+        }
+    }
+    outbox::record_many(&mut tx, SERVICE, notices, now).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
 async fn loan_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     verb: &str,
