@@ -1635,9 +1635,9 @@ fn marked_through(pending: &[u8]) -> Option<Date> {
     products::service::parse_date(text)
 }
 
-/// Rows per multi-row commit statement (14 parameters each): sqlx binds SQLite parameters by
+/// Rows per multi-row commit statement (5 parameters each): sqlx binds SQLite parameters by
 /// name, a search over all of them, so a statement with thousands is slower per row.
-const COMMIT_ROWS: usize = 40;
+const COMMIT_ROWS: usize = 100;
 
 /// What closing a loan's days did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -1811,75 +1811,32 @@ async fn commit_page(
     let mut tx = store.begin().await?;
     let mut committed = std::collections::HashSet::new();
     for chunk in done.chunks(COMMIT_ROWS) {
-        let mut sql = String::from(
-            "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
-             status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 14;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(
-                &(1..=14)
-                    .map(|k| format!("${}", b + k))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            sql.push(')');
-        }
-        sql.push_str(
-            " ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, status = excluded.status, \
-             closed_through = excluded.closed_through, pending = NULL, version = loans.version + 1, \
-             updated_at_us = excluded.updated_at_us WHERE loans.version = excluded.version",
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // Only the rows still at the version this run marked are updated, and the statement
+        // says which: a row a finisher committed first is its, with its notices.
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 5 + 1;
+                format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+            })
+            .collect();
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH v (id, version, status, closed_through, sealed) AS (VALUES {}) \
+             UPDATE loans SET sealed = v.sealed, status = v.status, closed_through = v.closed_through, \
+             pending = NULL, version = loans.version + 1, updated_at_us = $1 \
+             FROM v WHERE loans.id = v.id AND loans.version = v.version RETURNING loans.id",
+            values.join(", ")
+        )))
+        .bind(now);
         for step in chunk {
-            let r = &step.record;
             query = query
-                .bind(&r.id)
-                .bind(&r.application_id)
-                .bind(&r.customer_id)
-                .bind(&r.state.offer.product_code)
-                .bind(r.state.offer.product_version)
-                .bind(&r.account_id)
+                .bind(&step.record.id)
+                .bind(step.record.version)
                 .bind(&step.pending.next_status)
                 .bind(step.pending.closed_through())
-                .bind(r.version)
-                .bind(&step.master_key_id)
-                .bind(&step.wrapped_key)
-                .bind(&step.sealed_next)
-                .bind(r.created_at_us)
-                .bind(now);
+                .bind(&step.sealed_next);
         }
-        // In a savepoint: if a finisher got to some of these marks first, the statement is
-        // undone and the rows go one by one, so each commit is known to be this run's (and
-        // its notices recorded once).
-        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-        let updated = query.execute(&mut *savepoint).await?.rows_affected();
-        if updated == chunk.len() as u64 {
-            savepoint.commit().await?;
-            committed.extend(chunk.iter().map(|s| s.record.id.clone()));
-            continue;
-        }
-        savepoint.rollback().await?;
-        for step in chunk {
-            let one = sqlx::query(
-                "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
-                 version = version + 1, updated_at_us = $6 WHERE id = $1 AND version = $2",
-            )
-            .bind(&step.record.id)
-            .bind(step.record.version)
-            .bind(&step.sealed_next)
-            .bind(&step.pending.next_status)
-            .bind(step.pending.closed_through())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if one.rows_affected() == 1 {
-                committed.insert(step.record.id.clone());
-            }
+        for id in query.fetch_all(&mut *tx).await? {
+            committed.insert(id.try_get::<String, _>(0)?);
         }
     }
     let mut notices = Vec::new();
@@ -1933,3 +1890,4 @@ pub fn expected_books(state: &LoanState) -> Vec<(Book, u128)> {
         .map(|l| l.receivables().to_vec())
         .unwrap_or_default()
 }
+
