@@ -369,7 +369,7 @@ impl Lending {
             contacts: Vec::new(),
         };
         let (key, wrapped) = self.vault.new_data_key(&id)?;
-        let sealed = key.seal(&id, "loan", &to_json(&state));
+        let sealed = key.seal(&id, "loan", &state_bytes(&state));
         let now = now_us();
         let mut tx = self.store.begin().await?;
         let inserted = sqlx::query(
@@ -1003,7 +1003,7 @@ impl Lending {
             }
             return Err(LendingError::LedgerRefused(code));
         }
-        let next_sealed = loan_key.seal(id, "loan", &to_json(&pending.next));
+        let next_sealed = loan_key.seal(id, "loan", &state_bytes(&pending.next));
         let closed_through = pending.closed_through();
         let committed = sqlx::query(
             "UPDATE loans SET sealed = $3, status = $4, closed_through = $5, pending = NULL, \
@@ -1271,10 +1271,8 @@ impl Lending {
         let (pending, counts) = plan_days(&record, date, policy)?
             .unwrap_or_else(|| (Pending::unchanged(&record), DayCounts::default()));
         let key = self.key_of_row(row)?;
-        let sealed_next = key.seal(&record.id, "loan", &to_json(&pending.next));
+        let sealed_next = key.seal(&record.id, "loan", &state_bytes(&pending.next));
         Ok(Planned {
-            master_key_id: row.try_get("master_key_id")?,
-            wrapped_key: row.try_get("wrapped_key")?,
             sealed_next,
             record,
             pending,
@@ -1321,7 +1319,7 @@ impl Lending {
                     contacts: Vec::new(),
                 };
                 let (key, wrapped) = self.vault.new_data_key(id)?;
-                let sealed = key.seal(id, "loan", &to_json(&state));
+                let sealed = key.seal(id, "loan", &state_bytes(&state));
                 let inserted = sqlx::query(
                     "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
                      status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
@@ -1490,7 +1488,10 @@ impl Lending {
             let mut data = change(&mut state)?;
             data["loan_id"] = json!(id);
             data["customer_id"] = json!(record.customer_id);
-            let sealed = self.loan_key(id).await?.seal(id, "loan", &to_json(&state));
+            let sealed = self
+                .loan_key(id)
+                .await?
+                .seal(id, "loan", &state_bytes(&state));
             let now = now_us();
             let mut tx = self.store.begin().await?;
             let updated = sqlx::query(
@@ -1556,8 +1557,7 @@ impl Lending {
         let id: String = row.try_get("id")?;
         let key = self.key_of_row(row)?;
         let sealed: Vec<u8> = row.try_get("sealed")?;
-        let state: LoanState = serde_json::from_slice(&key.open(&id, "loan", &sealed)?)
-            .map_err(|_| VaultError::Format)?;
+        let state = state_from(&key.open(&id, "loan", &sealed)?)?;
         let pending: Option<Vec<u8>> = row.try_get("pending")?;
         Ok(LoanRecord {
             application_id: row.try_get("application_id")?,
@@ -1594,8 +1594,6 @@ struct Planned {
     record: LoanRecord,
     pending: Pending,
     counts: DayCounts,
-    master_key_id: String,
-    wrapped_key: Vec<u8>,
     sealed_next: Vec<u8>,
 }
 
@@ -1790,6 +1788,40 @@ fn check_key(key: &str) -> Result<(), LendingError> {
     Ok(())
 }
 
+/// The first byte of a loan's state as sealed when it is deflated JSON. A state sealed as plain
+/// JSON starts with `{`, and is read as such.
+const STATE_DEFLATED: u8 = 1;
+/// The most a loan's state may inflate to (a state is a few KiB; more is a corrupt value).
+const STATE_MAX_BYTES: usize = 1 << 20;
+
+/// A loan's state as sealed: its JSON, deflated (about half the size). Every end of day
+/// rewrites every loan's row, so its size is most of what end of day writes. Compressing
+/// before sealing shows the compressed length to whoever reads the table (a length side
+/// channel needs text the observer chooses beside a secret: the only free text in a state is
+/// collectors' contact notes, written by staff who may read the whole loan anyway).
+fn state_bytes<T: Serialize>(state: &T) -> Vec<u8> {
+    let json = to_json(state);
+    let mut out = Vec::with_capacity(json.len() / 2 + 1);
+    out.push(STATE_DEFLATED);
+    out.extend(miniz_oxide::deflate::compress_to_vec(&json, 1));
+    out
+}
+
+/// A loan's state from what [`state_bytes`] sealed (or plain JSON, as sealed before).
+fn state_from(plain: &[u8]) -> Result<LoanState, VaultError> {
+    let inflated;
+    let json = match plain.split_first() {
+        Some((&STATE_DEFLATED, deflated)) => {
+            inflated =
+                miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, STATE_MAX_BYTES)
+                    .map_err(|_| VaultError::Format)?;
+            &inflated[..]
+        }
+        _ => plain,
+    };
+    serde_json::from_slice(json).map_err(|_| VaultError::Format)
+}
+
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("loan state serializes")
 }
@@ -1816,7 +1848,14 @@ async fn commit_page(
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = i * 5 + 1;
-                format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
             })
             .collect();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1891,3 +1930,63 @@ pub fn expected_books(state: &LoanState) -> Vec<(Book, u128)> {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> LoanState {
+        LoanState {
+            offer: Offer {
+                application_id: "a-1".into(),
+                customer_id: "c-1".into(),
+                product_code: "PERSONAL".into(),
+                product_version: 3,
+                limit: 30_000_000,
+                minimum: 1_000_000,
+                annual_rate: Decimal::new(735, 4),
+                term_months: 36,
+                method: RepaymentMethod::EqualPayment,
+                grace_months: 2,
+                grade: 4,
+                prepayment_fee_rate: Decimal::new(12, 3),
+                expires_on: time::macros::date!(2026 - 07 - 01),
+            },
+            principal: 23_450_000,
+            loan: None,
+            promises: Vec::new(),
+            contacts: vec![Contact {
+                action: Action::Call,
+                on: time::macros::date!(2026 - 06 - 02),
+                by: "collector-7".into(),
+                note: "고객 통화: 다음 주 납부 약속".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_sealed_state_is_deflated_json_and_reads_back_exactly() {
+        let state = state();
+        let bytes = state_bytes(&state);
+        assert_eq!(bytes[0], STATE_DEFLATED);
+        assert!(bytes.len() < to_json(&state).len(), "{} bytes", bytes.len());
+        assert_eq!(state_from(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn a_state_sealed_as_plain_json_still_reads() {
+        let state = state();
+        assert_eq!(state_from(&to_json(&state)).unwrap(), state);
+    }
+
+    #[test]
+    fn a_corrupt_state_is_a_format_error_not_a_panic() {
+        let mut bytes = state_bytes(&state());
+        bytes.truncate(bytes.len() / 2);
+        assert!(matches!(state_from(&bytes), Err(VaultError::Format)));
+        assert!(matches!(
+            state_from(&[STATE_DEFLATED, 0xff, 0x00]),
+            Err(VaultError::Format)
+        ));
+        assert!(matches!(state_from(b"not json"), Err(VaultError::Format)));
+    }
+}

@@ -761,6 +761,37 @@ async fn a_step_cut_short_is_finished_by_whoever_comes_next_and_never_posts_twic
         let loan = w.lending.loan(&staff, &loan.id).await.unwrap();
         assert_eq!(loan.state.loan.as_ref().unwrap().principal, 9_000_000);
         w.reconcile(&loan).await;
+
+        // An end of day cut short: its page is marked, then the ledger is out of reach. The
+        // next run finishes the marked loan; the day is closed and posted once.
+        let day = w.today();
+        let before = w.lending.loan(&staff, &loan.id).await.unwrap();
+        w.today
+            .store((day + Duration::days(1)).to_julian_day(), Ordering::SeqCst);
+        assert!(matches!(
+            cut_off.end_of_day(&staff, day, None).await,
+            Err(LendingError::Ledger(_))
+        ));
+        let marked: Option<Vec<u8>> = sqlx::query_scalar("SELECT pending FROM loans WHERE id = $1")
+            .bind(&loan.id)
+            .fetch_one(w.lending.store().reader())
+            .await
+            .unwrap();
+        assert!(marked.is_some(), "the cut-off end of day left its mark");
+        let report = w.lending.end_of_day(&staff, day, None).await.unwrap();
+        assert_eq!((report.loans, report.failed), (1, 0));
+        let loan = w.lending.loan(&staff, &loan.id).await.unwrap();
+        let state = loan.state.loan.as_ref().unwrap();
+        assert_eq!(state.closed_through, day);
+        assert!(
+            state.interest_accrued > before.state.loan.as_ref().unwrap().interest_accrued,
+            "a day's interest accrued"
+        );
+        w.reconcile(&loan).await;
+        let again = w.lending.end_of_day(&staff, day, None).await.unwrap();
+        assert_eq!((again.loans, again.days, again.failed), (0, 0, 0));
+        let loan = w.lending.loan(&staff, &loan.id).await.unwrap();
+        w.reconcile(&loan).await;
         w.cleanup().await;
     }
 }
