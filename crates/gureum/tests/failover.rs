@@ -225,7 +225,7 @@ async fn the_standby_takes_over_within_5s_and_loses_nothing_then_a_nats_node_die
         assert!(attempts < 40, "the journal stayed unreadable: {e}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let state = follower.ledger().clone();
+    let state = follower.ledger();
     assert_eq!(state.check_invariants(), Ok(()), "the books balance");
     for id in &acked {
         let transfer = state
