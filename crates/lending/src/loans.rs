@@ -1102,54 +1102,46 @@ impl Lending {
             ..EodReport::default()
         };
         let marker = eod_marker(date);
-        let mut after = String::new();
         // Pipelined: page N commits (on the store's writer) while page N+1 is planned, sealed
-        // and posted (on the cores and the ledger). Each page is marked before the page ahead
-        // of it commits, so the writer never waits on the planning.
+        // and posted (on the cores and the ledger), and page N's transaction also marks page
+        // N+2, so a page costs the writer one transaction, and the writer never waits on the
+        // planning.
+        let mut after = String::new();
+        let mut rows = mark_page(self.store.writer(), &marker, date, &after).await?;
+        last_id(&rows, &mut after)?;
         let mut prepared: Option<Vec<Planned>> = None;
-        loop {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE loans SET pending = $1, version = version + 1, updated_at_us = $2 \
-                 WHERE id IN (SELECT id FROM loans WHERE status IN {SERVICED} \
-                 AND (closed_through IS NULL OR closed_through < $3) AND pending IS NULL AND id > $4 \
-                 ORDER BY id LIMIT $5) RETURNING {}",
-                loan_columns!()
-            )))
-            .bind(&marker)
-            .bind(now_us())
-            .bind(date.to_string())
-            .bind(&after)
-            .bind(EOD_PAGE)
-            .fetch_all(self.store.writer())
-            .await?;
-            for row in &rows {
-                let id: String = row.try_get("id")?;
-                if id > after {
-                    after = id;
-                }
-            }
-            let committing = prepared
-                .take()
-                .map(|done| tokio::spawn(commit_page(self.store.clone(), done, trace)));
-            let next = if rows.is_empty() {
+        while !rows.is_empty() || prepared.is_some() {
+            let committing = prepared.take().map(|done| {
+                let next = NextPage {
+                    marker: marker.clone(),
+                    date,
+                    after: after.clone(),
+                };
+                tokio::spawn(commit_page(self.store.clone(), done, next, trace))
+            });
+            let planned = if rows.is_empty() {
                 None
             } else {
                 Some(self.prepare_page(&rows, date).await)
             };
-            if let Some(committing) = committing {
-                let page = match committing.await {
-                    Ok(page) => page?,
+            rows = match committing {
+                Some(committing) => match committing.await {
+                    Ok(page) => {
+                        let (page, marked) = page?;
+                        report.add(&page);
+                        marked
+                    }
                     Err(e) => match e.try_into_panic() {
                         Ok(panic) => std::panic::resume_unwind(panic),
-                        // Cancelled: the runtime is shutting down; the page stays marked.
+                        // Cancelled: the runtime is shutting down; the pages stay marked.
                         Err(_) => return Err(LendingError::Busy),
                     },
-                };
-                report.add(&page);
-            }
-            match next {
-                Some(done) => prepared = Some(done?),
-                None => break,
+                },
+                None => mark_page(self.store.writer(), &marker, date, &after).await?,
+            };
+            last_id(&rows, &mut after)?;
+            if let Some(planned) = planned {
+                prepared = Some(planned?);
             }
         }
         // The loans left behind, one by one.
@@ -1836,8 +1828,9 @@ fn to_json_text<T: Serialize>(value: &T) -> String {
 async fn commit_page(
     store: Store,
     done: Vec<Planned>,
+    next: NextPage,
     trace: Option<TraceParent>,
-) -> Result<EodReport, LendingError> {
+) -> Result<(EodReport, Vec<sqlx::any::AnyRow>), LendingError> {
     let mut report = EodReport::default();
     let now = now_us();
     let mut tx = store.begin().await?;
@@ -1895,8 +1888,54 @@ async fn commit_page(
         }
     }
     outbox::record_many(&mut tx, SERVICE, notices, now).await?;
+    let marked = mark_page(&mut *tx, &next.marker, next.date, &next.after).await?;
     tx.commit().await?;
-    Ok(report)
+    Ok((report, marked))
+}
+
+/// The page [`commit_page`] marks in its transaction: the next after `after`.
+struct NextPage {
+    marker: Vec<u8>,
+    date: Date,
+    after: String,
+}
+
+/// Marks the next page of loans (by id, after `after`) still to close `date` and not pending,
+/// and answers their rows as marked.
+async fn mark_page<'e, E>(
+    executor: E,
+    marker: &[u8],
+    date: Date,
+    after: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, LendingError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE loans SET pending = $1, version = version + 1, updated_at_us = $2 \
+         WHERE id IN (SELECT id FROM loans WHERE status IN {SERVICED} \
+         AND (closed_through IS NULL OR closed_through < $3) AND pending IS NULL AND id > $4 \
+         ORDER BY id LIMIT $5) RETURNING {}",
+        loan_columns!()
+    )))
+    .bind(marker)
+    .bind(now_us())
+    .bind(date.to_string())
+    .bind(after)
+    .bind(EOD_PAGE)
+    .fetch_all(executor)
+    .await?)
+}
+
+/// Moves `after` to the highest id among `rows`.
+fn last_id(rows: &[sqlx::any::AnyRow], after: &mut String) -> Result<(), LendingError> {
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        if id > *after {
+            *after = id;
+        }
+    }
+    Ok(())
 }
 
 async fn loan_event(
