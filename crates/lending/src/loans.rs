@@ -1158,12 +1158,22 @@ impl Lending {
             let Some(last) = ids.last() else { break };
             after = last.clone();
             for id in &ids {
+                let before = self.load(id).await?;
                 let closed = match self.finish_pending(id).await {
                     Ok(_) => self.catch_up(id, date, trace).await,
                     Err(e) => Err(e),
                 };
                 match closed {
-                    Ok(()) => report.loans += 1,
+                    Ok(()) => {
+                        let counts = DayCounts::between(&before, &self.load(id).await?);
+                        report.add(&EodReport {
+                            loans: 1,
+                            days: counts.days,
+                            billed: counts.billed,
+                            status_changes: counts.status_changes,
+                            ..EodReport::default()
+                        });
+                    }
                     Err(
                         e @ (LendingError::LedgerRefused(_)
                         | LendingError::Invalid(..)
@@ -1635,6 +1645,21 @@ struct DayCounts {
     days: u64,
     billed: u64,
     status_changes: u64,
+}
+
+impl DayCounts {
+    /// What closing days took a loan through, from `before` to `after` (the one-by-one pass
+    /// of end of day, which does not plan the days itself).
+    fn between(before: &LoanRecord, after: &LoanRecord) -> DayCounts {
+        let (Some(b), Some(a)) = (&before.state.loan, &after.state.loan) else {
+            return DayCounts::default();
+        };
+        DayCounts {
+            days: u64::try_from((a.closed_through - b.closed_through).whole_days()).unwrap_or(0),
+            billed: u64::from(a.billed.saturating_sub(b.billed)),
+            status_changes: u64::from(before.status != after.status),
+        }
+    }
 }
 
 /// The step closing every day of the loan up to `through` (at most [`CATCH_UP_DAYS_MAX`] in

@@ -779,7 +779,10 @@ async fn a_step_cut_short_is_finished_by_whoever_comes_next_and_never_posts_twic
             .unwrap();
         assert!(marked.is_some(), "the cut-off end of day left its mark");
         let report = w.lending.end_of_day(&staff, day, None).await.unwrap();
-        assert_eq!((report.loans, report.failed), (1, 0));
+        assert_eq!(
+            (report.loans, report.days, report.billed, report.failed),
+            (1, 1, 0, 0)
+        );
         let loan = w.lending.loan(&staff, &loan.id).await.unwrap();
         let state = loan.state.loan.as_ref().unwrap();
         assert_eq!(state.closed_through, day);
