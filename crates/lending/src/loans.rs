@@ -368,29 +368,12 @@ impl Lending {
             promises: Vec::new(),
             contacts: Vec::new(),
         };
-        let (key, wrapped) = self.vault.new_data_key(&id)?;
-        let sealed = key.seal(&id, "loan", &state_bytes(&state));
         let now = now_us();
         let mut tx = self.store.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
-             status, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'contracted', 1, $7, $8, $9, $10, $10) \
-             ON CONFLICT (application_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(application_id)
-        .bind(&state.offer.customer_id)
-        .bind(&state.offer.product_code)
-        .bind(state.offer.product_version)
-        .bind(account_id)
-        .bind(&wrapped.master_key_id)
-        .bind(&wrapped.bytes)
-        .bind(&sealed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        let inserted = self
+            .insert_loan(&mut tx, &id, &state, account_id, "contracted", None, now)
+            .await?;
+        if !inserted {
             // Another acceptance got in first: answer what it made.
             drop(tx);
             return Box::pin(self.accept(caller, application_id, principal, account_id, trace))
@@ -1282,6 +1265,43 @@ impl Lending {
         })
     }
 
+    /// Inserts a new loan row at version 1, its state sealed under a new data key of its own.
+    /// False if a loan with this id or for this application exists already.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_loan(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &str,
+        state: &LoanState,
+        account_id: &str,
+        status: &str,
+        closed_through: Option<String>,
+        now: i64,
+    ) -> Result<bool, LendingError> {
+        let (key, wrapped) = self.vault.new_data_key(id)?;
+        let sealed = key.seal(id, "loan", &state_bytes(state));
+        let inserted = sqlx::query(
+            "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
+             status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $12) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(&state.offer.application_id)
+        .bind(&state.offer.customer_id)
+        .bind(&state.offer.product_code)
+        .bind(state.offer.product_version)
+        .bind(account_id)
+        .bind(status)
+        .bind(closed_through)
+        .bind(&wrapped.master_key_id)
+        .bind(&wrapped.bytes)
+        .bind(&sealed)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
     /// Takes over loans disbursed elsewhere, as they stand — a book migrated from another core,
     /// a benchmark's portfolio: `(id, customer_id, account_id, loan)` under `product_code`
     /// version `product_version`. The caller has opened each loan's ledger accounts
@@ -1320,28 +1340,12 @@ impl Lending {
                     promises: Vec::new(),
                     contacts: Vec::new(),
                 };
-                let (key, wrapped) = self.vault.new_data_key(id)?;
-                let sealed = key.seal(id, "loan", &state_bytes(&state));
-                let inserted = sqlx::query(
-                    "INSERT INTO loans (id, application_id, customer_id, product_code, product_version, account_id, \
-                     status, closed_through, version, master_key_id, wrapped_key, sealed, created_at_us, updated_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $12) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(&state.offer.application_id)
-                .bind(customer_id)
-                .bind(product_code)
-                .bind(product_version)
-                .bind(account_id)
-                .bind(status_name(loan.status))
-                .bind(loan.closed_through.to_string())
-                .bind(&wrapped.master_key_id)
-                .bind(&wrapped.bytes)
-                .bind(&sealed)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                imported += inserted.rows_affected();
+                let closed_through = Some(loan.closed_through.to_string());
+                let status = status_name(loan.status);
+                let inserted = self
+                    .insert_loan(&mut tx, id, &state, account_id, status, closed_through, now)
+                    .await?;
+                imported += u64::from(inserted);
             }
             tx.commit().await?;
         }
