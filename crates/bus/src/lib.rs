@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use kernel::event::CloudEvent;
+use kernel::event::{CloudEvent, EncodedEvent};
 
 pub mod consume;
 pub mod embedded;
@@ -201,11 +201,20 @@ impl Bus {
     /// Stores every event on the subject of its type, in order, deduplicated by id; returns
     /// once all are stored. Faster than one [`Bus::publish`] each.
     pub async fn publish_batch(&self, events: &[CloudEvent]) -> Result<Vec<Published>, BusError> {
+        self.publish_encoded(events.iter().map(EncodedEvent::from).collect())
+            .await
+    }
+
+    /// [`Bus::publish_batch`] for events already in their JSON form (see [`EncodedEvent`]).
+    pub async fn publish_encoded(
+        &self,
+        events: Vec<EncodedEvent>,
+    ) -> Result<Vec<Published>, BusError> {
         let messages = events
-            .iter()
+            .into_iter()
             .map(|e| {
                 check_subject(&e.event_type, false)?;
-                Ok((e.event_type.clone(), e.id.clone(), e.to_json()))
+                Ok((e.event_type, e.id, e.json))
             })
             .collect::<Result<Vec<_>, BusError>>()?;
         match self {

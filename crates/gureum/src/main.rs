@@ -20,6 +20,11 @@ mod serve;
 mod server;
 mod services;
 
+/// mimalloc instead of glibc's allocator: under many threads glibc's spent a fifth of the
+/// server's time in `malloc`/`free` and their arena consolidation (profiled with 64 clients).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

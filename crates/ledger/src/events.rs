@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, BusError, StreamSpec};
-use kernel::event::CloudEvent;
+use kernel::event::EncodedEvent;
 use tokio::sync::watch;
 
 use crate::api::TransferResponse;
@@ -27,22 +27,24 @@ pub const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long a relay waits after a failure before trying again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 
-/// The event for a committed transfer. Its id is `transfer-<id>`: the same transfer always
-/// gives the same event, which is what makes republishing harmless.
-pub fn transfer_committed(view: TransferView) -> CloudEvent {
+/// The event for a committed transfer, in its JSON form. Its id is `transfer-<id>`: the same
+/// transfer always gives the same event, which is what makes republishing harmless. It is
+/// serialized straight from the transfer (an [`EncodedEvent`]): the relay publishes thousands
+/// a second, and building a `serde_json::Value` tree first was most of its cost.
+pub fn transfer_committed(view: TransferView) -> EncodedEvent {
     let id = view.transfer.id;
     let timestamp_us = (view.transfer.timestamp / 1_000) as i64;
     let data = TransferResponse {
         pending_status: None,
         ..TransferResponse::from(view)
     };
-    CloudEvent::new(
+    EncodedEvent::new(
         format!("transfer-{id}"),
         "ledger",
         TRANSFER_COMMITTED,
-        Some(format!("transfer/{id}")),
+        Some(&format!("transfer/{id}")),
         timestamp_us,
-        serde_json::to_value(&data).expect("a transfer serializes"),
+        &data,
         None,
     )
     .expect("a transfer event is a valid CloudEvent")
@@ -97,8 +99,8 @@ impl EventRelay {
             return Ok((after, 0));
         };
         let count = views.len();
-        let events: Vec<CloudEvent> = views.into_iter().map(transfer_committed).collect();
-        self.bus.publish_batch(&events).await?;
+        let events: Vec<EncodedEvent> = views.into_iter().map(transfer_committed).collect();
+        self.bus.publish_encoded(events).await?;
         self.bus.save_cursor(&self.cursor, last).await?;
         Ok((last, count))
     }
@@ -143,5 +145,51 @@ impl EventRelay {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel::event::CloudEvent;
+
+    use super::*;
+    use crate::types::{Transfer, TransferFlags};
+
+    #[test]
+    fn a_transfer_event_is_a_cloud_event_carrying_the_transfer() {
+        let view = TransferView {
+            transfer: Transfer {
+                id: 7,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
+                ledger: 410,
+                code: 3,
+                flags: TransferFlags::PENDING,
+                timeout: 60,
+                timestamp: 1_700_000_000_123_456_789,
+                ..Transfer::default()
+            },
+            metadata: Some(r#"{"memo":"월세"}"#.into()),
+            pending_status: None,
+        };
+        let encoded = transfer_committed(view);
+        assert_eq!(encoded.event_type, "ledger.transfer.committed");
+        assert_eq!(encoded.id, "transfer-7");
+        let event = CloudEvent::from_json(encoded.json.as_bytes()).unwrap();
+        assert_eq!(event.id, "transfer-7");
+        assert_eq!(event.source, "/gureum/ledger");
+        assert_eq!(event.subject.as_deref(), Some("transfer/7"));
+        assert_eq!(event.time, "2023-11-14T22:13:20.123456Z");
+        assert_eq!(
+            event.data,
+            serde_json::json!({
+                "id": "7", "debit_account_id": "1", "credit_account_id": "2",
+                "amount": "340282366920938463463374607431768211455", "pending_id": "0",
+                "user_data_128": "0", "user_data_64": "0", "user_data_32": 0, "timeout": 60,
+                "ledger": 410, "code": 3, "flags": ["pending"], "metadata": {"memo": "월세"},
+                "timestamp": "1700000000123456789"
+            })
+        );
     }
 }
