@@ -1,0 +1,369 @@
+//! Gureum's web application firewall: a pure inspection engine.
+//!
+//! [`Engine::inspect`] takes what a request carries ([`Request`]: method, raw request target,
+//! headers, body), decodes it into the values an attack could hide in ([`Target`]s: the path,
+//! each query and form argument and its name, cookies, the headers that carry user text, each
+//! JSON string and key, multipart parts, XML attribute and text values) and runs the rules of
+//! [`rules`] over each. Every rule that matches adds its severity to an anomaly score; at or
+//! above the threshold the request is an attack ([`Verdict::attack`]), blocked unless the
+//! engine only detects ([`Mode::DetectOnly`]).
+//!
+//! Rules belong to families (SQL injection, XSS, command injection, path traversal and local
+//! files, SSRF, protocol attacks, …) and to a paranoia level: level 1 holds the rules that
+//! almost never fire on honest traffic; 2–4 add rules that catch more and cost false
+//! positives. Per-route exclusions switch rules or families off for the fields that
+//! legitimately hold such text. SQL injection and XSS use libinjection's tokenizers (the
+//! `libinjectionrs` port) beside our own patterns; the decoding, the rules, the scoring and
+//! what is inspected are ours.
+//!
+//! The engine never copies what it inspected into its verdict: a match names the rule and
+//! where (`arg:q`, `json:/memo`), never the value, so a verdict can be logged and audited
+//! without leaking what a customer typed.
+
+mod decode;
+mod rules;
+mod targets;
+
+pub mod corpus;
+
+pub use rules::{RULES, Rule};
+pub use targets::{Target, TargetKind};
+
+/// An attack family: what the matched rule looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// SQL injection.
+    Sqli,
+    /// Cross-site scripting.
+    Xss,
+    /// Remote command execution (Unix and Windows shells, PowerShell).
+    Rce,
+    /// Path traversal and local file access.
+    Lfi,
+    /// Remote file inclusion.
+    Rfi,
+    /// Server-side request forgery: URLs aimed at internal or metadata addresses.
+    Ssrf,
+    /// PHP injection.
+    Php,
+    /// Java attacks (deserialization, expression languages, Log4Shell).
+    Java,
+    /// Other code injection (Node.js, server-side templates).
+    Generic,
+    /// Session fixation.
+    SessionFixation,
+    /// Protocol attacks: request smuggling, header and response splitting, bad encodings.
+    Protocol,
+}
+
+impl Family {
+    /// Every family, in report order.
+    pub const ALL: [Family; 11] = [
+        Family::Sqli,
+        Family::Xss,
+        Family::Rce,
+        Family::Lfi,
+        Family::Rfi,
+        Family::Ssrf,
+        Family::Php,
+        Family::Java,
+        Family::Generic,
+        Family::SessionFixation,
+        Family::Protocol,
+    ];
+
+    /// The family's name: `sqli`, `xss`, `rce`, `lfi`, `rfi`, `ssrf`, `php`, `java`,
+    /// `generic`, `session_fixation`, `protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Sqli => "sqli",
+            Family::Xss => "xss",
+            Family::Rce => "rce",
+            Family::Lfi => "lfi",
+            Family::Rfi => "rfi",
+            Family::Ssrf => "ssrf",
+            Family::Php => "php",
+            Family::Java => "java",
+            Family::Generic => "generic",
+            Family::SessionFixation => "session_fixation",
+            Family::Protocol => "protocol",
+        }
+    }
+
+    /// The family named `name` ([`Family::name`]; `-` and `_` alike).
+    pub fn from_name(name: &str) -> Option<Family> {
+        let name = name.replace('-', "_");
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// How much a rule's match adds to the anomaly score (CRS's scale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// 5: enough on its own to reach the default threshold.
+    Critical,
+    /// 4.
+    Error,
+    /// 3.
+    Warning,
+    /// 2.
+    Notice,
+}
+
+impl Severity {
+    /// The score it adds.
+    pub fn score(self) -> u32 {
+        match self {
+            Severity::Critical => 5,
+            Severity::Error => 4,
+            Severity::Warning => 3,
+            Severity::Notice => 2,
+        }
+    }
+}
+
+/// What the engine does with an attack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Refuse it.
+    #[default]
+    Block,
+    /// Let it through; the verdict is still reported (and audited).
+    DetectOnly,
+}
+
+/// Rules switched off for some fields of some routes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exclusion {
+    /// Requests whose path starts with this (`/v1/customers`).
+    pub path_prefix: String,
+    /// The fields it covers, by location (`json:/memo`, `arg:q`, `cookie:theme`); a location
+    /// ending in `*` covers every location it starts (`json:/notes/*`). Empty: every field.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Rule ids (`942100`) or family names (`sqli`) switched off there. Empty: every rule.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+impl Exclusion {
+    fn covers(&self, path: &str, location: &str, rule: &Rule) -> bool {
+        path.starts_with(&self.path_prefix)
+            && (self.locations.is_empty()
+                || self.locations.iter().any(|l| match l.strip_suffix('*') {
+                    Some(prefix) => location.starts_with(prefix),
+                    None => location == l,
+                }))
+            && (self.rules.is_empty()
+                || self
+                    .rules
+                    .iter()
+                    .any(|r| r == rule.id || Family::from_name(r) == Some(rule.family)))
+    }
+}
+
+/// How the engine inspects.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// 1 to 4: which rules run (a rule runs at its level and above).
+    pub paranoia: u8,
+    /// Block or only detect.
+    pub mode: Mode,
+    /// The anomaly score at which a request is an attack.
+    pub threshold: u32,
+    /// At most this many bytes of decoded values are inspected per request; the rest is not
+    /// (the verdict says so), which bounds the time one request can cost.
+    pub inspect_bytes_max: usize,
+    /// Per-route exclusions.
+    pub exclusions: Vec<Exclusion>,
+}
+
+/// The default score threshold: one critical match.
+pub const THRESHOLD_DEFAULT: u32 = 5;
+/// The default inspection cap.
+pub const INSPECT_BYTES_MAX_DEFAULT: usize = 256 * 1024;
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            paranoia: 1,
+            mode: Mode::Block,
+            threshold: THRESHOLD_DEFAULT,
+            inspect_bytes_max: INSPECT_BYTES_MAX_DEFAULT,
+            exclusions: Vec::new(),
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Paranoia outside 1–4.
+    #[error("paranoia must be 1 to 4, not {0}")]
+    Paranoia(u8),
+    /// A threshold of 0 would call every request an attack.
+    #[error("the anomaly threshold must be at least 1")]
+    Threshold,
+    /// An exclusion names a rule or family that does not exist.
+    #[error("exclusion names unknown rule or family `{0}`")]
+    UnknownRule(String),
+}
+
+/// A request as the edge received it. The target is the raw request-target (`/path?query`),
+/// not normalised: the engine decodes it itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// The raw request-target.
+    pub target: &'a str,
+    /// Header names and values, in the order received (duplicates kept).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body as received (possibly empty).
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// One rule that matched.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Match {
+    /// The rule's id.
+    pub rule: &'static str,
+    /// Its family.
+    pub family: Family,
+    /// Its severity.
+    pub severity: Severity,
+    /// Where it matched first (`path`, `arg:q`, `arg-name`, `cookie:sid`, `header:user-agent`,
+    /// `json:/memo`, `body`, `request` for the request's framing). Never the value.
+    pub location: String,
+}
+
+/// What the engine concluded about a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    /// The sum of the matched rules' severities (each rule counted once).
+    pub score: u32,
+    /// Score at or above the threshold.
+    pub attack: bool,
+    /// An attack, and the engine blocks.
+    pub blocked: bool,
+    /// The rules that matched, in rule order.
+    pub matches: Vec<Match>,
+    /// Decoded bytes inspected.
+    pub inspected_bytes: usize,
+    /// Whether the inspection cap left part of the request uninspected.
+    pub truncated: bool,
+}
+
+impl Verdict {
+    /// The families that matched, each once.
+    pub fn families(&self) -> Vec<Family> {
+        let mut families: Vec<Family> = self.matches.iter().map(|m| m.family).collect();
+        families.sort();
+        families.dedup();
+        families
+    }
+}
+
+/// The inspection engine: rules compiled for one configuration. Cheap to share (`Arc`).
+pub struct Engine {
+    config: Config,
+    rules: rules::Compiled,
+}
+
+impl Engine {
+    /// Compiles the rules that run at `config.paranoia`.
+    pub fn new(config: Config) -> Result<Engine, ConfigError> {
+        if !(1..=4).contains(&config.paranoia) {
+            return Err(ConfigError::Paranoia(config.paranoia));
+        }
+        if config.threshold == 0 {
+            return Err(ConfigError::Threshold);
+        }
+        for name in config.exclusions.iter().flat_map(|e| &e.rules) {
+            if Family::from_name(name).is_none() && !RULES.iter().any(|r| r.id == name) {
+                return Err(ConfigError::UnknownRule(name.clone()));
+            }
+        }
+        let rules = rules::Compiled::new(config.paranoia);
+        Ok(Engine { config, rules })
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Inspects one request.
+    pub fn inspect(&self, request: &Request<'_>) -> Verdict {
+        let extracted = targets::extract(request, self.config.inspect_bytes_max);
+        let path: &str = &extracted.path;
+        let mut hits: Vec<(usize, String)> = Vec::new();
+        let mut seen = vec![false; RULES.len()];
+        let mut record = |index: usize, location: &dyn Fn() -> String| {
+            if seen[index] {
+                return;
+            }
+            let location = location();
+            let excluded = self
+                .config
+                .exclusions
+                .iter()
+                .any(|e| e.covers(path, &location, &RULES[index]));
+            if !excluded {
+                seen[index] = true;
+                hits.push((index, location));
+            }
+        };
+        for id in &extracted.framing {
+            if let Some(index) =
+                rules::index_of(id).filter(|&i| RULES[i].paranoia <= self.config.paranoia)
+            {
+                record(index, &|| "request".to_owned());
+            }
+        }
+        // The same text in the same kind of place matches the same rules: inspect it once
+        // (keys repeat in every object of a JSON array).
+        let mut inspected: ahash::HashSet<(TargetKind, &str)> = ahash::HashSet::default();
+        for target in &extracted.targets {
+            if !inspected.insert((target.kind, &target.value)) {
+                continue;
+            }
+            self.rules
+                .check(target, &mut |index| record(index, &|| target.location()));
+        }
+        hits.sort_by_key(|(i, _)| *i);
+        let matches: Vec<Match> = hits
+            .into_iter()
+            .map(|(i, location)| Match {
+                rule: RULES[i].id,
+                family: RULES[i].family,
+                severity: RULES[i].severity,
+                location,
+            })
+            .collect();
+        let score = matches.iter().map(|m| m.severity.score()).sum();
+        let attack = score >= self.config.threshold;
+        Verdict {
+            score,
+            attack,
+            blocked: attack && self.config.mode == Mode::Block,
+            matches,
+            inspected_bytes: extracted.inspected_bytes,
+            truncated: extracted.truncated,
+        }
+    }
+}
