@@ -6,7 +6,9 @@
 //! - `gureum ledger …`: a client for the ledger API, and `verify` for a data folder.
 //! - `gureum keys …`: the vault's master keys (status, rotate, retire).
 //! - `gureum eod --date D`: end of day (deposit interest accrual and posting).
-//! - `gureum bench ledger …`: the ledger benchmark; `gureum bench eod …`: lending's end of day.
+//! - `gureum waf eval --corpus FILE`: the web application firewall's rates on a corpus.
+//! - `gureum bench ledger …`: the ledger benchmark; `gureum bench eod …`: lending's end of day;
+//!   `gureum bench waf`: the firewall's inspection time.
 
 mod bench;
 mod bench_eod;
@@ -19,6 +21,7 @@ mod provision;
 mod serve;
 mod server;
 mod services;
+mod waf_cli;
 
 /// mimalloc instead of glibc's allocator: under many threads glibc's spent a fifth of the
 /// server's time in `malloc`/`free` and their arena consolidation (profiled with 64 clients).
@@ -63,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: provision::ProvisionCommand,
     },
+    /// The web application firewall: replay attack and benign corpora through it.
+    Waf {
+        #[command(subcommand)]
+        command: waf_cli::WafCommand,
+    },
     /// Measure Gureum.
     Bench {
         #[command(subcommand)]
@@ -76,6 +84,8 @@ enum BenchTarget {
     Ledger(bench::LedgerBenchArgs),
     /// Lending's end of day over a loan portfolio, posted to the ledger (loans kept in memory).
     Eod(bench_eod::EodBenchArgs),
+    /// The web application firewall: inspection time of a typical 2 KiB JSON request.
+    Waf(waf_cli::WafBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,12 +98,16 @@ fn main() -> ExitCode {
         Command::Keys { command } => keys::run(command),
         Command::Ledger(args) => client::run(args),
         Command::Eod(args) => eod::run(args),
+        Command::Waf { command } => waf_cli::run(command),
         Command::Bench {
             target: BenchTarget::Ledger(args),
         } => bench::ledger(args),
         Command::Bench {
             target: BenchTarget::Eod(args),
         } => bench_eod::eod(args),
+        Command::Bench {
+            target: BenchTarget::Waf(args),
+        } => waf_cli::bench(args),
     };
     match result {
         Ok(code) => code,
