@@ -268,16 +268,6 @@ pub struct Verdict {
     pub truncated: bool,
 }
 
-impl Verdict {
-    /// The families that matched, each once.
-    pub fn families(&self) -> Vec<Family> {
-        let mut families: Vec<Family> = self.matches.iter().map(|m| m.family).collect();
-        families.sort();
-        families.dedup();
-        families
-    }
-}
-
 /// The inspection engine: rules compiled for one configuration. Cheap to share (`Arc`).
 pub struct Engine {
     config: Config,

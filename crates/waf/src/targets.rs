@@ -96,28 +96,21 @@ impl<'a> Collector<'a> {
         if value.is_empty() {
             return;
         }
-        let len = value.len();
-        if self.used + len > self.budget {
+        let room = self.budget - self.used;
+        let value = if value.len() <= room {
+            value
+        } else {
             self.truncated = true;
-            let room = self.budget - self.used;
-            if room == 0 {
-                return;
-            }
             let mut end = room;
             while !value.is_char_boundary(end) {
                 end -= 1;
             }
-            self.used += end;
-            let value = Cow::Owned(value[..end].to_owned());
-            self.targets.push(Target {
-                kind,
-                place,
-                name,
-                value,
-            });
-            return;
-        }
-        self.used += len;
+            if end == 0 {
+                return;
+            }
+            Cow::Owned(value[..end].to_owned())
+        };
+        self.used += value.len();
         self.targets.push(Target {
             kind,
             place,
@@ -410,7 +403,7 @@ fn xml<'a>(c: &mut Collector<'a>, text: &'a str) {
                     };
                     let inner = &after[1..];
                     let close = inner.find(quote).unwrap_or(inner.len());
-                    let value = crate::decode::html(&inner[..close]).into_owned();
+                    let value = decode::html(&inner[..close]).into_owned();
                     c.push(TargetKind::Arg, "xml", Cow::Borrowed(""), Cow::Owned(value));
                     attrs = &inner[close.min(inner.len())..];
                     if let Some(rest_attrs) = attrs.get(1..) {
@@ -425,7 +418,7 @@ fn xml<'a>(c: &mut Collector<'a>, text: &'a str) {
                 let end = found.unwrap_or(rest.len());
                 let node = rest[..end].trim();
                 if !node.is_empty() {
-                    let value = crate::decode::html(node).into_owned();
+                    let value = decode::html(node).into_owned();
                     c.push(TargetKind::Arg, "xml", Cow::Borrowed(""), Cow::Owned(value));
                 }
                 rest = &rest[end..];
