@@ -65,6 +65,9 @@ pub struct LedgerBenchArgs {
     /// JetStream replicas of the journal for `--journal jetstream` (3 needs a 3-node cluster).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// How to authenticate to --server.
+    #[command(flatten)]
+    credentials: crate::credentials::Credentials,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -503,6 +506,8 @@ fn replicated(args: &LedgerBenchArgs, runtime: &tokio::runtime::Runtime) -> Resu
 struct ChildServer {
     child: std::process::Child,
     url: String,
+    /// Its bootstrap admin key.
+    key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -528,8 +533,11 @@ fn start_server() -> Result<ChildServer, Error> {
         let _ = child.kill();
         return Err(format!("the server did not start: {line:?}").into());
     };
+    // The server wrote its bootstrap admin key before it began to listen.
+    let key = std::fs::read_to_string(dir.path().join(crate::server::ADMIN_KEY_FILE))?;
     Ok(ChildServer {
         url: url.to_owned(),
+        key: key.trim().to_owned(),
         child,
         _dir: dir,
     })
@@ -563,7 +571,12 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
         .clone()
         .or_else(|| child.as_ref().map(|c| c.url.clone()))
         .ok_or("no server")?;
+    let key = match &child {
+        Some(child) => Some(child.key.clone()),
+        None => args.credentials.resolve(),
+    };
     let client = reqwest::Client::builder()
+        .default_headers(crate::credentials::headers(key.as_deref())?)
         .pool_max_idle_per_host(args.clients.max(1))
         .build()?;
     let base = id_base();

@@ -21,6 +21,9 @@ pub struct LedgerArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// How to authenticate.
+    #[command(flatten)]
+    credentials: crate::credentials::Credentials,
     #[command(subcommand)]
     command: LedgerCommand,
 }
@@ -174,7 +177,7 @@ fn insert_some(object: &mut Value, key: &str, value: Option<Value>) {
 
 async fn run_remote(args: LedgerArgs) -> Result<ExitCode, Error> {
     let client = Client {
-        http: reqwest::Client::new(),
+        http: args.credentials.client()?,
         server: args.server.trim_end_matches('/').to_owned(),
     };
     let json = args.json;

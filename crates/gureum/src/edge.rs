@@ -123,6 +123,7 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
             deposits: deposits.is_some(),
             contracts: contracts.is_some(),
             lending: lending.is_some(),
+            edge: false,
         })),
         customers,
         products,

@@ -21,6 +21,9 @@ pub struct EodArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// How to authenticate (a key whose roles grant `deposits:eod` and `loans:eod`).
+    #[command(flatten)]
+    credentials: crate::credentials::Credentials,
 }
 
 /// Runs end of day — deposits, then loans — and prints what it did.
@@ -35,9 +38,9 @@ pub fn run(args: EodArgs) -> Result<ExitCode, Error> {
         .build()?;
     let server = args.server.trim_end_matches('/').to_owned();
     let (deposits, loans) = runtime.block_on(async {
-        let http = reqwest::Client::new();
-        let deposits = close(&http, &server, "deposits", "deposits:eod", date).await?;
-        let loans = close(&http, &server, "loans", "loans:eod", date).await?;
+        let http = args.credentials.client()?;
+        let deposits = close(&http, &server, "deposits", date).await?;
+        let loans = close(&http, &server, "loans", date).await?;
         Ok::<_, Error>((deposits, loans))
     })?;
     if args.json {
@@ -77,14 +80,10 @@ async fn close(
     http: &reqwest::Client,
     server: &str,
     service: &str,
-    permission: &str,
     date: Date,
 ) -> Result<Value, Error> {
     let response = http
         .post(format!("{server}/v1/{service}/eod"))
-        // Until the edge authenticates (issue 6), the caller states its permissions.
-        .header(kernel::http::PRINCIPAL_HEADER, "gureum-eod")
-        .header(kernel::http::PERMISSIONS_HEADER, permission)
         .json(&serde_json::json!({"date": date.to_string()}))
         .send()
         .await

@@ -14,6 +14,7 @@ mod bench;
 mod bench_eod;
 mod client;
 mod cluster;
+mod credentials;
 mod edge;
 mod eod;
 mod keys;

@@ -461,6 +461,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                         config.listen,
                         events,
                         server::SqlServices::default(),
+                        None,
                     )
                 }
                 JournalKind::Jetstream => serve_replicated_ledger(&config, &ledger),
@@ -499,7 +500,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             runtime.block_on(async {
                 let (stop, stopped) = tokio::sync::watch::channel(false);
                 let (services, relays) = sql.start(&stopped, None).await?;
-                let served = server::serve_app(server::app(services), config.listen).await;
+                let served = server::serve_app(server::app(services, None), config.listen).await;
                 let _ = stop.send(true);
                 for relaying in relays {
                     let _ = relaying.await;
@@ -772,10 +773,13 @@ async fn dispatch(State(node): State<Node>, request: Request) -> Response {
         return standby_problem().into_response();
     };
     let router = node.leading.get_or_init(|| {
-        server::app(server::Services {
-            ledger: Some(engine.clone()),
-            ..server::Services::default()
-        })
+        server::app(
+            server::Services {
+                ledger: Some(engine.clone()),
+                ..server::Services::default()
+            },
+            None,
+        )
     });
     match router.clone().oneshot(request).await {
         Ok(response) => response,

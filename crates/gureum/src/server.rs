@@ -43,7 +43,65 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         contracts: Some(ContractsSetup::embedded(&args.data_dir)),
         lending: Some(LendingSetup::embedded(&args.data_dir)),
     };
-    run_ledger_with_file_journal(&args.data_dir, args.listen, events, services)
+    let door = Door::embedded(&args.data_dir);
+    run_ledger_with_file_journal(&args.data_dir, args.listen, events, services, Some(door))
+}
+
+/// The edge's key file in the data folder of `gureum up`.
+pub const EDGE_FILE: &str = "edge.sqlite";
+/// The bootstrap admin key's file in the data folder of `gureum up`.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// The one door of a process that faces clients: where its API keys live, the bootstrap
+/// admin key, and how the gate behaves.
+#[derive(Clone, Debug)]
+pub struct Door {
+    /// The edge's database (API keys).
+    pub keys: store::SqlConfig,
+    /// Where a new bootstrap admin key is written.
+    pub admin_key_file: PathBuf,
+    /// `GUREUM_ADMIN_KEY`, if set: the admin key instead of a written one.
+    pub admin_key_env: Option<String>,
+    /// The gate's limits and firewall.
+    pub gate: edge::GateConfig,
+}
+
+impl Door {
+    /// `gureum up`'s door: keys in `<data-dir>/edge.sqlite`, the admin key in
+    /// `<data-dir>/admin.key` unless `GUREUM_ADMIN_KEY` is set.
+    pub fn embedded(data_dir: &std::path::Path) -> Door {
+        Door {
+            keys: store::SqlConfig::Sqlite {
+                path: data_dir.join(EDGE_FILE),
+            },
+            admin_key_file: data_dir.join(ADMIN_KEY_FILE),
+            admin_key_env: std::env::var("GUREUM_ADMIN_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            gate: edge::GateConfig::default(),
+        }
+    }
+
+    /// Opens the keys, makes sure an admin can get in, and builds the gate.
+    pub async fn open(&self) -> Result<Arc<edge::Gate>, Error> {
+        let store = store::Store::open(&self.keys).await?;
+        let keys = Arc::new(edge::Keys::open(store).await?);
+        match keys
+            .bootstrap(&self.admin_key_file, self.admin_key_env.as_deref())
+            .await?
+        {
+            edge::Bootstrapped::Written(path) => tracing::info!(
+                file = %path.display(),
+                "a bootstrap admin key was written (mode 0600); send it as `Authorization: \
+                 Bearer <key>`, create personal keys with it, then keep it offline"
+            ),
+            edge::Bootstrapped::Environment => {
+                tracing::info!("the admin key is GUREUM_ADMIN_KEY's value")
+            }
+            edge::Bootstrapped::Existing => {}
+        }
+        Ok(Arc::new(edge::Gate::new(keys, self.gate.clone())?))
+    }
 }
 
 /// The embedded bus's file in the data folder of `gureum up`.
@@ -205,6 +263,7 @@ pub fn run_ledger_with_file_journal(
     listen: SocketAddr,
     events: Events,
     sql: SqlServices,
+    door: Option<Door>,
 ) -> Result<ExitCode, Error> {
     let (engine, report) = Engine::open(EngineConfig::new(data_dir))?;
     tracing::info!(
@@ -222,9 +281,13 @@ pub fn run_ledger_with_file_journal(
         .build()?;
     let served = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let gate = match &door {
+            Some(door) => Some(door.open().await?),
+            None => None,
+        };
         let (services, relays) = sql.start(&stopped, Some(engine.clone())).await?;
         let relaying = events.spawn(engine.clone(), stopped);
-        let served = serve(app(services), engine.clone(), listen).await;
+        let served = serve(app(services, gate.as_ref()), engine.clone(), listen).await;
         let _ = stop.send(true);
         let _ = relaying.await;
         for relaying in relays {
@@ -259,8 +322,9 @@ pub fn init_tracing() {
 }
 
 /// The HTTP surface of the services this process runs: their routes, health, and the
-/// OpenAPI document of what it serves.
-pub fn app(services: Services) -> Router {
+/// OpenAPI document of what it serves — behind `gate`, with the edge's own routes
+/// (`/v1/auth/…`), when the process faces clients (`gureum up`).
+pub fn app(services: Services, gate: Option<&Arc<edge::Gate>>) -> Router {
     let Services {
         ledger: engine,
         customers,
@@ -276,6 +340,7 @@ pub fn app(services: Services) -> Router {
         deposits: deposits.is_some(),
         contracts: contracts.is_some(),
         lending: lending.is_some(),
+        edge: gate.is_some(),
     });
     let mut router = Router::new()
         .route(
@@ -305,9 +370,16 @@ pub fn app(services: Services) -> Router {
     if lending.is_some() {
         router = router.merge(lending::api::router(lending));
     }
-    router
+    if let Some(gate) = gate {
+        router = router.merge(edge::api::router(gate.keys().clone()));
+    }
+    let router = router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    match gate {
+        Some(gate) => gate.protect(router),
+        None => router,
+    }
 }
 
 /// Which services a document (or a process) covers.
@@ -325,6 +397,8 @@ pub struct Served {
     pub contracts: bool,
     /// Lending.
     pub lending: bool,
+    /// The edge's own routes (`/v1/auth/…`).
+    pub edge: bool,
 }
 
 /// One OpenAPI document for the services named: the ledger's (with the health routes), the
@@ -355,6 +429,9 @@ pub fn openapi_document(served: Served) -> utoipa::openapi::OpenApi {
     }
     if served.lending {
         document.merge(lending::api::ApiDoc::openapi());
+    }
+    if served.edge {
+        document.merge(edge::api::ApiDoc::openapi());
     }
     document.info.description = Some(
         "Gureum core banking. Ids, amounts and timestamps are decimal strings; errors are \

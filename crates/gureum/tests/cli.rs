@@ -27,7 +27,7 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
         ("2", "debits_must_not_exceed_credits,history"),
     ] {
         let o = ledger_cli(
-            &url,
+            &server,
             &[
                 "create-account",
                 "--id",
@@ -44,7 +44,7 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
         assert_eq!(stdout(&o), "INDEX  RESULT\n0      ok\n1 of 1 accepted\n");
     }
     let o = ledger_cli(
-        &url,
+        &server,
         &[
             "transfer", "--id", "100", "--debit", "1", "--credit", "2", "--amount", "2500",
             "--ledger", "1", "--code", "1",
@@ -53,7 +53,7 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
     assert!(o.status.success());
     // A refused transfer exits non-zero and says why.
     let o = ledger_cli(
-        &url,
+        &server,
         &[
             "transfer", "--id", "101", "--debit", "2", "--credit", "1", "--amount", "9999",
             "--ledger", "1", "--code", "1",
@@ -70,7 +70,7 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
     )
     .unwrap();
     let o = ledger_cli(
-        &url,
+        &server,
         &[
             "submit",
             "transfers",
@@ -88,17 +88,17 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
         serde_json::json!([{"index":0,"result":"ok"},{"index":1,"result":"ok"}])
     );
 
-    let o = ledger_cli(&url, &["account", "2", "--json"]);
+    let o = ledger_cli(&server, &["account", "2", "--json"]);
     let account: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(account["credits_posted"], "2500");
     assert_eq!(account["debits_posted"], "500");
     assert_eq!(account["credits_pending"], "100");
-    let table = stdout(&ledger_cli(&url, &["account", "2"]));
+    let table = stdout(&ledger_cli(&server, &["account", "2"]));
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ID  LEDGER  CODE  FLAGS"), "{table}");
     assert!(lines[1].starts_with("2   1       10    debits_must_not_exceed_credits,history  0               500            100"), "{table}");
 
-    let o = ledger_cli(&url, &["history", "1", "--limit", "2", "--json"]);
+    let o = ledger_cli(&server, &["history", "1", "--limit", "2", "--json"]);
     let page: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let ids: Vec<&str> = page["transfers"]
         .as_array()
@@ -109,7 +109,7 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
     assert_eq!(ids, ["100", "200"]);
     let next = page["next"].as_str().unwrap().to_owned();
     let table = stdout(&ledger_cli(
-        &url,
+        &server,
         &["history", "1", "--limit", "2", "--after", &next],
     ));
     assert!(
@@ -118,13 +118,13 @@ fn a_newcomer_creates_accounts_moves_money_and_reads_history() {
             && table.ends_with("(1 shown, no more)\n"),
         "{table}"
     );
-    let table = stdout(&ledger_cli(&url, &["balances", "1"]));
+    let table = stdout(&ledger_cli(&server, &["balances", "1"]));
     assert_eq!(table.lines().count(), 5, "{table}");
-    let o = ledger_cli(&url, &["get-transfer", "201", "--json"]);
+    let o = ledger_cli(&server, &["get-transfer", "201", "--json"]);
     let t: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(t["pending_status"], "pending");
 
-    let o = ledger_cli(&url, &["account", "999"]);
+    let o = ledger_cli(&server, &["account", "999"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -153,7 +153,7 @@ fn verify_fails_on_a_corrupt_journal() {
     let server = Server::start(dir.path());
     for id in ["1", "2", "3"] {
         ledger_cli(
-            &server.url,
+            &server,
             &["create-account", "--id", id, "--ledger", "1", "--code", "1"],
         );
     }
@@ -315,7 +315,7 @@ fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
     for id in ["1", "2"] {
         assert!(
             ledger_cli(
-                &server.url,
+                &server,
                 &["create-account", "--id", id, "--ledger", "1", "--code", "1"]
             )
             .status
@@ -323,7 +323,7 @@ fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
         );
     }
     let o = ledger_cli(
-        &server.url,
+        &server,
         &[
             "transfer",
             "--id",
@@ -346,11 +346,7 @@ fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
     );
     assert!(o.status.success());
     let pending = |id: &str| -> Value {
-        serde_json::from_str(&stdout(&ledger_cli(
-            &server.url,
-            &["account", id, "--json"],
-        )))
-        .unwrap()
+        serde_json::from_str(&stdout(&ledger_cli(&server, &["account", id, "--json"]))).unwrap()
     };
     assert_eq!(pending("1")["debits_pending"], "40");
     // The server's pulse voids it within a moment of the deadline; poll, bounded.
@@ -364,13 +360,13 @@ fn a_pending_transfer_past_its_timeout_is_voided_by_the_running_ledger() {
     }
     assert_eq!(pending("2")["credits_pending"], "0");
     let t: Value = serde_json::from_str(&stdout(&ledger_cli(
-        &server.url,
+        &server,
         &["get-transfer", "9", "--json"],
     )))
     .unwrap();
     assert_eq!(t["pending_status"], "expired");
     let o = ledger_cli(
-        &server.url,
+        &server,
         &[
             "transfer",
             "--id",
@@ -450,7 +446,7 @@ fn gureum_up_publishes_every_committed_transfer_on_its_embedded_bus() {
     let server = Server::start(dir.path());
     for id in ["1", "2"] {
         let out = ledger_cli(
-            &server.url,
+            &server,
             &["create-account", "--id", id, "--ledger", "1", "--code", "1"],
         );
         assert!(out.status.success(), "{}", stdout(&out));
@@ -460,14 +456,14 @@ fn gureum_up_publishes_every_committed_transfer_on_its_embedded_bus() {
             "transfer", "--id", id, "--debit", "1", "--credit", "2", "--amount", amount,
             "--ledger", "1", "--code", "1",
         ];
-        assert!(ledger_cli(&server.url, &args).status.success());
+        assert!(ledger_cli(&server, &args).status.success());
     }
     // A refused transfer commits nothing, so it is never published.
     let refused = [
         "transfer", "--id", "12", "--debit", "1", "--credit", "99", "--amount", "1", "--ledger",
         "1", "--code", "1",
     ];
-    assert!(!ledger_cli(&server.url, &refused).status.success());
+    assert!(!ledger_cli(&server, &refused).status.success());
 
     let events = bus_messages(dir.path(), 2);
     let ids: Vec<&str> = events.iter().map(|(_, id, _)| id.as_str()).collect();

@@ -7,19 +7,18 @@ mod support;
 
 use reqwest::Method;
 use serde_json::json;
-use support::{Http, Server};
+use support::Server;
 
 #[test]
 fn gureum_up_issues_signs_and_guards_a_contract_document() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
     let today = store::sql::today_kst().to_string();
-    let manage = [("gureum-permissions", "products:manage")];
     let (status, _) = http.call(
         Method::POST,
         "/v1/products",
-        &manage,
+        &[],
         Some(json!({"code": "DEP-TERM-12", "kind": "term_deposit", "name": "구름 정기예금", "effective_from": today,
                     "terms": {"currency": "KRW", "rates": {"base": "0.025", "spread": "0.008"},
                               "amount": {"min": "1000000", "max": "1000000000"}, "term_months": {"min": 6, "max": 36},
@@ -30,7 +29,7 @@ fn gureum_up_issues_signs_and_guards_a_contract_document() {
     http.call(
         Method::POST,
         "/v1/products/DEP-TERM-12/versions/1/publish",
-        &manage,
+        &[],
         None,
     );
     let (_, customer) = http.call(

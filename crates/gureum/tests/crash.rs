@@ -76,7 +76,7 @@ fn assert_verifies(dir: &std::path::Path) {
 async fn every_acknowledged_transfer_survives_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = reqwest::Client::new();
+    let http = server.client();
     create_accounts(&http, &server.url).await;
 
     let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -155,7 +155,7 @@ async fn every_acknowledged_transfer_survives_sigkill_under_load() {
 async fn a_failed_journal_write_stops_the_ledger_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_file_size_limit(dir.path(), 256);
-    let http = reqwest::Client::new();
+    let http = server.client();
     create_accounts(&http, &server.url).await;
     let url = format!("{}/v1/ledger/transfers", server.url);
     let mut acked = Vec::new();

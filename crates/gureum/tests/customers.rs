@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Http, Server, bus_messages, gureum};
+use support::{Server, Staff, bus_messages, gureum};
 
 fn keys(data_dir: &std::path::Path, args: &[&str]) -> Value {
     let out = gureum()
@@ -28,20 +28,16 @@ fn keys(data_dir: &std::path::Path, args: &[&str]) -> Value {
 fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
-    let call = |method: reqwest::Method, path: &str, permissions: &str, body: Option<Value>| {
-        let headers = [
-            ("gureum-principal", "officer-7"),
-            ("gureum-permissions", permissions),
-        ];
-        http.call(method, path, &headers, body)
+    let staff = Staff::new(&server);
+    let call = |method: reqwest::Method, path: &str, role: &str, body: Option<Value>| {
+        staff.call(role, method, path, body)
     };
     use reqwest::Method;
 
     let (status, created) = call(
         Method::POST,
         "/v1/customers",
-        "",
+        "teller",
         Some(
             json!({"name": "김하늘", "rrn": "900101-1234568", "phone": "010-9876-5432", "employer": "구름은행연구소"}),
         ),
@@ -60,8 +56,8 @@ fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
     );
 
     let unmask = format!("/v1/customers/{id}?unmask=rrn,employer&purpose=credit%20review");
-    assert_eq!(call(Method::GET, &unmask, "customers:read", None).0, 403);
-    let (status, plain) = call(Method::GET, &unmask, "customers:unmask", None);
+    assert_eq!(call(Method::GET, &unmask, "auditor", None).0, 403);
+    let (status, plain) = call(Method::GET, &unmask, "teller", None);
     assert_eq!(
         (status, plain["rrn"].as_str(), plain["employer"].as_str()),
         (200, Some("900101-1234568"), Some("구름은행연구소"))
@@ -82,7 +78,7 @@ fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
         rotated["retire_when_older_backups_expire"],
         json!([before["current"]])
     );
-    let (status, plain) = call(Method::GET, &unmask, "customers:unmask", None);
+    let (status, plain) = call(Method::GET, &unmask, "teller", None);
     assert_eq!(
         (status, plain["rrn"].as_str()),
         (200, Some("900101-1234568"))
@@ -92,7 +88,7 @@ fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
     let (status, created_after) = call(
         Method::POST,
         "/v1/customers",
-        "",
+        "teller",
         Some(json!({"name": "김바다", "rrn": "850315-2345678"})),
     );
     assert_eq!(status, 201, "{created_after}");
@@ -107,13 +103,13 @@ fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
         call(
             Method::DELETE,
             &format!("/v1/customers/{id}"),
-            "customers:erase",
+            "admin",
             None
         )
         .0,
         204
     );
-    let (status, problem) = call(Method::GET, &unmask, "customers:unmask", None);
+    let (status, problem) = call(Method::GET, &unmask, "teller", None);
     assert_eq!(
         (status, problem["code"].as_str()),
         (410, Some("customer_erased"))

@@ -36,13 +36,12 @@ fn money(v: &Value, field: &str) -> u128 {
 fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
     let today = store::sql::today_kst().to_string();
-    let manage = [("gureum-permissions", "products:manage")];
     let (status, _) = http.call(
         Method::POST,
         "/v1/products",
-        &manage,
+        &[],
         Some(json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
                     "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
                               "amount": {"min": "1", "max": "1000000000000"},
@@ -52,7 +51,7 @@ fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     let (status, _) = http.call(
         Method::POST,
         "/v1/products/DEP-FREE/versions/1/publish",
-        &manage,
+        &[],
         None,
     );
     assert_eq!(status, 200);
@@ -210,7 +209,7 @@ fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     // Restarted, it keeps the money and still answers a repeated key with the first outcome.
     server.stop();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
     let (_, view) = http.call(Method::GET, &format!("/v1/deposits/{a_id}"), &[], None);
     assert_eq!(money(&view, "balance"), 2_720_000);
     let (_, repeat) = http.call(
@@ -225,6 +224,7 @@ fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     let eod = |args: &[&str]| {
         let out = gureum()
             .args(["eod", "--server", &server.url])
+            .env("GUREUM_API_KEY", &server.key)
             .args(args)
             .output()
             .unwrap();

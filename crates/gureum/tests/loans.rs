@@ -5,13 +5,15 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Http, Server};
+use support::Server;
 
 #[test]
 fn gureum_up_quotes_a_schedule_to_the_won() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
+    let teller = server.http_as(&server.key_for(&["teller"]));
+    let officer = server.http_as(&server.key_for(&["loan_officer"]));
     let request = json!({"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
                          "method": "equal_payment", "grace_months": 0, "start_date": "2026-01-15"});
     let (status, quote) = http.call(Method::POST, "/v1/loans/quote", &[], Some(request.clone()));
@@ -68,7 +70,7 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         "requested": {"principal": "10000000", "annual_rate": "0.055", "term_months": 12,
                       "method": "equal_payment", "grace_months": 0, "start_date": "2026-01-15"}
     });
-    let (status, problem) = http.call(
+    let (status, problem) = teller.call(
         Method::POST,
         "/v1/credit/evaluations",
         &[],
@@ -78,11 +80,10 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         (status, problem["code"].as_str()),
         (403, Some("permission_denied"))
     );
-    let officer = [("gureum-permissions", "credit:evaluate,credit:read")];
-    let (status, evaluated) = http.call(
+    let (status, evaluated) = officer.call(
         Method::POST,
         "/v1/credit/evaluations",
-        &officer,
+        &[],
         Some(evaluation),
     );
     assert_eq!(status, 201, "{evaluated}");
@@ -97,17 +98,17 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         (Some(950), Some(1), Some("0.3717"), json!(["R06"]))
     );
     let id = evaluated["id"].as_str().unwrap();
-    let (status, read) = http.call(
+    let (status, read) = officer.call(
         Method::GET,
         &format!("/v1/credit/evaluations/{id}"),
-        &officer,
+        &[],
         None,
     );
     assert_eq!((status, &read["evaluation"]), (200, result));
-    let (status, replay) = http.call(
+    let (status, replay) = officer.call(
         Method::POST,
         &format!("/v1/credit/evaluations/{id}/replay"),
-        &officer,
+        &[],
         None,
     );
     assert_eq!((status, replay["identical"].as_bool()), (200, Some(true)));
@@ -115,8 +116,7 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
     // An application under a published loan product: referred (DSR near the cap), then
     // approved by a loan officer from the queue.
     let today = store::sql::today_kst().to_string();
-    let manage = [("gureum-permissions", "products:manage")];
-    http.call(Method::POST, "/v1/products", &manage, Some(json!({
+    http.call(Method::POST, "/v1/products", &[], Some(json!({
         "code": "LOAN-CREDIT", "kind": "personal_credit_loan", "name": "구름 신용대출", "effective_from": today,
         "terms": {"currency": "KRW", "rates": {"base": "0.035", "spread": "0.04", "tiers": [{"grade": 1, "spread": "0.015"}]},
                   "amount": {"min": "1000000", "max": "50000000"}, "term_months": {"min": 6, "max": 60},
@@ -125,16 +125,16 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
     http.call(
         Method::POST,
         "/v1/products/LOAN-CREDIT/versions/1/publish",
-        &manage,
+        &[],
         None,
     );
     let mut application = json!({"customer_id": customer["id"], "product_code": "LOAN-CREDIT"});
     application["inputs"] = read["inputs"].clone();
     application["requested"] = read["requested"].clone();
-    let (status, applied) = http.call(
+    let (status, applied) = officer.call(
         Method::POST,
         "/v1/loans/applications",
-        &officer,
+        &[],
         Some(application),
     );
     assert_eq!(
@@ -142,27 +142,26 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         (201, Some("referred")),
         "{applied}"
     );
-    let (_, queue) = http.call(
+    let (_, queue) = officer.call(
         Method::GET,
         "/v1/loans/applications?status=referred",
-        &officer,
+        &[],
         None,
     );
     assert_eq!(queue[0]["id"], applied["id"]);
-    let decide = [
-        ("gureum-permissions", "credit:decide"),
-        ("gureum-principal", "officer-7"),
-    ];
-    let (status, decided) = http.call(
+    let (status, decided) = officer.call(
         Method::POST,
         &format!(
             "/v1/loans/applications/{}/decision",
             applied["id"].as_str().unwrap()
         ),
-        &decide,
+        &[],
         Some(json!({"outcome": "approve", "reason": "stable salary, verified"})),
     );
     assert_eq!(status, 200, "{decided}");
+    // The decision names the officer as the edge authenticated them.
+    let (_, me) = officer.call(Method::GET, "/v1/auth/whoami", &[], None);
+    assert_eq!(me["roles"], json!(["loan_officer"]));
     assert_eq!(
         (
             decided["status"].as_str(),
@@ -174,7 +173,7 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
             Some("approved"),
             Some("approve"),
             Some("0.050"),
-            Some("officer-7")
+            me["principal"].as_str()
         )
     );
 
@@ -207,10 +206,10 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
         .unwrap()
         .clone();
     assert_eq!(current["data_keys"], 3, "{status}");
-    let (status_code, again) = http.call(
+    let (status_code, again) = officer.call(
         Method::GET,
         &format!("/v1/credit/evaluations/{id}"),
-        &officer,
+        &[],
         None,
     );
     assert_eq!((status_code, &again["evaluation"]), (200, result));
@@ -224,9 +223,8 @@ fn gureum_up_quotes_a_schedule_to_the_won() {
 fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first_repayment() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
     let today = store::sql::today_kst().to_string();
-    let manage = [("gureum-permissions", "products:manage")];
     for (code, product) in [
         (
             "DEP-FREE",
@@ -246,12 +244,12 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
         ),
     ] {
         assert_eq!(
-            http.call(Method::POST, "/v1/products", &manage, Some(product))
+            http.call(Method::POST, "/v1/products", &[], Some(product))
                 .0,
             201
         );
         let publish = format!("/v1/products/{code}/versions/1/publish");
-        assert_eq!(http.call(Method::POST, &publish, &manage, None).0, 200);
+        assert_eq!(http.call(Method::POST, &publish, &[], None).0, 200);
     }
     let (_, customer) = http.call(
         Method::POST,
@@ -275,14 +273,12 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     );
     let account = account["id"].as_str().unwrap().to_owned();
 
-    let officer = [(
-        "gureum-permissions",
-        "credit:evaluate,credit:read,loans:read,loans:originate,loans:repay",
-    )];
-    let (status, application) = http.call(
+    let officer = server.http_as(&server.key_for(&["loan_officer", "teller"]));
+    let auditor = server.http_as(&server.key_for(&["auditor"]));
+    let (status, application) = officer.call(
         Method::POST,
         "/v1/loans/applications",
-        &officer,
+        &[],
         Some(json!({
             "customer_id": customer, "product_code": "LOAN-CREDIT",
             "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
@@ -297,10 +293,10 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
         "{application}"
     );
     let application = application["id"].as_str().unwrap().to_owned();
-    let (status, offer) = http.call(
+    let (status, offer) = officer.call(
         Method::GET,
         &format!("/v1/loans/applications/{application}/offer"),
-        &officer,
+        &[],
         None,
     );
     assert_eq!(status, 200, "{offer}");
@@ -311,55 +307,50 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     let accept = json!({"principal": "10000000", "account_id": account});
     let path = format!("/v1/loans/applications/{application}/accept");
     // Bad input is refused with a stable problem code, and nothing is created.
-    for (headers, body, status, code) in [
+    for (client, body, status, code) in [
         (
-            &officer[..],
+            &officer,
             json!({"principal": "ten", "account_id": account}),
             422,
             "invalid_amount",
         ),
         (
-            &officer[..],
+            &officer,
             json!({"principal": "10000000"}),
             400,
             "invalid_body",
         ),
         (
-            &officer[..],
+            &officer,
             json!({"principal": "60000000", "account_id": account}),
             422,
             "invalid_principal",
         ),
-        (
-            &[("gureum-permissions", "loans:read")][..],
-            accept.clone(),
-            403,
-            "permission_denied",
-        ),
+        (&auditor, accept.clone(), 403, "permission_denied"),
     ] {
-        let (got, problem) = http.call(Method::POST, &path, headers, Some(body));
+        let (got, problem) = client.call(Method::POST, &path, &[], Some(body));
         assert_eq!(
             (got, problem["code"].as_str()),
             (status, Some(code)),
             "{problem}"
         );
     }
-    let (status, page) = http.call(Method::GET, "/v1/loans", &officer, None);
+    let (status, page) = officer.call(Method::GET, "/v1/loans", &[], None);
     assert_eq!(
         (status, page["items"].as_array().map(Vec::len)),
         (200, Some(0))
     );
-    let (status, problem) = http.call(
+    let (status, problem) = officer.call(
         Method::GET,
         "/v1/loans/0190f1c2-0000-7000-8000-000000000000",
-        &officer,
+        &[],
         None,
     );
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("loan_not_found"))
     );
-    let (status, loan) = http.call(Method::POST, &path, &officer, Some(accept.clone()));
+    let (status, loan) = officer.call(Method::POST, &path, &[], Some(accept.clone()));
     assert_eq!(
         (status, loan["status"].as_str()),
         (201, Some("contracted")),
@@ -367,12 +358,8 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     );
     let id = loan["id"].as_str().unwrap().to_owned();
     let contract = loan["contract_id"].as_str().unwrap().to_owned();
-    let (status, refused) = http.call(
-        Method::POST,
-        &format!("/v1/loans/{id}/disburse"),
-        &officer,
-        None,
-    );
+    let (status, refused) =
+        officer.call(Method::POST, &format!("/v1/loans/{id}/disburse"), &[], None);
     assert_eq!(
         (status, refused["code"].as_str()),
         (409, Some("contract_not_signed"))
@@ -388,12 +375,7 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
         ),
     );
     assert_eq!((status, signed["status"].as_str()), (200, Some("signed")));
-    let (status, loan) = http.call(
-        Method::POST,
-        &format!("/v1/loans/{id}/disburse"),
-        &officer,
-        None,
-    );
+    let (status, loan) = officer.call(Method::POST, &format!("/v1/loans/{id}/disburse"), &[], None);
     assert_eq!(
         (
             status,
@@ -407,10 +389,10 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     assert_eq!(deposit["balance"].as_str(), Some("10000000"));
 
     // The first repayment: 1,000,000 won of principal early, with the prepayment fee.
-    let (status, problem) = http.call(
+    let (status, problem) = officer.call(
         Method::POST,
         &format!("/v1/loans/{id}/prepayments"),
-        &officer,
+        &[],
         Some(json!({"principal": "1000000"})),
     );
     assert_eq!(
@@ -418,8 +400,8 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
         (400, Some("idempotency_key_required"))
     );
     let repay = |key: &str, body: Value| {
-        let headers = [officer[0], ("idempotency-key", key)];
-        http.call(
+        let headers = [("idempotency-key", key)];
+        officer.call(
             Method::POST,
             &format!("/v1/loans/{id}/prepayments"),
             &headers,
@@ -460,12 +442,7 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
             .unwrap(),
         10_000_000 - paid
     );
-    let (_, schedule) = http.call(
-        Method::GET,
-        &format!("/v1/loans/{id}/schedule"),
-        &officer,
-        None,
-    );
+    let (_, schedule) = officer.call(Method::GET, &format!("/v1/loans/{id}/schedule"), &[], None);
     let upcoming = schedule["upcoming"].as_array().unwrap();
     assert_eq!(upcoming.len(), 12);
     let principal: u128 = upcoming
@@ -476,13 +453,13 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
 
     // After a restart the loan is as it was; its books on the ledger hold its principal.
     let before = http
-        .call(Method::GET, &format!("/v1/loans/{id}"), &officer, None)
+        .call(Method::GET, &format!("/v1/loans/{id}"), &[], None)
         .1;
     assert_eq!(server.stop().code(), Some(0));
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
+    let http = server.http();
     let after = http
-        .call(Method::GET, &format!("/v1/loans/{id}"), &officer, None)
+        .call(Method::GET, &format!("/v1/loans/{id}"), &[], None)
         .1;
     assert_eq!(after, before);
     let principal_account = lending::books::account_id(&id, lending::servicing::Book::Principal, 0);
@@ -498,6 +475,7 @@ fn gureum_up_takes_a_customer_from_application_to_a_disbursed_loan_and_its_first
     // End of day for yesterday runs over deposits and loans (the loan opened today).
     let out = support::gureum()
         .args(["eod", "--json", "--server", &server.url])
+        .env("GUREUM_API_KEY", &server.key)
         .output()
         .unwrap();
     assert!(

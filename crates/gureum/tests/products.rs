@@ -5,15 +5,15 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Http, Server, bus_messages};
+use support::{Server, Staff, bus_messages};
 
 #[test]
 fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(&server.url);
-    let call = |method: reqwest::Method, path: &str, permissions: &str, body: Option<Value>| {
-        http.call(method, path, &[("gureum-permissions", permissions)], body)
+    let staff = Staff::new(&server);
+    let call = |method: reqwest::Method, path: &str, role: &str, body: Option<Value>| {
+        staff.call(role, method, path, body)
     };
     use reqwest::Method;
     let today = store::sql::today_kst().to_string();
@@ -32,7 +32,7 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (status, problem) = call(
         Method::POST,
         "/v1/products",
-        "customers:read",
+        "teller",
         Some(product.clone()),
     );
     assert_eq!(
@@ -41,23 +41,13 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     );
     let mut usurious = product.clone();
     usurious["terms"]["rates"]["spread"] = json!("0.19");
-    let (status, problem) = call(
-        Method::POST,
-        "/v1/products",
-        "products:manage",
-        Some(usurious),
-    );
+    let (status, problem) = call(Method::POST, "/v1/products", "admin", Some(usurious));
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_terms")),
         "{problem}"
     );
-    let (status, draft) = call(
-        Method::POST,
-        "/v1/products",
-        "products:manage",
-        Some(product),
-    );
+    let (status, draft) = call(Method::POST, "/v1/products", "admin", Some(product));
     assert_eq!(
         (status, draft["status"].as_str(), draft["version"].as_i64()),
         (201, Some("draft"), Some(1)),
@@ -66,7 +56,7 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (status, problem) = call(
         Method::GET,
         "/v1/products/LOAN-CREDIT-01/rate?term_months=12&grade=1",
-        "",
+        "customer",
         None,
     );
     assert_eq!(
@@ -77,7 +67,7 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (status, published) = call(
         Method::POST,
         "/v1/products/LOAN-CREDIT-01/versions/1/publish",
-        "products:manage",
+        "admin",
         None,
     );
     assert_eq!(
@@ -87,21 +77,21 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (_, rate) = call(
         Method::GET,
         "/v1/products/LOAN-CREDIT-01/rate?term_months=12&grade=1",
-        "",
+        "customer",
         None,
     );
     assert_eq!(rate, json!({"version": 1, "annual_rate": "0.05"}));
     let (_, rate) = call(
         Method::GET,
         "/v1/products/LOAN-CREDIT-01/rate?term_months=12&grade=4",
-        "",
+        "customer",
         None,
     );
     assert_eq!(rate, json!({"version": 1, "annual_rate": "0.075"}));
     let (status, problem) = call(
         Method::GET,
         "/v1/products/LOAN-CREDIT-01/rate?term_months=12&grade=9",
-        "",
+        "customer",
         None,
     );
     assert_eq!(
@@ -111,7 +101,7 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (status, problem) = call(
         Method::GET,
         "/v1/products/LOAN-CREDIT-01/rate?term_months=72&grade=1",
-        "",
+        "customer",
         None,
     );
     assert_eq!(
@@ -122,14 +112,14 @@ fn gureum_up_publishes_a_loan_product_and_prices_it_by_grade() {
     let (status, problem) = call(
         Method::PUT,
         "/v1/products/LOAN-CREDIT-01/versions/1",
-        "products:manage",
+        "admin",
         Some(json!({"effective_from": today, "terms": terms})),
     );
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("invalid_lifecycle_step"))
     );
-    let (_, catalogue) = call(Method::GET, "/v1/products", "", None);
+    let (_, catalogue) = call(Method::GET, "/v1/products", "customer", None);
     assert_eq!(catalogue["items"][0]["in_force"]["version"], 1);
     assert_eq!(
         catalogue["items"][0]["in_force"]["terms"]["rates"]["base"],

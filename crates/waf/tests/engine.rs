@@ -343,3 +343,37 @@ fn bad_configurations_are_refused() {
         Some(ConfigError::UnknownRule("999999".into()))
     );
 }
+
+#[test]
+fn binary_batches_are_not_read_as_text_but_json_under_their_type_is() {
+    let engine = engine();
+    let binary = |body: &[u8]| {
+        engine.inspect(&Request {
+            method: "POST",
+            target: "/v1/ledger/transfers",
+            headers: &[("Content-Type", "application/octet-stream")],
+            body,
+        })
+    };
+    // Bytes of the ledger's batch encoding that happen to spell shell and SQL syntax.
+    let mut bytes = vec![0u8, 0, 0, 2, 0xff, 0xfe];
+    bytes.extend_from_slice(b"$(cat /etc/passwd)' OR 1=1--");
+    bytes.extend_from_slice(&[0x80, 0x81, 0]);
+    let verdict = binary(&bytes);
+    assert_eq!((verdict.attack, verdict.matches.len()), (false, 0));
+    // The same type cannot smuggle JSON past the rules: services read JSON whatever its type.
+    let verdict = binary(br#"[{"memo": "' UNION SELECT password FROM users--"}]"#);
+    assert!(verdict.blocked, "{verdict:?}");
+    assert!(
+        verdict.matches.iter().any(|m| m.location == "json:/0/memo"),
+        "{verdict:?}"
+    );
+    // Without a type (or any other), such bytes are read as text.
+    let verdict = engine.inspect(&Request {
+        method: "POST",
+        target: "/v1/ledger/transfers",
+        headers: &[],
+        body: &bytes,
+    });
+    assert!(verdict.attack, "{verdict:?}");
+}

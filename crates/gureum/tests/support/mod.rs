@@ -15,6 +15,9 @@ pub fn gureum() -> Command {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The bootstrap admin key `gureum up` wrote to its data folder (empty for other
+    /// servers).
+    pub key: String,
 }
 
 impl Server {
@@ -27,7 +30,44 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("gureum up starts");
-        Server::wait_listening(child)
+        Server::wait_listening(child).with_key_from(data_dir)
+    }
+
+    /// Reads the bootstrap admin key `gureum up` wrote before it began to listen.
+    fn with_key_from(mut self, data_dir: &Path) -> Server {
+        let key = std::fs::read_to_string(data_dir.join("admin.key")).expect("admin.key written");
+        self.key = key.trim().to_owned();
+        self
+    }
+
+    /// An async HTTP client sending the admin key.
+    pub fn client(&self) -> ::reqwest::Client {
+        client_with_key(&self.key)
+    }
+
+    /// A blocking JSON client for this server, sending the admin key.
+    pub fn http(&self) -> Http {
+        self.http_as(&self.key)
+    }
+
+    /// A blocking JSON client for this server, sending `key`.
+    pub fn http_as(&self, key: &str) -> Http {
+        Http {
+            client: client_with_key(key),
+            ..Http::new(&self.url)
+        }
+    }
+
+    /// A new API key with `roles`, made with the admin key.
+    pub fn key_for(&self, roles: &[&str]) -> String {
+        let (status, made) = self.http().call(
+            ::reqwest::Method::POST,
+            "/v1/auth/api-keys",
+            &[],
+            Some(serde_json::json!({"name": format!("test {}", roles.join("+")), "roles": roles})),
+        );
+        assert_eq!(status, 201, "{made}");
+        made["key"].as_str().unwrap().to_owned()
     }
 
     /// Starts `gureum serve <service> --config <config>` and waits until it listens.
@@ -56,7 +96,7 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("bash starts gureum up");
-        Server::wait_listening(child)
+        Server::wait_listening(child).with_key_from(data_dir)
     }
 
     /// Reads the child's first line, `gureum listening on URL`.
@@ -71,7 +111,11 @@ impl Server {
             .strip_prefix("gureum listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Server { child, url }
+        Server {
+            child,
+            url,
+            key: String::new(),
+        }
     }
 
     /// Sends SIGTERM and returns the exit status.
@@ -101,13 +145,27 @@ impl Drop for Server {
     }
 }
 
-/// Runs `gureum ledger …` against `url`.
-pub fn ledger_cli(url: &str, args: &[&str]) -> Output {
+/// Runs `gureum ledger …` against `server`, with its admin key.
+pub fn ledger_cli(server: &Server, args: &[&str]) -> Output {
     gureum()
         .arg("ledger")
         .args(args)
-        .args(["--server", url])
+        .args(["--server", &server.url])
+        .env("GUREUM_API_KEY", &server.key)
         .output()
+        .unwrap()
+}
+
+/// An async HTTP client sending `key` as a bearer credential.
+pub fn client_with_key(key: &str) -> ::reqwest::Client {
+    let mut headers = ::reqwest::header::HeaderMap::new();
+    headers.insert(
+        ::reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    ::reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
         .unwrap()
 }
 
@@ -181,6 +239,51 @@ pub fn bus_messages(data_dir: &Path, at_least: usize) -> Vec<(String, String, St
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     messages
+}
+
+/// Clients for a `gureum up` by role: each role's key is made (with the admin key) the first
+/// time it is asked for.
+pub struct Staff<'a> {
+    server: &'a Server,
+    clients: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Http>>>,
+}
+
+impl<'a> Staff<'a> {
+    /// No keys yet.
+    pub fn new(server: &'a Server) -> Staff<'a> {
+        Staff {
+            server,
+            clients: Default::default(),
+        }
+    }
+
+    /// A client whose key has `roles` (comma-separated; `admin` is the bootstrap key).
+    pub fn client(&self, roles: &str) -> std::rc::Rc<Http> {
+        let mut clients = self.clients.borrow_mut();
+        clients
+            .entry(roles.to_owned())
+            .or_insert_with(|| {
+                let key = if roles == "admin" {
+                    self.server.key.clone()
+                } else {
+                    let roles: Vec<&str> = roles.split(',').collect();
+                    self.server.key_for(&roles)
+                };
+                std::rc::Rc::new(self.server.http_as(&key))
+            })
+            .clone()
+    }
+
+    /// Sends a request as a holder of `roles`; returns the status and the JSON answer.
+    pub fn call(
+        &self,
+        roles: &str,
+        method: ::reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.client(roles).call(method, path, &[], body)
+    }
 }
 
 /// A blocking JSON client for end-to-end tests that do not run an async runtime.

@@ -1,0 +1,184 @@
+//! `/v1/auth/…`: who am I, and API keys (create — the secret shown once —, list, revoke).
+//! Served by the edge itself, behind the gate, which has already checked `auth:keys`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use kernel::Problem;
+use kernel::http::{json_body, path_problem};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::keys::{ApiKey, KeyError, Keys, Principal};
+
+/// A request body holds at most this many bytes.
+const BODY_BYTES_MAX: usize = 4 << 10;
+
+/// The auth routes over `keys`.
+pub fn router(keys: Arc<Keys>) -> Router {
+    Router::new()
+        .route("/v1/auth/whoami", get(whoami))
+        .route("/v1/auth/api-keys", get(list).post(create))
+        .route("/v1/auth/api-keys/{id}", delete(revoke))
+        .with_state(keys)
+}
+
+/// Who the credential belongs to.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// `key:<id>`.
+    pub principal: String,
+    /// The key's name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// What the roles grant.
+    pub permissions: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth",
+    responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
+async fn whoami(principal: Option<Extension<Principal>>) -> Result<axum::Json<WhoAmI>, Problem> {
+    let Extension(p) = principal.ok_or_else(no_principal)?;
+    Ok(axum::Json(WhoAmI {
+        principal: p.id,
+        name: p.name,
+        roles: p.roles.iter().map(|r| r.name().to_owned()).collect(),
+        permissions: p.permissions.iter().map(|p| (*p).to_owned()).collect(),
+    }))
+}
+
+/// A key to create.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// What it is for (1–100 characters).
+    pub name: String,
+    /// Roles: `customer`, `teller`, `loan_officer`, `risk_analyst`, `auditor`, `admin`. A
+    /// caller grants only roles whose permissions it holds itself.
+    pub roles: Vec<String>,
+    /// When it stops working (RFC 3339); never, if absent.
+    pub expires_at: Option<String>,
+}
+
+/// A key just created: `key` is shown this once and never again.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The whole key, for `Authorization: Bearer <key>`.
+    pub key: String,
+    /// The key as lists show it.
+    #[serde(flatten)]
+    pub record: ApiKey,
+}
+
+/// The keys.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeys {
+    /// Oldest first; revoked ones included.
+    pub keys: Vec<ApiKey>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/api-keys", tag = "auth", request_body = CreateApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 403, body = Problem)))]
+async fn create(
+    State(keys): State<Arc<Keys>>,
+    principal: Option<Extension<Principal>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Extension(by) = principal.ok_or_else(no_principal)?;
+    let req: CreateApiKey = json_body(body, BODY_BYTES_MAX)?;
+    let expires_at_us = match &req.expires_at {
+        None => None,
+        Some(text) => Some(parse_time(text)?),
+    };
+    let made = keys
+        .create(&by, &req.name, &req.roles, expires_at_us)
+        .await
+        .map_err(problem)?;
+    tracing::info!(
+        key = %made.record.id,
+        roles = ?made.record.roles,
+        by = %by.id,
+        "api key created"
+    );
+    let created = CreatedApiKey {
+        key: made.key,
+        record: made.record,
+    };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/auth/api-keys", tag = "auth",
+    responses((status = 200, body = ApiKeys), (status = 403, body = Problem)))]
+async fn list(State(keys): State<Arc<Keys>>) -> axum::Json<ApiKeys> {
+    axum::Json(ApiKeys { keys: keys.list() })
+}
+
+#[utoipa::path(delete, path = "/v1/auth/api-keys/{id}", tag = "auth", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
+async fn revoke(
+    State(keys): State<Arc<Keys>>,
+    principal: Option<Extension<Principal>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<ApiKey>, Problem> {
+    let Extension(by) = principal.ok_or_else(no_principal)?;
+    let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    let revoked = keys.revoke(&id, &by).await.map_err(problem)?;
+    tracing::info!(key = %revoked.id, by = %by.id, "api key revoked");
+    Ok(axum::Json(revoked))
+}
+
+fn parse_time(text: &str) -> Result<i64, Problem> {
+    let invalid = || {
+        Problem::new(400, "invalid_body", "The request body is not valid")
+            .with_detail("`expires_at` must be an RFC 3339 time, e.g. 2027-01-01T00:00:00+09:00")
+    };
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| invalid())?;
+    i64::try_from(at.unix_timestamp_nanos() / 1000).map_err(|_| invalid())
+}
+
+/// The gate always sets the principal on these routes; without one the router was mounted
+/// without the gate, which must fail closed.
+fn no_principal() -> Problem {
+    Problem::new(401, "unauthenticated", "Authentication required")
+        .with_detail("send a valid API key or token as `Authorization: Bearer <credential>`")
+}
+
+fn problem(e: KeyError) -> Problem {
+    match e {
+        KeyError::Invalid(detail) => {
+            Problem::new(400, "invalid_api_key_request", "The key cannot be created")
+                .with_detail(detail)
+        }
+        KeyError::NotGrantable(role) => Problem::new(
+            403,
+            "role_not_grantable",
+            "Role not grantable",
+        )
+        .with_detail(format!(
+            "role `{role}` grants permissions you do not hold; nobody grants more than they have"
+        )),
+        KeyError::NotFound(id) => {
+            Problem::not_found("api_key_not_found", format!("no API key has id {id}"))
+        }
+        other => {
+            tracing::error!(error = %other, "api keys: storage failed");
+            Problem::unavailable("the key store failed; try again shortly")
+        }
+    }
+}
+
+/// The auth routes' OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    paths(whoami, create, list, revoke),
+    components(schemas(WhoAmI, CreateApiKey, CreatedApiKey, ApiKeys, ApiKey, Problem))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,282 @@
+//! The gate every request passes, in both shapes: a layer over `gureum up`'s router, and over
+//! the edge's proxy in the split shape.
+//!
+//! In order: the caller headers a client wrote are dropped (only the gate sets them); the
+//! route's entry in [`crate::access::ROUTES`] says what it needs; a credential is checked
+//! (`401 unauthenticated`, the same answer for every reason); the permission is checked
+//! (`403 permission_denied`); the body is read under a size limit (`413`) and the firewall
+//! inspects the request (`403 waf-blocked` with an incident id); then the request goes on with
+//! `gureum-principal` and `gureum-permissions` set, under a time limit (`504`), and every
+//! answer gets the security headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use kernel::Problem;
+use kernel::http::{PERMISSIONS_HEADER, PRINCIPAL_HEADER};
+
+use crate::access::{self, Access};
+use crate::keys::{Keys, Principal};
+
+/// The largest request body the gate lets through (the ledger's own limit is 40 MiB).
+pub const BODY_BYTES_MAX: usize = 41 << 20;
+/// How long a request may take, end of day excepted.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Routes that may run for minutes (end of day over every account or loan).
+const LONG_RUNNING: [&str; 2] = ["/v1/deposits/eod", "/v1/loans/eod"];
+/// An `Authorization` header longer than this is not a credential.
+const AUTHORIZATION_BYTES_MAX: usize = 4096;
+
+/// How the gate behaves.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    /// The firewall's configuration.
+    pub waf: waf::Config,
+    /// The largest body let through.
+    pub body_bytes_max: usize,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+    /// Whether clients reach this over TLS (then `Strict-Transport-Security` is sent).
+    pub tls: bool,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            waf: waf::Config::default(),
+            body_bytes_max: BODY_BYTES_MAX,
+            request_timeout: REQUEST_TIMEOUT,
+            tls: false,
+        }
+    }
+}
+
+/// The gate: the keys, the firewall and the limits.
+pub struct Gate {
+    keys: Arc<Keys>,
+    waf: waf::Engine,
+    config: GateConfig,
+}
+
+impl Gate {
+    /// A gate over `keys`; fails if the firewall's configuration is unusable.
+    pub fn new(keys: Arc<Keys>, config: GateConfig) -> Result<Gate, waf::ConfigError> {
+        Ok(Gate {
+            keys,
+            waf: waf::Engine::new(config.waf.clone())?,
+            config,
+        })
+    }
+
+    /// The keys the gate checks credentials against.
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    /// Puts the gate in front of every route (and the fallback) of `router`.
+    pub fn protect(self: &Arc<Self>, router: axum::Router) -> axum::Router {
+        router.layer(axum::middleware::from_fn_with_state(self.clone(), pass))
+    }
+}
+
+/// The middleware: see the module's documentation.
+pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    let mut response = admit(&gate, request, next).await;
+    security_headers(response.headers_mut(), gate.config.tls);
+    response
+}
+
+async fn admit(gate: &Gate, mut request: Request, next: Next) -> Response {
+    let headers = request.headers_mut();
+    headers.remove(PRINCIPAL_HEADER);
+    headers.remove(PERMISSIONS_HEADER);
+    // Where a request came from is the connection's peer (or, in the split shape, what the
+    // edge appends): never what the client wrote.
+    headers.remove("x-forwarded-for");
+    let path = request.uri().path();
+    // HEAD is served by the GET route, so it needs what GET needs.
+    let method = match request.method().as_str() {
+        "HEAD" => "GET",
+        method => method,
+    };
+    let access = match access::route(method, path) {
+        Some(route) => route.access,
+        // Deny by default: an unknown /v1 route is only told 404/405 after authentication.
+        None if path.starts_with("/v1/") => Access::Authenticated,
+        None => Access::Public,
+    };
+    let long_running = LONG_RUNNING.contains(&path);
+    let principal = match access {
+        Access::Public => None,
+        Access::Authenticated | Access::Permission(_) => {
+            match authenticate(&gate.keys, request.headers()) {
+                Some(principal) => Some(principal),
+                None => return unauthenticated(),
+            }
+        }
+    };
+    if let (Access::Permission(needed), Some(principal)) = (access, &principal)
+        && !principal.may(needed)
+    {
+        return Problem::new(403, "permission_denied", "Permission denied")
+            .with_detail(format!("this action needs the permission `{needed}`"))
+            .into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, gate.config.body_bytes_max).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(413, "body_too_large", "The request body is too large")
+                .with_detail(format!(
+                    "a request body holds at most {} bytes",
+                    gate.config.body_bytes_max
+                ))
+                .into_response();
+        }
+    };
+    let verdict = inspect(&gate.waf, &parts, &body);
+    if verdict.attack {
+        let incident = uuid::Uuid::now_v7().to_string();
+        let rules: Vec<&str> = verdict.matches.iter().map(|m| m.rule).collect();
+        let locations: Vec<&str> = verdict
+            .matches
+            .iter()
+            .map(|m| m.location.as_str())
+            .collect();
+        // The verdict names rules and places, never values: safe to log.
+        tracing::warn!(
+            %incident,
+            principal = principal.as_ref().map_or("anonymous", |p| p.id.as_str()),
+            method = %parts.method,
+            path = %parts.uri.path(),
+            score = verdict.score,
+            rules = ?rules,
+            locations = ?locations,
+            blocked = verdict.blocked,
+            "firewall: attack detected"
+        );
+        if verdict.blocked {
+            return blocked(&incident);
+        }
+    }
+    if let Some(principal) = &principal {
+        if let Ok(value) = HeaderValue::from_str(&principal.id) {
+            parts.headers.insert(PRINCIPAL_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&principal.permissions_header()) {
+            parts.headers.insert(PERMISSIONS_HEADER, value);
+        }
+        parts.extensions.insert(principal.clone());
+    }
+    let request = Request::from_parts(parts, Body::from(body));
+    if long_running {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(gate.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(504, "request_timeout", "The request took too long")
+            .with_detail(
+                "the request may or may not have been applied; retrying a write with the same \
+                 ids or idempotency key is safe",
+            )
+            .into_response(),
+    }
+}
+
+/// The principal of the request's `Authorization: Bearer …` credential.
+fn authenticate(keys: &Keys, headers: &HeaderMap) -> Option<Principal> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if value.len() > AUTHORIZATION_BYTES_MAX {
+        return None;
+    }
+    let (scheme, credential) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    keys.authenticate(credential.trim(), store::sql::now_us())
+}
+
+fn inspect(engine: &waf::Engine, parts: &axum::http::request::Parts, body: &[u8]) -> waf::Verdict {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let lossy: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
+        .headers
+        .iter()
+        // The credential was checked strictly above; random key material must not trip a rule.
+        .filter(|(name, _)| *name != header::AUTHORIZATION)
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let headers: Vec<(&str, &str)> = lossy.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    engine.inspect(&waf::Request {
+        method: parts.method.as_str(),
+        target,
+        headers: &headers,
+        body,
+    })
+}
+
+/// 401, the same for a missing, malformed, unknown, wrong, expired or revoked credential.
+fn unauthenticated() -> Response {
+    let mut response = Problem::new(401, "unauthenticated", "Authentication required")
+        .with_detail("send a valid API key or token as `Authorization: Bearer <credential>`")
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"gureum\""),
+    );
+    response
+}
+
+/// The code (and last segment of the type) of a request the firewall blocked.
+pub const WAF_BLOCKED: &str = "waf-blocked";
+
+/// 403 `waf-blocked` with the incident id the operator finds in the log.
+fn blocked(incident: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("{}{WAF_BLOCKED}", kernel::problem::PROBLEM_TYPE_BASE),
+        "title": "Request blocked",
+        "status": 403,
+        "detail": format!(
+            "the web application firewall blocked this request; if it was legitimate, give \
+             the operator incident {incident}"
+        ),
+        "code": WAF_BLOCKED,
+        "incident": incident,
+    });
+    let mut response = (StatusCode::FORBIDDEN, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(kernel::problem::PROBLEM_CONTENT_TYPE),
+    );
+    response
+}
+
+/// The headers every answer carries: an API's answers are never framed, sniffed, cached or
+/// sent on as a referrer.
+fn security_headers(headers: &mut HeaderMap, tls: bool) {
+    let set = |headers: &mut HeaderMap, name: HeaderName, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    };
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    );
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::CACHE_CONTROL, "no-store");
+    if tls {
+        set(
+            headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+}

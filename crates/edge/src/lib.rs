@@ -1,0 +1,21 @@
+//! Gureum's edge: the one door every `/v1/…` request passes, in both shapes.
+//!
+//! - [`access`]: the permission each route needs (one table, rendered into docs/SECURITY.md)
+//!   and the roles that grant them; deny by default.
+//! - [`keys`]: API keys — random, shown once, stored hashed, scoped to roles, expirable,
+//!   revocable — and the bootstrap admin key.
+//! - [`gate`]: the middleware: authentication, authorization, the firewall (the `waf`
+//!   crate) in the request path, size and time limits, security headers.
+//! - [`api`]: `/v1/auth/…` (who am I; create, list and revoke keys).
+//!
+//! Services behind the edge never authenticate: they read the principal and its permissions
+//! from the headers the gate sets (and drops when a client sends them).
+
+pub mod access;
+pub mod api;
+pub mod gate;
+pub mod keys;
+
+pub use access::{Access, Role};
+pub use gate::{Gate, GateConfig};
+pub use keys::{Bootstrapped, Keys, Principal};
