@@ -7,6 +7,7 @@
 //! - `gureum keys …`: the vault's master keys (status, rotate, retire).
 //! - `gureum eod --date D`: end of day (deposit interest accrual and posting).
 //! - `gureum waf eval --corpus FILE`: the web application firewall's rates on a corpus.
+//! - `gureum routes`: the edge's route table (what each route needs, which roles may).
 //! - `gureum bench ledger …`: the ledger benchmark; `gureum bench eod …`: lending's end of day;
 //!   `gureum bench waf`: the firewall's inspection time.
 
@@ -72,6 +73,8 @@ enum Command {
         #[command(subcommand)]
         command: waf_cli::WafCommand,
     },
+    /// Print the edge's route table: what every route needs and which roles may (Markdown).
+    Routes,
     /// Measure Gureum.
     Bench {
         #[command(subcommand)]
@@ -100,6 +103,10 @@ fn main() -> ExitCode {
         Command::Ledger(args) => client::run(args),
         Command::Eod(args) => eod::run(args),
         Command::Waf { command } => waf_cli::run(command),
+        Command::Routes => {
+            print!("{}", ::edge::access::render_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             target: BenchTarget::Ledger(args),
         } => bench::ledger(args),

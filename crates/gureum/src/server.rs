@@ -512,3 +512,54 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The edge's table and the services' routes cannot drift apart: every operation the
+    /// OpenAPI document of the whole platform describes has a row, and every row an operation.
+    #[test]
+    fn the_permission_table_names_exactly_the_routes_served() {
+        let document = openapi_document(Served {
+            ledger: true,
+            customers: true,
+            products: true,
+            deposits: true,
+            contracts: true,
+            lending: true,
+            edge: true,
+        });
+        let mut described = BTreeSet::new();
+        for (path, item) in &document.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+                ("HEAD", &item.head),
+                ("OPTIONS", &item.options),
+            ];
+            for (method, operation) in operations {
+                if operation.is_some() {
+                    described.insert((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        // The document describes itself nowhere; the table must still name it.
+        described.insert(("GET".to_owned(), "/v1/openapi.json".to_owned()));
+        let table: BTreeSet<(String, String)> = edge::access::ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        let missing: Vec<_> = described.difference(&table).collect();
+        let extra: Vec<_> = table.difference(&described).collect();
+        assert!(
+            missing.is_empty(),
+            "served but not in the table: {missing:?}"
+        );
+        assert!(extra.is_empty(), "in the table but not served: {extra:?}");
+    }
+}

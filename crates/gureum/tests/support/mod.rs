@@ -335,6 +335,26 @@ impl Http {
         })
     }
 
+    /// Sends a request without a body; returns the status, the headers and the body.
+    pub fn raw(
+        &self,
+        method: ::reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, ::reqwest::header::HeaderMap, Vec<u8>) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap().to_vec();
+            (status, headers, body)
+        })
+    }
+
     /// GETs `path`; returns the status, the headers and the body as bytes.
     pub fn get_raw(&self, path: &str) -> (u16, ::reqwest::header::HeaderMap, Vec<u8>) {
         let request = self.client.get(format!("{}{path}", self.base));

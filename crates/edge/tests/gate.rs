@@ -1,0 +1,192 @@
+//! The gate over a small router: limits, detect-only, what reaches the service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use edge::{Gate, GateConfig, Keys, Role};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+async fn gate(dir: &std::path::Path, config: GateConfig) -> (Arc<Gate>, String) {
+    let store = store::Store::open(&store::SqlConfig::Sqlite {
+        path: dir.join("edge.sqlite"),
+    })
+    .await
+    .unwrap();
+    let keys = Arc::new(Keys::open(store).await.unwrap());
+    let file = dir.join("admin.key");
+    keys.bootstrap(&file, None).await.unwrap();
+    let key = std::fs::read_to_string(file).unwrap().trim().to_owned();
+    (Arc::new(Gate::new(keys, config).unwrap()), key)
+}
+
+/// A router whose ledger route echoes what the gate passed on, and whose transfers route is
+/// slow.
+fn router() -> Router {
+    Router::new()
+        .route(
+            "/v1/ledger/accounts/{id}",
+            get(|headers: axum::http::HeaderMap| async move {
+                let text = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                axum::Json(serde_json::json!({
+                    "principal": text("gureum-principal"),
+                    "permissions": text("gureum-permissions"),
+                    "forwarded": text("x-forwarded-for"),
+                }))
+            }),
+        )
+        .route(
+            "/v1/ledger/transfers",
+            post(|body: axum::body::Bytes| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                body.len().to_string()
+            }),
+        )
+}
+
+async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+#[tokio::test]
+async fn the_service_sees_only_what_the_gate_established() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, key) = gate(dir.path(), GateConfig::default()).await;
+    let app = gate.protect(router());
+    let (status, seen) = send(
+        &app,
+        "GET",
+        "/v1/ledger/accounts/1",
+        &key,
+        &[
+            ("gureum-principal", "key:someone-else"),
+            ("gureum-permissions", "nothing"),
+            ("x-forwarded-for", "203.0.113.66"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let admin = edge::access::permissions_of(&[Role::Admin]);
+    assert!(seen["principal"].as_str().unwrap().starts_with("key:"));
+    assert_ne!(seen["principal"], "key:someone-else");
+    assert_eq!(
+        seen["permissions"].as_str().unwrap(),
+        admin.into_iter().collect::<Vec<_>>().join(",")
+    );
+    assert_eq!(seen["forwarded"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn bodies_past_the_limit_and_requests_past_the_time_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GateConfig {
+        body_bytes_max: 1024,
+        request_timeout: Duration::from_millis(100),
+        ..GateConfig::default()
+    };
+    let (gate, key) = gate(dir.path(), config).await;
+    let app = gate.protect(router());
+    let (status, problem) = send(
+        &app,
+        "POST",
+        "/v1/ledger/transfers",
+        &key,
+        &[],
+        vec![b'7'; 1025],
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), problem["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    let (status, problem) = send(
+        &app,
+        "POST",
+        "/v1/ledger/transfers",
+        &key,
+        &[],
+        vec![b'7'; 1024],
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), problem["code"].as_str()),
+        (504, Some("request_timeout"))
+    );
+}
+
+#[tokio::test]
+async fn detect_only_lets_an_attack_through_and_block_mode_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+    let (gate, key) = gate(dir.path(), GateConfig::default()).await;
+    let (status, problem) = send(
+        &gate.protect(router()),
+        "GET",
+        attack,
+        &key,
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), problem["code"].as_str()),
+        (403, Some("waf-blocked"))
+    );
+    let detect = GateConfig {
+        waf: waf::Config {
+            mode: waf::Mode::DetectOnly,
+            ..waf::Config::default()
+        },
+        ..GateConfig::default()
+    };
+    let other = tempfile::tempdir().unwrap();
+    let (gate, key) = self::gate(other.path(), detect).await;
+    let (status, _) = send(
+        &gate.protect(router()),
+        "GET",
+        attack,
+        &key,
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn docs_security_md_shows_the_table_as_it_is() {
+    let docs = include_str!("../../../docs/SECURITY.md");
+    let table = edge::access::render_markdown();
+    assert!(
+        docs.contains(&table),
+        "docs/SECURITY.md must hold the route table exactly as edge::access::render_markdown() \
+         renders it (`gureum routes` prints it):\n{table}"
+    );
+}
