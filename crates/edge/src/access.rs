@@ -154,17 +154,22 @@ pub enum Role {
     Auditor,
     /// Everything, including API keys, product management and end of day.
     Admin,
+    /// Gureum's own services calling each other through the edge in the split shape (deposits
+    /// and lending moving money on the ledger, reading customers and products, issuing
+    /// contracts). Given only to the service key (`GUREUM_SERVICE_KEY`), never to a person.
+    Service,
 }
 
 impl Role {
     /// Every role, in the order the docs list them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Customer,
         Role::Teller,
         Role::LoanOfficer,
         Role::RiskAnalyst,
         Role::Auditor,
         Role::Admin,
+        Role::Service,
     ];
 
     /// The role's name (`loan_officer`, …).
@@ -176,6 +181,7 @@ impl Role {
             Role::RiskAnalyst => "risk_analyst",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Service => "service",
         }
     }
 
@@ -239,6 +245,16 @@ impl Role {
                 "guard:read",
             ],
             Role::Admin => PERMISSIONS,
+            Role::Service => &[
+                "ledger:read",
+                "ledger:write",
+                "customers:read",
+                "products:read",
+                "deposits:read",
+                "deposits:write",
+                "contracts:read",
+                "contracts:write",
+            ],
         }
     }
 }

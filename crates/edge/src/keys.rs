@@ -38,6 +38,8 @@ const SECRET_CHARS: usize = 43;
 pub const ENV_KEY_CHARS_MIN: usize = 32;
 /// The id of the key `GUREUM_ADMIN_KEY` gives.
 pub const ENV_KEY_ID: &str = "environment";
+/// The id of the key `GUREUM_SERVICE_KEY` gives.
+pub const SERVICE_KEY_ID: &str = "service";
 /// A key's name holds at most this many characters.
 const NAME_CHARS_MAX: usize = 100;
 
@@ -81,7 +83,7 @@ pub enum KeyError {
     #[error(
         "GUREUM_ADMIN_KEY must be at least {ENV_KEY_CHARS_MIN} visible ASCII characters (e.g. `openssl rand -base64 32`)"
     )]
-    WeakEnvironmentKey,
+    WeakEnvironmentKey(&'static str),
     /// A stored row does not parse.
     #[error("damaged api_keys row {0}")]
     Corrupt(String),
@@ -181,6 +183,8 @@ pub struct Keys {
     cache: RwLock<HashMap<String, Arc<Entry>>>,
     /// `GUREUM_ADMIN_KEY`'s hash, when it was given.
     environment: RwLock<Option<[u8; 32]>>,
+    /// `GUREUM_SERVICE_KEY`'s hash, when it was given.
+    service: RwLock<Option<[u8; 32]>>,
 }
 
 impl Keys {
@@ -191,6 +195,7 @@ impl Keys {
             store,
             cache: RwLock::new(HashMap::new()),
             environment: RwLock::new(None),
+            service: RwLock::new(None),
         };
         keys.refresh().await?;
         Ok(keys)
@@ -259,17 +264,29 @@ impl Keys {
     pub fn authenticate(&self, key: &str, now_us: i64) -> Option<Principal> {
         let hash = digest(key);
         let Some(id) = parse_id(key) else {
-            let environment = *self.environment.read().unwrap_or_else(|e| e.into_inner());
-            return match environment {
-                Some(expected) if bool::from(expected.ct_eq(&hash)) => Some(Principal {
+            let matches = |slot: &RwLock<Option<[u8; 32]>>| {
+                let expected = *slot.read().unwrap_or_else(|e| e.into_inner());
+                expected.is_some_and(|expected| bool::from(expected.ct_eq(&hash)))
+            };
+            if matches(&self.environment) {
+                return Some(Principal {
                     id: format!("key:{ENV_KEY_ID}"),
                     name: "bootstrap admin (GUREUM_ADMIN_KEY)".to_owned(),
                     roles: vec![Role::Admin],
                     permissions: permissions_of(&[Role::Admin]),
                     bootstrap: true,
-                }),
-                _ => None,
-            };
+                });
+            }
+            if matches(&self.service) {
+                return Some(Principal {
+                    id: format!("key:{SERVICE_KEY_ID}"),
+                    name: "Gureum services (GUREUM_SERVICE_KEY)".to_owned(),
+                    roles: vec![Role::Service],
+                    permissions: permissions_of(&[Role::Service]),
+                    bootstrap: false,
+                });
+            }
+            return None;
         };
         let entry = self
             .cache
@@ -312,6 +329,11 @@ impl Keys {
             let role = Role::from_name(role).ok_or_else(|| {
                 KeyError::Invalid("`roles` names an unknown role (see docs/SECURITY.md)".to_owned())
             })?;
+            if role == Role::Service {
+                return Err(KeyError::Invalid(
+                    "`service` belongs to the service key (GUREUM_SERVICE_KEY) alone".to_owned(),
+                ));
+            }
             if !parsed.contains(&role) {
                 parsed.push(role);
             }
@@ -433,18 +455,37 @@ impl Keys {
             .ok_or_else(|| KeyError::NotFound(id.to_owned()))
     }
 
+    /// Accepts `key` (`GUREUM_SERVICE_KEY`, at least 32 visible characters) as the key Gureum's
+    /// services send when they call each other through the edge: role `service`, held in
+    /// memory only.
+    pub fn accept_service_key(&self, key: &str) -> Result<(), KeyError> {
+        let key = key.trim();
+        if key.len() < ENV_KEY_CHARS_MIN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(KeyError::WeakEnvironmentKey("GUREUM_SERVICE_KEY"));
+        }
+        if parse_id(key).is_some() {
+            return Err(KeyError::Invalid(
+                "GUREUM_SERVICE_KEY must not look like a stored key (gureum_…)".to_owned(),
+            ));
+        }
+        *self.service.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
+        Ok(())
+    }
+
     /// Makes sure an admin can get in: with `environment` (`GUREUM_ADMIN_KEY`), that value
     /// is an admin key for this process's life; otherwise, unless a bootstrap key was made
-    /// before, a new one is written to `key_file` (mode 0600) and stored.
+    /// before, a new one is written to `key_file` (mode 0600) and stored. Without a file to
+    /// write (an edge on PostgreSQL with no data folder) and without `environment`, some
+    /// stored admin key must exist already.
     pub async fn bootstrap(
         &self,
-        key_file: &Path,
+        key_file: Option<&Path>,
         environment: Option<&str>,
     ) -> Result<Bootstrapped, KeyError> {
         if let Some(key) = environment {
             let key = key.trim();
             if key.len() < ENV_KEY_CHARS_MIN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(KeyError::WeakEnvironmentKey);
+                return Err(KeyError::WeakEnvironmentKey("GUREUM_ADMIN_KEY"));
             }
             if parse_id(key).is_some() {
                 // A `gureum_…` value names a stored key; as the environment key it must not
@@ -456,13 +497,26 @@ impl Keys {
             *self.environment.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
             return Ok(Bootstrapped::Environment);
         }
-        let existing = self
-            .list()
-            .into_iter()
-            .any(|k| k.bootstrap && k.revoked_at_us.is_none());
-        if existing {
+        let keys = self.list();
+        let usable = |k: &&ApiKey| k.revoked_at_us.is_none();
+        if keys.iter().filter(usable).any(|k| k.bootstrap) {
             return Ok(Bootstrapped::Existing);
         }
+        let Some(key_file) = key_file else {
+            let admin = keys
+                .iter()
+                .filter(usable)
+                .any(|k| k.roles.iter().any(|r| r == "admin"));
+            return if admin {
+                Ok(Bootstrapped::Existing)
+            } else {
+                Err(KeyError::Invalid(
+                    "no admin key exists and there is no data folder to write one to: set \
+                     GUREUM_ADMIN_KEY"
+                        .to_owned(),
+                ))
+            };
+        };
         // The file first, then the row: a crash between leaves a file with an unknown key,
         // replaced on the next start — never a stored admin key nobody can read.
         let (id, key) = generate();
@@ -674,6 +728,7 @@ mod tests {
             ("x", vec![]),
             ("x", vec!["root"]),
             ("a\nb", vec!["teller"]),
+            ("x", vec!["service"]),
         ] {
             let roles: Vec<String> = roles.into_iter().map(String::from).collect();
             assert!(matches!(
@@ -695,7 +750,7 @@ mod tests {
         let file = dir.path().join("admin.key");
         let keys = keys(dir.path()).await;
         assert_eq!(
-            keys.bootstrap(&file, None).await.unwrap(),
+            keys.bootstrap(Some(&file), None).await.unwrap(),
             Bootstrapped::Written(file.clone())
         );
         assert_eq!(
@@ -706,7 +761,7 @@ mod tests {
         let admin = keys.authenticate(key.trim(), now_us()).unwrap();
         assert!(admin.bootstrap && admin.may("auth:keys"));
         assert_eq!(
-            keys.bootstrap(&file, None).await.unwrap(),
+            keys.bootstrap(Some(&file), None).await.unwrap(),
             Bootstrapped::Existing
         );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
@@ -715,12 +770,12 @@ mod tests {
         let keys = self::keys(other.path()).await;
         let file = other.path().join("admin.key");
         assert!(matches!(
-            keys.bootstrap(&file, Some("short")).await,
-            Err(KeyError::WeakEnvironmentKey)
+            keys.bootstrap(Some(&file), Some("short")).await,
+            Err(KeyError::WeakEnvironmentKey(_))
         ));
         let env = "k2Jq8vX0nY4tR7wB1cZ5mA9sD3fG6hL2pQ";
         assert_eq!(
-            keys.bootstrap(&file, Some(env)).await.unwrap(),
+            keys.bootstrap(Some(&file), Some(env)).await.unwrap(),
             Bootstrapped::Environment
         );
         assert!(!file.exists());
@@ -731,5 +786,36 @@ mod tests {
             keys.authenticate("k2Jq8vX0nY4tR7wB1cZ5mA9sD3fG6hL2pX", now_us()),
             None
         );
+
+        // Without a file and without the environment, only an existing admin key will do.
+        let third = tempfile::tempdir().unwrap();
+        let bare = self::keys(third.path()).await;
+        assert!(matches!(
+            bare.bootstrap(None, None).await,
+            Err(KeyError::Invalid(_))
+        ));
+        bare.create(&self::admin(), "ops", &["admin".into()], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            bare.bootstrap(None, None).await.unwrap(),
+            Bootstrapped::Existing
+        );
+
+        // The service key: role `service`, nothing more.
+        let service = "s9Xw2Lq7Tn4Vb8Kc1Hd5Jf3Mg6Pr0Zy2Ue";
+        assert_eq!(keys.authenticate(service, now_us()), None);
+        keys.accept_service_key(service).unwrap();
+        let caller = keys.authenticate(service, now_us()).unwrap();
+        assert_eq!(
+            (caller.id.as_str(), caller.roles.clone(), caller.bootstrap),
+            ("key:service", vec![Role::Service], false)
+        );
+        assert!(caller.may("ledger:write") && !caller.may("auth:keys"));
+        assert!(!caller.may("customers:unmask"));
+        assert!(matches!(
+            keys.accept_service_key("short"),
+            Err(KeyError::WeakEnvironmentKey(_))
+        ));
     }
 }

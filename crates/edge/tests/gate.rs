@@ -19,7 +19,7 @@ async fn gate(dir: &std::path::Path, config: GateConfig) -> (Arc<Gate>, String) 
     .unwrap();
     let keys = Arc::new(Keys::open(store).await.unwrap());
     let file = dir.join("admin.key");
-    keys.bootstrap(&file, None).await.unwrap();
+    keys.bootstrap(Some(&file), None).await.unwrap();
     let key = std::fs::read_to_string(file).unwrap().trim().to_owned();
     (Arc::new(Gate::new(keys, config).unwrap()), key)
 }

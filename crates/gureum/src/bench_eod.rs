@@ -279,7 +279,7 @@ async fn stored(
     let lending = lending::Lending::open(
         store,
         customers::vault::Vault::from_keyring(keyring),
-        peers::Peers::http("http://127.0.0.1:9")?,
+        peers::Peers::http(&kernel::http::Upstream::new("http://127.0.0.1:9", None))?,
         lending::credit::Model::parse(lending::credit::DEFAULT_MODEL)?,
     )
     .await?

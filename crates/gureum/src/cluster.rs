@@ -8,7 +8,9 @@
 //!   start, its password kept in `DATA_DIR/secrets/`), the vault keyring in `DATA_DIR/keys/`,
 //!   events on NATS;
 //! - `products`: the catalogue, the same way (role `gureum_products`, schema `products`);
-//! - `edge`: routes `/v1/…` to the node that serves;
+//! - `edge`: the gate (API keys in `DATA_DIR/edge/edge.sqlite`, the bootstrap admin key in
+//!   `DATA_DIR/edge/admin.key`), then routes `/v1/…` to the node that serves; the services
+//!   call each other through it with a service key the launcher makes for the run;
 //! - `deposits`: deposit accounts (role `gureum_deposits`, schema `deposits`), reaching the
 //!   ledger, customers and products through the edge;
 //! - `contracts`: contract documents (role `gureum_contracts`; the documents in
@@ -30,6 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+
+/// The key the services of this run send the edge (random, per launcher run, in memory).
+static SERVICE_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// How often the launcher checks its processes.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
@@ -134,13 +139,14 @@ pub fn run(command: ClusterCommand) -> Result<ExitCode, Error> {
             "listen = \"{}\"\n\n[edge]\nledger = [{}]\ncustomers = [\"{customers_url}\"]\n\
              products = [\"{products_url}\"]\ndeposits = [\"http://127.0.0.1:{deposits_port}\"]\n\
              contracts = [\"http://127.0.0.1:{contracts_port}\"]\n\
-             lending = [\"http://127.0.0.1:{lending_port}\"]\n",
+             lending = [\"http://127.0.0.1:{lending_port}\"]\ndata_dir = \"{}\"\n",
             args.listen,
             ledger_urls
                 .iter()
                 .map(|u| format!("\"{u}\""))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            args.data_dir.join("edge").display()
         ),
     )?;
     let edge = start("edge", "edge", edge_config)?;
@@ -342,9 +348,13 @@ fn free_port() -> Result<u16, Error> {
 /// Starts `gureum serve <service> --config <config>` and waits for its listening line.
 fn start(name: &'static str, service: &'static str, config: PathBuf) -> Result<Process, Error> {
     let mut command = Command::new(std::env::current_exe()?);
+    // The services reach each other through the edge with this run's service key.
+    let service_key = SERVICE_KEY.get_or_init(customers::vault::random_password);
     command
         .args(["serve", service, "--config"])
         .arg(&config)
+        .env("GUREUM_SERVICE_KEY", service_key)
+        .env("GUREUM_API_KEY", service_key)
         .stdout(Stdio::piped());
     // SAFETY: prctl(2) in the child between fork and exec only sets its parent-death signal:
     // if the launcher dies, even by SIGKILL, the child gets SIGTERM and stops.

@@ -14,10 +14,14 @@
 //! client's address is appended to `X-Forwarded-For`. `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
-//! Authentication, roles and the web application firewall (issue 6) will sit here. Until
-//! then the caller headers (`gureum-principal`, `gureum-permissions`) are passed on as the
-//! client sent them; once the edge authenticates it will set them itself and drop the
-//! client's.
+//! Every request passes the gate first (`edge::Gate`, as in `gureum up`): authentication,
+//! the route table, the firewall, limits, security headers. The caller headers
+//! (`gureum-principal`, `gureum-permissions`) the services read are the gate's — a client's
+//! own are dropped — and the credential itself is not passed on. `/v1/auth/…` is answered
+//! here. The edge keeps its API keys in `[edge] data_dir` (SQLite, with the bootstrap
+//! `admin.key`) or in `[database]` (schema `edge`); every replica reloads them every
+//! [`KEYS_REFRESH`]. Gureum's services calling each other through the edge send
+//! `GUREUM_SERVICE_KEY` (role `service`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,15 +41,16 @@ use crate::serve::EdgeConfig;
 
 /// The largest request body the edge forwards (the ledger's own limit is 40 MiB).
 pub const BODY_BYTES_MAX: usize = 41 << 20;
+/// How often an edge reloads the API keys (created or revoked at another replica).
+pub const KEYS_REFRESH: Duration = Duration::from_secs(5);
 /// How long connecting to a service node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a service node may take to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request headers passed on to the services.
-const FORWARDED: [HeaderName; 8] = [
+const FORWARDED: [HeaderName; 7] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
-    header::AUTHORIZATION,
     header::IF_MATCH,
     HeaderName::from_static("idempotency-key"),
     HeaderName::from_static("traceparent"),
@@ -94,8 +99,12 @@ struct Edge {
     openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
-/// Serves the edge at `listen` until SIGINT or SIGTERM.
-pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> {
+/// Serves the edge at `listen`, behind the gate `door` opens, until SIGINT or SIGTERM.
+pub async fn serve(
+    listen: SocketAddr,
+    config: EdgeConfig,
+    door: crate::server::Door,
+) -> Result<(), Error> {
     if config.ledger.is_empty() {
         return Err("[edge] ledger must name at least one node".into());
     }
@@ -123,7 +132,7 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
             deposits: deposits.is_some(),
             contracts: contracts.is_some(),
             lending: lending.is_some(),
-            edge: false,
+            edge: true,
         })),
         customers,
         products,
@@ -139,6 +148,18 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
         .route("/readyz", get(ready))
         .fallback(route)
         .with_state(edge);
+    let gate = door.open().await?;
+    let app = gate.protect(app.merge(::edge::api::router(gate.keys().clone())));
+    let keys = gate.keys().clone();
+    let refreshing = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEYS_REFRESH);
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.refresh().await {
+                tracing::warn!(error = %e, "edge: cannot reload the API keys; keeping the last ones");
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     println!("gureum listening on http://{local}");
@@ -149,6 +170,7 @@ pub async fn serve(listen: SocketAddr, config: EdgeConfig) -> Result<(), Error> 
     )
     .with_graceful_shutdown(crate::server::shutdown_signal())
     .await?;
+    refreshing.abort();
     Ok(())
 }
 

@@ -49,7 +49,12 @@
 //! deposits = ["http://127.0.0.1:8085"]
 //! contracts = ["http://127.0.0.1:8086"]
 //! lending = ["http://127.0.0.1:8087"]
+//! data_dir = "./gureum-data/edge"  # API keys and the bootstrap admin.key; or in [database]
 //! ```
+//!
+//! Secrets never go in these files: `GUREUM_ADMIN_KEY` and `GUREUM_SERVICE_KEY` (the edge),
+//! `GUREUM_API_KEY` (a service's key for the edge: the service key), database passwords in
+//! `GUREUM_DATABASE_URL`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,11 +132,24 @@ pub struct Config {
 }
 
 /// `[upstream]`: the address other services are reached at — the edge, which routes to them.
+/// The key a service sends there is a secret, so never in this file: `GUREUM_API_KEY` (the
+/// edge's `GUREUM_SERVICE_KEY`).
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
     /// e.g. `http://edge:8080`; `GUREUM_UPSTREAM_URL` wins.
     pub url: String,
+}
+
+impl UpstreamSection {
+    /// The edge at `url`, with `GUREUM_API_KEY` if set.
+    fn connection(&self) -> kernel::http::Upstream {
+        let key = std::env::var("GUREUM_API_KEY")
+            .ok()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty());
+        kernel::http::Upstream::new(&self.url, key)
+    }
 }
 
 /// `[database]`: PostgreSQL for the SQL services, one schema each.
@@ -278,6 +296,10 @@ pub struct EdgeConfig {
     /// The lending service's replicas.
     #[serde(default)]
     pub lending: Vec<String>,
+    /// Where the edge keeps its API keys (`edge.sqlite`) and writes the bootstrap
+    /// `admin.key`; without it, in `[database]` (schema `edge`) — then the first admin key
+    /// comes from `GUREUM_ADMIN_KEY`.
+    pub data_dir: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -369,7 +391,7 @@ impl Config {
         Ok(crate::services::DepositsSetup {
             sql: self.sql(deposits::SERVICE)?,
             bus: self.bus_setup()?,
-            upstream: Some(upstream.url.clone()),
+            upstream: Some(upstream.connection()),
         })
     }
 
@@ -387,7 +409,7 @@ impl Config {
             sql: self.sql(contracts::SERVICE)?,
             objects: objects.config()?,
             bus: self.bus_setup()?,
-            upstream: Some(upstream.url.clone()),
+            upstream: Some(upstream.connection()),
         })
     }
 
@@ -406,7 +428,7 @@ impl Config {
             keyring: vault.keyring.clone(),
             create_keyring: false,
             bus: self.bus_setup()?,
-            upstream: Some(upstream.url.clone()),
+            upstream: Some(upstream.connection()),
         })
     }
 
@@ -517,7 +539,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(crate::edge::serve(config.listen, edge))?;
+            let database = match config.database {
+                Some(_) => Some(config.sql("edge")?),
+                None => None,
+            };
+            let door = server::Door::edge(edge.data_dir.as_deref(), database)?;
+            runtime.block_on(crate::edge::serve(config.listen, edge, door))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -813,6 +840,16 @@ mod tests {
         assert_eq!(edge.deposits, vec!["http://deposits:8085".to_owned()]);
         assert_eq!(edge.contracts, vec!["http://contracts:8086".to_owned()]);
         assert_eq!(edge.lending, vec!["http://lending:8087".to_owned()]);
+        // The edge's keys are shared by its replicas: in PostgreSQL, not a data folder.
+        let edge_config = Config::load(&dir.join("edge.toml")).unwrap();
+        assert_eq!(edge.data_dir, None);
+        assert_eq!(
+            edge_config.sql("edge").unwrap(),
+            store::SqlConfig::Postgres {
+                url: "postgres://gureum_edge@postgres:5432/gureum".to_owned(),
+                schema: "edge".to_owned()
+            }
+        );
         let lending = Config::load(&dir.join("lending.toml"))
             .unwrap()
             .lending_setup()
@@ -821,7 +858,10 @@ mod tests {
             lending.keyring,
             std::path::Path::new("/etc/gureum-lending-vault/vault.toml")
         );
-        assert_eq!(lending.upstream.as_deref(), Some("http://edge:8080"));
+        assert_eq!(
+            lending.upstream.map(|u| u.url).as_deref(),
+            Some("http://edge:8080")
+        );
         let contracts = Config::load(&dir.join("contracts.toml")).unwrap();
         assert!(matches!(
             contracts.objects,
@@ -833,7 +873,10 @@ mod tests {
         );
         let deposits = Config::load(&dir.join("deposits.toml")).unwrap();
         let setup = deposits.deposits_setup().unwrap();
-        assert_eq!(setup.upstream.as_deref(), Some("http://edge:8080"));
+        assert_eq!(
+            setup.upstream.map(|u| u.url).as_deref(),
+            Some("http://edge:8080")
+        );
         assert!(
             matches!(setup.sql, store::SqlConfig::Postgres { ref schema, .. } if schema == "deposits")
         );

@@ -58,10 +58,13 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub struct Door {
     /// The edge's database (API keys).
     pub keys: store::SqlConfig,
-    /// Where a new bootstrap admin key is written.
-    pub admin_key_file: PathBuf,
+    /// Where a new bootstrap admin key is written (none: an edge on PostgreSQL without a
+    /// data folder, which needs `GUREUM_ADMIN_KEY` or an admin key made before).
+    pub admin_key_file: Option<PathBuf>,
     /// `GUREUM_ADMIN_KEY`, if set: the admin key instead of a written one.
     pub admin_key_env: Option<String>,
+    /// `GUREUM_SERVICE_KEY`, if set: the key the split shape's services send (role `service`).
+    pub service_key_env: Option<String>,
     /// The gate's limits and firewall.
     pub gate: edge::GateConfig,
 }
@@ -74,20 +77,59 @@ impl Door {
             keys: store::SqlConfig::Sqlite {
                 path: data_dir.join(EDGE_FILE),
             },
-            admin_key_file: data_dir.join(ADMIN_KEY_FILE),
-            admin_key_env: std::env::var("GUREUM_ADMIN_KEY")
-                .ok()
-                .filter(|k| !k.is_empty()),
+            admin_key_file: Some(data_dir.join(ADMIN_KEY_FILE)),
+            admin_key_env: env_secret("GUREUM_ADMIN_KEY"),
+            service_key_env: None,
             gate: edge::GateConfig::default(),
         }
     }
 
+    /// The split shape's edge: keys in `<data_dir>/edge.sqlite` (and a bootstrap key in
+    /// `<data_dir>/admin.key`) or, without a data folder, in `database`'s schema `edge`; the
+    /// services' key from `GUREUM_SERVICE_KEY`.
+    pub fn edge(
+        data_dir: Option<&std::path::Path>,
+        database: Option<store::SqlConfig>,
+    ) -> Result<Door, Error> {
+        let (keys, admin_key_file) = match (data_dir, database) {
+            (Some(dir), _) => (
+                store::SqlConfig::Sqlite {
+                    path: dir.join(EDGE_FILE),
+                },
+                Some(dir.join(ADMIN_KEY_FILE)),
+            ),
+            (None, Some(database)) => (database, None),
+            (None, None) => {
+                return Err(
+                    "the edge keeps its API keys in [edge] data_dir or in [database]: give one"
+                        .into(),
+                );
+            }
+        };
+        Ok(Door {
+            keys,
+            admin_key_file,
+            admin_key_env: env_secret("GUREUM_ADMIN_KEY"),
+            service_key_env: env_secret("GUREUM_SERVICE_KEY"),
+            gate: edge::GateConfig::default(),
+        })
+    }
+
     /// Opens the keys, makes sure an admin can get in, and builds the gate.
     pub async fn open(&self) -> Result<Arc<edge::Gate>, Error> {
+        if let Some(dir) = self.admin_key_file.as_ref().and_then(|f| f.parent()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let store = store::Store::open(&self.keys).await?;
         let keys = Arc::new(edge::Keys::open(store).await?);
+        if let Some(key) = &self.service_key_env {
+            keys.accept_service_key(key)?;
+        }
         match keys
-            .bootstrap(&self.admin_key_file, self.admin_key_env.as_deref())
+            .bootstrap(
+                self.admin_key_file.as_deref(),
+                self.admin_key_env.as_deref(),
+            )
             .await?
         {
             edge::Bootstrapped::Written(path) => tracing::info!(
@@ -380,6 +422,14 @@ pub fn app(services: Services, gate: Option<&Arc<edge::Gate>>) -> Router {
         Some(gate) => gate.protect(router),
         None => router,
     }
+}
+
+/// A secret from the environment, if set and not blank.
+fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
 }
 
 /// Which services a document (or a process) covers.

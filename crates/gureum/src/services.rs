@@ -161,7 +161,7 @@ pub struct DepositsSetup {
     pub bus: BusSetup,
     /// Where it reaches the ledger, customers and products over HTTP (the edge); none: in
     /// this process, next to them (`gureum up`).
-    pub upstream: Option<String>,
+    pub upstream: Option<kernel::http::Upstream>,
 }
 
 impl DepositsSetup {
@@ -187,9 +187,9 @@ impl DepositsSetup {
             &local.customers,
             &local.products,
         ) {
-            (Some(url), _, _, _) => (
-                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(url)?),
-                deposits::Peers::http(url)?,
+            (Some(upstream), _, _, _) => (
+                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(upstream)?),
+                deposits::Peers::http(upstream)?,
             ),
             (None, Some(engine), Some(customers), Some(products)) => (
                 ledger::client::LedgerClient::Local(engine.clone()),
@@ -223,7 +223,7 @@ pub struct ContractsSetup {
     /// Where its events go.
     pub bus: BusSetup,
     /// Where it reaches customers and products over HTTP (the edge); none: in this process.
-    pub upstream: Option<String>,
+    pub upstream: Option<kernel::http::Upstream>,
 }
 
 impl std::fmt::Debug for ContractsSetup {
@@ -256,7 +256,7 @@ impl ContractsSetup {
         stop: watch::Receiver<bool>,
         local: &crate::server::Services,
     ) -> Result<(Arc<contracts::Contracts>, tokio::task::JoinHandle<()>), Error> {
-        let peers = peers_of(self.upstream.as_deref(), local, "contracts")?;
+        let peers = peers_of(self.upstream.as_ref(), local, "contracts")?;
         let store = Store::open(&self.sql).await?;
         let objects = store::Objects::open(&self.objects)?;
         let service = Arc::new(contracts::Contracts::open(store, objects, peers).await?);
@@ -277,7 +277,7 @@ pub struct LendingSetup {
     /// Where its events go.
     pub bus: BusSetup,
     /// Where it reaches customers and products over HTTP; none: in this process.
-    pub upstream: Option<String>,
+    pub upstream: Option<kernel::http::Upstream>,
 }
 
 impl LendingSetup {
@@ -299,7 +299,7 @@ impl LendingSetup {
         stop: watch::Receiver<bool>,
         local: &crate::server::Services,
     ) -> Result<(Arc<lending::Lending>, tokio::task::JoinHandle<()>), Error> {
-        let peers = peers_of(self.upstream.as_deref(), local, "lending")?;
+        let peers = peers_of(self.upstream.as_ref(), local, "lending")?;
         let vault = open_vault(&self.keyring, self.create_keyring)?;
         let model = lending::credit::Model::parse(lending::credit::DEFAULT_MODEL)?;
         let store = Store::open(&self.sql).await?;
@@ -311,9 +311,9 @@ impl LendingSetup {
             &local.contracts,
             &local.deposits,
         ) {
-            (Some(url), _, _, _) => service.with_loans(
-                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(url)?),
-                lending::links::Links::http(url)?,
+            (Some(upstream), _, _, _) => service.with_loans(
+                ledger::client::LedgerClient::Http(ledger::client::HttpLedger::new(upstream)?),
+                lending::links::Links::http(upstream)?,
             ),
             (None, Some(engine), Some(contracts), Some(deposits)) => service.with_loans(
                 ledger::client::LedgerClient::Local(engine.clone()),
@@ -333,12 +333,12 @@ impl LendingSetup {
 /// The customers service and the catalogue as `service` reaches them: over HTTP at
 /// `upstream`, or in this process.
 fn peers_of(
-    upstream: Option<&str>,
+    upstream: Option<&kernel::http::Upstream>,
     local: &crate::server::Services,
     service: &str,
 ) -> Result<peers::Peers, Error> {
     match (upstream, &local.customers, &local.products) {
-        (Some(url), _, _) => Ok(peers::Peers::http(url)?),
+        (Some(upstream), _, _) => Ok(peers::Peers::http(upstream)?),
         (None, Some(customers), Some(products)) => Ok(peers::Peers::Local {
             customers: customers.clone(),
             products: products.clone(),

@@ -76,8 +76,19 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         ]
     );
 
-    let http = reqwest::Client::new();
+    // The edge wrote its bootstrap admin key before it began to listen.
+    let admin_key = std::fs::read_to_string(dir.path().join("edge/admin.key")).unwrap();
+    let http = support::client_with_key(admin_key.trim());
     support::wait_ready(&http, &url, Duration::from_secs(20)).await;
+    // The edge is the door here too: no key, no entry; a client's own caller headers count
+    // for nothing.
+    let refused = reqwest::Client::new()
+        .get(format!("{url}/v1/ledger/accounts/1"))
+        .header("gureum-permissions", "ledger:read")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     let accounts =
         json!([{"id": "1", "ledger": 1, "code": 1}, {"id": "2", "ledger": 1, "code": 1}]);
     let created: Vec<Value> = http
@@ -118,7 +129,6 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         .get(format!(
             "{url}/v1/customers/{id}?unmask=rrn&purpose=cluster%20check"
         ))
-        .header("gureum-permissions", "customers:unmask")
         .send()
         .await
         .unwrap()
@@ -164,9 +174,7 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
             json!({"status": "verified", "reason": "cluster check"}),
         ),
     ] {
-        let mut request = http
-            .post(format!("{url}{path}"))
-            .header("gureum-permissions", "products:manage");
+        let mut request = http.post(format!("{url}{path}"));
         if !body.is_null() {
             request = request.json(&body);
         }
@@ -260,7 +268,6 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert_eq!(quote["installments"][0]["payment"], "858367", "{quote}");
     let evaluated = http
         .post(format!("{url}/v1/credit/evaluations"))
-        .header("gureum-permissions", "credit:evaluate")
         .json(&json!({
             "customer_id": id,
             "inputs": {"annual_income": "60000000", "existing_debt": "20000000",
@@ -277,11 +284,8 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     assert_eq!(evaluated["evaluation"]["score"], 950);
     // A loan through the edge: lending reaches contracts, deposits and the ledger over HTTP —
     // applied, accepted (its contract issued), signed, paid into the account, prepaid once.
-    let staff = "credit:evaluate,credit:read,loans:read,loans:originate,loans:repay";
     let call = |method: reqwest::Method, path: String, body: Option<Value>, key: Option<&str>| {
-        let mut request = http
-            .request(method, format!("{url}{path}"))
-            .header("gureum-permissions", format!("{staff},products:manage"));
+        let mut request = http.request(method, format!("{url}{path}"));
         if let Some(key) = key {
             request = request.header("idempotency-key", key);
         }

@@ -133,10 +133,24 @@ async fn the_standby_takes_over_within_5s_and_loses_nothing_then_a_nats_node_die
     assert_eq!(answer.status(), 503);
     assert_eq!(answer.json::<Value>().await.unwrap()["code"], "standby");
     let edge_config = format!(
-        "listen = \"127.0.0.1:0\"\n[edge]\nledger = [\"{}\", \"{}\"]\n",
-        leader.url, standby.url
+        "listen = \"127.0.0.1:0\"\n[edge]\nledger = [\"{}\", \"{}\"]\ndata_dir = \"{}\"\n",
+        leader.url,
+        standby.url,
+        dir.path().join("edge").display()
     );
     let edge = start("edge", write(dir.path(), "edge.toml", &edge_config)).await;
+    // From here on every request goes through the edge, with its bootstrap admin key.
+    let key = std::fs::read_to_string(dir.path().join("edge/admin.key")).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", key.trim()).parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
 
     let accounts: Vec<Value> = (1..=ACCOUNTS)
         .map(|id| json!({"id": id.to_string(), "ledger": 1, "code": 1}))

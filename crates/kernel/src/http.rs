@@ -98,6 +98,48 @@ pub fn trace_parent(headers: &axum::http::HeaderMap) -> Option<crate::event::Tra
         .and_then(|v| v.parse().ok())
 }
 
+/// Where a service of the split shape reaches the others — the edge — and the key it sends
+/// there (`GUREUM_API_KEY`: the edge's service key). Debug output never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// e.g. `http://edge:8080`, without a trailing slash.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+}
+
+impl Upstream {
+    /// The edge at `url`, reached with `api_key`.
+    pub fn new(url: &str, api_key: Option<String>) -> Upstream {
+        Upstream {
+            url: url.trim_end_matches('/').to_owned(),
+            api_key,
+        }
+    }
+
+    /// The headers every call carries: the credential, marked sensitive (so an HTTP client's
+    /// debug output leaves it out).
+    pub fn headers(&self) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(key) = &self.api_key
+            && let Ok(mut value) = axum::http::HeaderValue::from_str(&format!("Bearer {key}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(axum::http::header::AUTHORIZATION, value);
+        }
+        headers
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// The header naming the authenticated principal of a request.
 pub const PRINCIPAL_HEADER: &str = "gureum-principal";
 /// The header listing the principal's permissions, comma-separated.
@@ -203,6 +245,17 @@ pub fn client_address(parts: &axum::http::request::Parts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_sends_its_key_and_never_prints_it() {
+        let upstream = Upstream::new("http://edge:8080/", Some("s3cr3t-service-key".into()));
+        assert_eq!(upstream.url, "http://edge:8080");
+        let headers = upstream.headers();
+        assert_eq!(headers["authorization"], "Bearer s3cr3t-service-key");
+        assert!(headers["authorization"].is_sensitive());
+        assert!(!format!("{upstream:?}").contains("s3cr3t"));
+        assert!(Upstream::new("http://edge", None).headers().is_empty());
+    }
 
     #[test]
     fn the_client_address_is_the_last_forwarded_hop_or_the_peer() {

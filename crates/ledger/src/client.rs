@@ -52,9 +52,11 @@ pub struct HttpLedger {
 }
 
 impl HttpLedger {
-    /// A client for the ledger API under `base` (scheme, host and port).
-    pub fn new(base: &str) -> Result<HttpLedger, ClientError> {
+    /// A client for the ledger API through `upstream` (the edge, or a ledger node).
+    pub fn new(upstream: &kernel::http::Upstream) -> Result<HttpLedger, ClientError> {
+        let base = upstream.url.as_str();
         let http = reqwest::Client::builder()
+            .default_headers(upstream.headers())
             .timeout(Duration::from_millis(CALL_TIMEOUT_MS))
             .build()
             .map_err(|e| ClientError::Unavailable(e.to_string()))?;

@@ -143,9 +143,11 @@ fn down(service: &'static str) -> impl Fn(String) -> PeerError {
 }
 
 impl Links {
-    /// Links reached over HTTP at `base`.
-    pub fn http(base: &str) -> Result<Links, PeerError> {
+    /// Links reached over HTTP through `upstream` (the edge).
+    pub fn http(upstream: &kernel::http::Upstream) -> Result<Links, PeerError> {
+        let base = upstream.url.as_str();
         let http = reqwest::Client::builder()
+            .default_headers(upstream.headers())
             .timeout(Duration::from_millis(CALL_TIMEOUT_MS))
             .build()
             .map_err(|e| down("http")(e.to_string()))?;

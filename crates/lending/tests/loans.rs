@@ -229,7 +229,13 @@ impl World {
         .await
         .unwrap()
         .with_loans(
-            LedgerClient::Http(ledger::client::HttpLedger::new("http://127.0.0.1:1").unwrap()),
+            LedgerClient::Http(
+                ledger::client::HttpLedger::new(&kernel::http::Upstream::new(
+                    "http://127.0.0.1:1",
+                    None,
+                ))
+                .unwrap(),
+            ),
             lending::links::Links::Local {
                 contracts: self.contracts.clone(),
                 deposits: self.deposits.clone(),

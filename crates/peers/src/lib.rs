@@ -133,9 +133,11 @@ impl From<products::service::Version> for ProductFacts {
 }
 
 impl Peers {
-    /// Peers reached over HTTP at `base`.
-    pub fn http(base: &str) -> Result<Peers, PeerError> {
+    /// Peers reached over HTTP through `upstream` (the edge).
+    pub fn http(upstream: &kernel::http::Upstream) -> Result<Peers, PeerError> {
+        let base = upstream.url.as_str();
         let http = reqwest::Client::builder()
+            .default_headers(upstream.headers())
             .timeout(Duration::from_millis(CALL_TIMEOUT_MS))
             .build()
             .map_err(|e| PeerError {
