@@ -17,6 +17,102 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::keys::{ApiKey, KeyError, Keys, Principal};
 
+/// `GET /v1/audit/events` over `log`.
+pub fn audit_router(log: audit::log::AuditLog) -> Router {
+    Router::new()
+        .route("/v1/audit/events", get(audit_events))
+        .with_state(log)
+}
+
+/// Which audit entries to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only this principal's (`key:<id>`, `anonymous`).
+    pub principal: Option<String>,
+    /// Only this action (`GET /v1/customers/{id}`).
+    pub action: Option<String>,
+    /// Only this outcome (HTTP status).
+    pub outcome: Option<u16>,
+    /// Only this kind: `request` or `regulated_read`.
+    pub kind: Option<String>,
+    /// At or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub to: Option<String>,
+    /// After this entry (the previous page's `next`).
+    pub after: Option<String>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// A page of audit entries, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Each with its number, its hash and the previous entry's.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<audit::Entry>,
+    /// The cursor of the next page (`after`), or null on the last one.
+    pub next: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
+async fn audit_events(
+    State(log): State<audit::log::AuditLog>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<AuditPage>, Problem> {
+    let axum::extract::Query(q) = query.map_err(kernel::http::query_problem)?;
+    let invalid = |detail: &str| {
+        Problem::new(400, "invalid_query", "The query string is not valid")
+            .with_detail(detail.to_owned())
+    };
+    let time = |text: &Option<String>, name: &str| -> Result<Option<i64>, Problem> {
+        text.as_deref()
+            .map(|t| {
+                parse_time(t).map_err(|_| invalid(&format!("`{name}` must be an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    if q.kind
+        .as_deref()
+        .is_some_and(|k| k != "request" && k != "regulated_read")
+    {
+        return Err(invalid("`kind` is `request` or `regulated_read`"));
+    }
+    let after = match &q.after {
+        None => None,
+        Some(a) => Some(
+            a.parse::<i64>()
+                .ok()
+                .filter(|a| *a >= 0)
+                .ok_or_else(|| invalid("`after` is an entry number"))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=audit::log::PAGE_MAX).contains(&limit) {
+        return Err(invalid("`limit` is 1 to 1000"));
+    }
+    let filter = audit::log::Filter {
+        principal: q.principal,
+        action: q.action,
+        outcome: q.outcome,
+        kind: q.kind,
+        from_us: time(&q.from, "from")?,
+        to_us: time(&q.to, "to")?,
+        after,
+        limit,
+    };
+    let (events, next) = log.page(&filter).await.map_err(|e| {
+        tracing::error!(error = %e, "audit: reading failed");
+        Problem::unavailable("the audit trail could not be read; try again shortly")
+    })?;
+    Ok(axum::Json(AuditPage {
+        events,
+        next: next.map(|n| n.to_string()),
+    }))
+}
+
 /// A request body holds at most this many bytes.
 const BODY_BYTES_MAX: usize = 4 << 10;
 
@@ -178,7 +274,15 @@ fn problem(e: KeyError) -> Problem {
 /// The auth routes' OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(whoami, create, list, revoke),
-    components(schemas(WhoAmI, CreateApiKey, CreatedApiKey, ApiKeys, ApiKey, Problem))
+    paths(whoami, create, list, revoke, audit_events),
+    components(schemas(
+        WhoAmI,
+        CreateApiKey,
+        CreatedApiKey,
+        ApiKeys,
+        ApiKey,
+        AuditPage,
+        Problem
+    ))
 )]
 pub struct ApiDoc;

@@ -56,20 +56,27 @@ impl Default for GateConfig {
     }
 }
 
-/// The gate: the keys, the firewall and the limits.
+/// The gate: the keys, the firewall, the limits and the audit trail.
 pub struct Gate {
     keys: Arc<Keys>,
     waf: waf::Engine,
     config: GateConfig,
+    audit: Option<audit::writer::Auditor>,
 }
 
 impl Gate {
-    /// A gate over `keys`; fails if the firewall's configuration is unusable.
-    pub fn new(keys: Arc<Keys>, config: GateConfig) -> Result<Gate, waf::ConfigError> {
+    /// A gate over `keys`, recording every request to `audit` (if given); fails if the
+    /// firewall's configuration is unusable.
+    pub fn new(
+        keys: Arc<Keys>,
+        config: GateConfig,
+        audit: Option<audit::writer::Auditor>,
+    ) -> Result<Gate, waf::ConfigError> {
         Ok(Gate {
             keys,
             waf: waf::Engine::new(config.waf.clone())?,
             config,
+            audit,
         })
     }
 
@@ -84,14 +91,82 @@ impl Gate {
     }
 }
 
+/// What the gate learnt about a request, for its audit record.
+#[derive(Default)]
+struct Seen {
+    principal: Option<Principal>,
+    claimed: Option<String>,
+    incident: Option<String>,
+}
+
 /// The middleware: see the module's documentation.
 pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    let mut response = admit(&gate, request, next).await;
+    let at_us = store::sql::now_us();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let unmasking = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.starts_with("unmask=") && p.len() > 7)
+    });
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(USER_AGENT_CHARS_MAX).collect::<String>());
+    let trace_id = kernel::http::trace_parent(request.headers()).map(|t| audit::hex(&t.trace_id));
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    let mut seen = Seen::default();
+    let mut response = admit(&gate, request, next, &mut seen).await;
     security_headers(response.headers_mut(), gate.config.tls);
+    if let Some(auditor) = &gate.audit {
+        let method_name = if method == axum::http::Method::HEAD {
+            "GET"
+        } else {
+            method.as_str()
+        };
+        let route = access::route(method_name, &path);
+        let outcome = response.status().as_u16();
+        let regulated = response.status().is_success()
+            && method == axum::http::Method::GET
+            && route.is_some_and(|r| {
+                (r.path == "/v1/customers/{id}" && unmasking)
+                    || r.path == "/v1/customers/{id}/export"
+            });
+        let principal = seen.principal.as_ref();
+        auditor
+            .record(audit::Record {
+                at_us,
+                kind: if regulated {
+                    audit::Kind::RegulatedRead
+                } else {
+                    audit::Kind::Request
+                },
+                principal: principal
+                    .map_or_else(|| kernel::http::ANONYMOUS.to_owned(), |p| p.id.clone()),
+                claimed: seen.claimed,
+                roles: principal.map_or_else(Vec::new, |p| {
+                    p.roles.iter().map(|r| r.name().to_owned()).collect()
+                }),
+                action: format!("{method} {}", route.map_or(path.as_str(), |r| r.path)),
+                resource: path,
+                outcome,
+                client,
+                user_agent,
+                trace_id,
+                incident: seen.incident,
+            })
+            .await;
+    }
     response
 }
 
-async fn admit(gate: &Gate, mut request: Request, next: Next) -> Response {
+/// A `User-Agent` is recorded up to this many characters.
+const USER_AGENT_CHARS_MAX: usize = 200;
+
+async fn admit(gate: &Gate, mut request: Request, next: Next, seen: &mut Seen) -> Response {
     let headers = request.headers_mut();
     headers.remove(PRINCIPAL_HEADER);
     headers.remove(PERMISSIONS_HEADER);
@@ -115,11 +190,15 @@ async fn admit(gate: &Gate, mut request: Request, next: Next) -> Response {
         Access::Public => None,
         Access::Authenticated | Access::Permission(_) => {
             match authenticate(&gate.keys, request.headers()) {
-                Some(principal) => Some(principal),
-                None => return unauthenticated(),
+                Ok(principal) => Some(principal),
+                Err(claimed) => {
+                    seen.claimed = claimed;
+                    return unauthenticated();
+                }
             }
         }
     };
+    seen.principal = principal.clone();
     if let (Access::Permission(needed), Some(principal)) = (access, &principal)
         && !principal.may(needed)
     {
@@ -142,6 +221,7 @@ async fn admit(gate: &Gate, mut request: Request, next: Next) -> Response {
     let verdict = inspect(&gate.waf, &parts, &body);
     if verdict.attack {
         let incident = uuid::Uuid::now_v7().to_string();
+        seen.incident = Some(incident.clone());
         let rules: Vec<&str> = verdict.matches.iter().map(|m| m.rule).collect();
         let locations: Vec<&str> = verdict
             .matches
@@ -188,17 +268,21 @@ async fn admit(gate: &Gate, mut request: Request, next: Next) -> Response {
     }
 }
 
-/// The principal of the request's `Authorization: Bearer …` credential.
-fn authenticate(keys: &Keys, headers: &HeaderMap) -> Option<Principal> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    if value.len() > AUTHORIZATION_BYTES_MAX {
-        return None;
-    }
-    let (scheme, credential) = value.split_once(' ')?;
+/// The principal of the request's `Authorization: Bearer …` credential; else the key it
+/// claimed to be (`key:<id>`), if it named one.
+fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Principal, Option<String>> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= AUTHORIZATION_BYTES_MAX)
+        .ok_or(None)?;
+    let (scheme, credential) = value.split_once(' ').ok_or(None)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+        return Err(None);
     }
-    keys.authenticate(credential.trim(), store::sql::now_us())
+    let credential = credential.trim();
+    keys.authenticate(credential, store::sql::now_us())
+        .ok_or_else(|| crate::keys::parse_id(credential).map(|id| format!("key:{id}")))
 }
 
 fn inspect(engine: &waf::Engine, parts: &axum::http::request::Parts, body: &[u8]) -> waf::Verdict {

@@ -552,7 +552,7 @@ pub enum Bootstrapped {
 }
 
 /// The id of a well-formed `gureum_<id>_<secret>` key.
-fn parse_id(key: &str) -> Option<&str> {
+pub fn parse_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(KEY_PREFIX)?;
     let (id, secret) = (rest.get(..ID_HEX)?, rest.get(ID_HEX..)?);
     let secret = secret.strip_prefix('_')?;

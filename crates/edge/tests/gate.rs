@@ -21,7 +21,7 @@ async fn gate(dir: &std::path::Path, config: GateConfig) -> (Arc<Gate>, String) 
     let file = dir.join("admin.key");
     keys.bootstrap(Some(&file), None).await.unwrap();
     let key = std::fs::read_to_string(file).unwrap().trim().to_owned();
-    (Arc::new(Gate::new(keys, config).unwrap()), key)
+    (Arc::new(Gate::new(keys, config, None).unwrap()), key)
 }
 
 /// A router whose ledger route echoes what the gate passed on, and whose transfers route is
@@ -189,4 +189,33 @@ fn docs_security_md_shows_the_table_as_it_is() {
         "docs/SECURITY.md must hold the route table exactly as edge::access::render_markdown() \
          renders it (`gureum routes` prints it):\n{table}"
     );
+}
+
+#[tokio::test]
+async fn keys_work_the_same_on_postgresql_shared_by_two_edges() {
+    let db = store::testing::TestDb::new(store::Backend::Postgres).await;
+    let one = Keys::open(db.open().await).await.unwrap();
+    let two = Keys::open(db.open().await).await.unwrap();
+    // No data folder: without GUREUM_ADMIN_KEY and without a stored admin key, refused.
+    assert!(one.bootstrap(None, None).await.is_err());
+    let env = "k2Jq8vX0nY4tR7wB1cZ5mA9sD3fG6hL2pQ";
+    one.bootstrap(None, Some(env)).await.unwrap();
+    let admin = one.authenticate(env, store::sql::now_us()).unwrap();
+    let made = one
+        .create(&admin, "desk", &["teller".into()], None)
+        .await
+        .unwrap();
+    // The other edge knows the key once it reloads, and forgets it once revoked there.
+    assert!(two.authenticate(&made.key, store::sql::now_us()).is_none());
+    two.refresh().await.unwrap();
+    assert_eq!(
+        two.authenticate(&made.key, store::sql::now_us())
+            .unwrap()
+            .roles,
+        vec![Role::Teller]
+    );
+    two.revoke(&made.record.id, &admin).await.unwrap();
+    one.refresh().await.unwrap();
+    assert!(one.authenticate(&made.key, store::sql::now_us()).is_none());
+    db.cleanup().await;
 }

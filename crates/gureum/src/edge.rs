@@ -148,9 +148,9 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .fallback(route)
         .with_state(edge);
-    let gate = door.open().await?;
-    let app = gate.protect(app.merge(::edge::api::router(gate.keys().clone())));
-    let keys = gate.keys().clone();
+    let entrance = door.open().await?;
+    let app = entrance.gate.protect(app.merge(entrance.routes()));
+    let keys = entrance.gate.keys().clone();
     let refreshing = tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEYS_REFRESH);
         loop {
@@ -171,6 +171,7 @@ pub async fn serve(
     .with_graceful_shutdown(crate::server::shutdown_signal())
     .await?;
     refreshing.abort();
+    entrance.close().await;
     Ok(())
 }
 

@@ -8,9 +8,11 @@
 //! - `gureum eod --date D`: end of day (deposit interest accrual and posting).
 //! - `gureum waf eval --corpus FILE`: the web application firewall's rates on a corpus.
 //! - `gureum routes`: the edge's route table (what each route needs, which roles may).
+//! - `gureum audit verify|export`: the audit trail's hash chain checked, or written as JSONL.
 //! - `gureum bench ledger …`: the ledger benchmark; `gureum bench eod …`: lending's end of day;
 //!   `gureum bench waf`: the firewall's inspection time.
 
+mod audit_cli;
 mod bench;
 mod bench_eod;
 mod client;
@@ -75,6 +77,11 @@ enum Command {
     },
     /// Print the edge's route table: what every route needs and which roles may (Markdown).
     Routes,
+    /// The audit trail: verify its hash chain, export it as JSON Lines.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cli::AuditCommand,
+    },
     /// Measure Gureum.
     Bench {
         #[command(subcommand)]
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
         Command::Ledger(args) => client::run(args),
         Command::Eod(args) => eod::run(args),
         Command::Waf { command } => waf_cli::run(command),
+        Command::Audit { command } => audit_cli::run(command),
         Command::Routes => {
             print!("{}", ::edge::access::render_markdown());
             Ok(ExitCode::SUCCESS)

@@ -49,6 +49,8 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
 
 /// The edge's key file in the data folder of `gureum up`.
 pub const EDGE_FILE: &str = "edge.sqlite";
+/// The audit trail's file in the data folder of `gureum up`.
+pub const AUDIT_FILE: &str = "audit.sqlite";
 /// The bootstrap admin key's file in the data folder of `gureum up`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 
@@ -67,7 +69,41 @@ pub struct Door {
     pub service_key_env: Option<String>,
     /// The gate's limits and firewall.
     pub gate: edge::GateConfig,
+    /// Where the audit trail is appended.
+    pub audit: store::SqlConfig,
 }
+
+/// The door, open: the gate, the audit trail it appends to, and the trail's writer.
+pub struct Entrance {
+    /// The gate.
+    pub gate: Arc<edge::Gate>,
+    /// The audit trail (for `GET /v1/audit/events`).
+    pub audit: audit::log::AuditLog,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Entrance {
+    /// The edge's own routes: `/v1/auth/…` and `/v1/audit/events`.
+    pub fn routes(&self) -> Router {
+        edge::api::router(self.gate.keys().clone())
+            .merge(edge::api::audit_router(self.audit.clone()))
+    }
+
+    /// Writes what the audit trail still has queued (once the server, which holds the gate's
+    /// other handles, has stopped).
+    pub async fn close(self) {
+        drop(self.gate);
+        if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("audit: the trail's last records could not be written in time");
+        }
+    }
+}
+
+/// How long a stopping server waits for the audit trail's queue to be written.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Door {
     /// `gureum up`'s door: keys in `<data-dir>/edge.sqlite`, the admin key in
@@ -81,24 +117,32 @@ impl Door {
             admin_key_env: env_secret("GUREUM_ADMIN_KEY"),
             service_key_env: None,
             gate: edge::GateConfig::default(),
+            audit: store::SqlConfig::Sqlite {
+                path: data_dir.join(AUDIT_FILE),
+            },
         }
     }
 
     /// The split shape's edge: keys in `<data_dir>/edge.sqlite` (and a bootstrap key in
-    /// `<data_dir>/admin.key`) or, without a data folder, in `database`'s schema `edge`; the
-    /// services' key from `GUREUM_SERVICE_KEY`.
+    /// `<data_dir>/admin.key`) and the audit trail in `<data_dir>/audit.sqlite` or, without a
+    /// data folder, both in `database` (the edge's schema); the services' key from
+    /// `GUREUM_SERVICE_KEY`.
     pub fn edge(
         data_dir: Option<&std::path::Path>,
         database: Option<store::SqlConfig>,
     ) -> Result<Door, Error> {
-        let (keys, admin_key_file) = match (data_dir, database) {
+        let (keys, admin_key_file, audit) = match (data_dir, database) {
             (Some(dir), _) => (
                 store::SqlConfig::Sqlite {
                     path: dir.join(EDGE_FILE),
                 },
                 Some(dir.join(ADMIN_KEY_FILE)),
+                store::SqlConfig::Sqlite {
+                    path: dir.join(AUDIT_FILE),
+                },
             ),
-            (None, Some(database)) => (database, None),
+            // The trail beside the keys, in the edge's own schema (its own tables).
+            (None, Some(database)) => (database.clone(), None, database),
             (None, None) => {
                 return Err(
                     "the edge keeps its API keys in [edge] data_dir or in [database]: give one"
@@ -112,11 +156,13 @@ impl Door {
             admin_key_env: env_secret("GUREUM_ADMIN_KEY"),
             service_key_env: env_secret("GUREUM_SERVICE_KEY"),
             gate: edge::GateConfig::default(),
+            audit,
         })
     }
 
-    /// Opens the keys, makes sure an admin can get in, and builds the gate.
-    pub async fn open(&self) -> Result<Arc<edge::Gate>, Error> {
+    /// Opens the keys and the audit trail, makes sure an admin can get in, and builds the
+    /// gate.
+    pub async fn open(&self) -> Result<Entrance, Error> {
         if let Some(dir) = self.admin_key_file.as_ref().and_then(|f| f.parent()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -142,7 +188,14 @@ impl Door {
             }
             edge::Bootstrapped::Existing => {}
         }
-        Ok(Arc::new(edge::Gate::new(keys, self.gate.clone())?))
+        let audit = audit::log::AuditLog::open(store::Store::open(&self.audit).await?).await?;
+        let (auditor, writer) = audit::writer::Auditor::start(audit.clone());
+        let gate = Arc::new(edge::Gate::new(keys, self.gate.clone(), Some(auditor))?);
+        Ok(Entrance {
+            gate,
+            audit,
+            writer,
+        })
     }
 }
 
@@ -323,13 +376,16 @@ pub fn run_ledger_with_file_journal(
         .build()?;
     let served = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let gate = match &door {
+        let entrance = match &door {
             Some(door) => Some(door.open().await?),
             None => None,
         };
         let (services, relays) = sql.start(&stopped, Some(engine.clone())).await?;
         let relaying = events.spawn(engine.clone(), stopped);
-        let served = serve(app(services, gate.as_ref()), engine.clone(), listen).await;
+        let served = serve(app(services, entrance.as_ref()), engine.clone(), listen).await;
+        if let Some(entrance) = entrance {
+            entrance.close().await;
+        }
         let _ = stop.send(true);
         let _ = relaying.await;
         for relaying in relays {
@@ -366,7 +422,7 @@ pub fn init_tracing() {
 /// The HTTP surface of the services this process runs: their routes, health, and the
 /// OpenAPI document of what it serves — behind `gate`, with the edge's own routes
 /// (`/v1/auth/…`), when the process faces clients (`gureum up`).
-pub fn app(services: Services, gate: Option<&Arc<edge::Gate>>) -> Router {
+pub fn app(services: Services, entrance: Option<&Entrance>) -> Router {
     let Services {
         ledger: engine,
         customers,
@@ -382,7 +438,7 @@ pub fn app(services: Services, gate: Option<&Arc<edge::Gate>>) -> Router {
         deposits: deposits.is_some(),
         contracts: contracts.is_some(),
         lending: lending.is_some(),
-        edge: gate.is_some(),
+        edge: entrance.is_some(),
     });
     let mut router = Router::new()
         .route(
@@ -412,14 +468,14 @@ pub fn app(services: Services, gate: Option<&Arc<edge::Gate>>) -> Router {
     if lending.is_some() {
         router = router.merge(lending::api::router(lending));
     }
-    if let Some(gate) = gate {
-        router = router.merge(edge::api::router(gate.keys().clone()));
+    if let Some(entrance) = entrance {
+        router = router.merge(entrance.routes());
     }
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    match gate {
-        Some(gate) => gate.protect(router),
+    match entrance {
+        Some(entrance) => entrance.gate.protect(router),
         None => router,
     }
 }

@@ -282,3 +282,176 @@ fn every_answer_carries_the_security_headers() {
         assert!(headers.get("strict-transport-security").is_none());
     }
 }
+
+#[test]
+fn every_request_is_audited_in_a_chain_that_verify_checks_and_export_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let staff = Staff::new(&server);
+    let anonymous = support::Http::new(&server.url);
+    let (_, me) = staff.call("teller", Method::GET, "/v1/auth/whoami", None);
+    let teller = me["principal"].as_str().unwrap().to_owned();
+    let (status, created) = staff.call(
+        "teller",
+        Method::POST,
+        "/v1/customers",
+        Some(json!({"name": "김하늘", "rrn": "900101-1234568"})),
+    );
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = staff.call(
+        "teller",
+        Method::GET,
+        &format!("/v1/customers/{id}?unmask=rrn&purpose=real-name%20check"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, blocked) = staff.call(
+        "teller",
+        Method::GET,
+        "/v1/customers?name=1%27%20OR%20%271%27%3D%271",
+        None,
+    );
+    assert_eq!(status, 403);
+    // A wrong secret for a real key id: recorded as a claim, never as the key.
+    let wrong = format!("Bearer gureum_{}_{}", &teller[4..], "A".repeat(43));
+    let (status, _, _) = anonymous.raw(
+        Method::GET,
+        "/v1/ledger/accounts/1",
+        &[
+            ("authorization", wrong.as_str()),
+            ("user-agent", "curl/8.5"),
+        ],
+    );
+    assert_eq!(status, 401);
+    let (status, _) = staff.call("teller", Method::GET, "/v1/audit/events", None);
+    assert_eq!(status, 403, "a teller does not read the trail");
+
+    // The auditor reads what happened (the writer appends in the background: wait for it).
+    let page = |query: &str, at_least: usize| {
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let (status, page) = staff.call(
+                "auditor",
+                Method::GET,
+                &format!("/v1/audit/events?{query}"),
+                None,
+            );
+            assert_eq!(status, 200, "{page}");
+            last = page;
+            if last["events"]
+                .as_array()
+                .is_some_and(|e| e.len() >= at_least)
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        last
+    };
+    let mine = page(&format!("principal={teller}"), 5);
+    let events = mine["events"].as_array().unwrap();
+    let summary: Vec<(String, u64, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["outcome"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("GET /v1/auth/whoami", 200, "request"),
+            ("POST /v1/customers", 201, "request"),
+            ("GET /v1/customers/{id}", 200, "regulated_read"),
+            ("GET /v1/customers", 403, "request"),
+            ("GET /v1/audit/events", 403, "request"),
+        ]
+        .map(|(a, o, k)| (a.to_owned(), o, k.to_owned()))
+    );
+    assert_eq!(events[0]["roles"], json!(["teller"]));
+    assert_eq!(events[3]["incident"], blocked["incident"]);
+    assert_eq!(events[2]["resource"], format!("/v1/customers/{id}"));
+    // Nothing regulated in the trail: no registration number, no query string.
+    let text = mine.to_string();
+    assert!(
+        !text.contains("1234568") && !text.contains("unmask"),
+        "{text}"
+    );
+    let claims = page("principal=anonymous&outcome=401", 1);
+    let claim = claims["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["claimed"] == teller.as_str())
+        .unwrap_or_else(|| panic!("{claims}"));
+    assert_eq!(claim["user_agent"], "curl/8.5");
+    assert!(!claims.to_string().contains(&"A".repeat(43)));
+    let (status, problem) = staff.call("auditor", Method::GET, "/v1/audit/events?limit=0", None);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+
+    // Stopped cleanly, every queued entry is written; the chain verifies and exports.
+    assert!(server.stop().success());
+    let verify = |json: bool| {
+        let mut command = support::gureum();
+        command
+            .args(["audit", "verify", "--data-dir"])
+            .arg(dir.path());
+        if json {
+            command.arg("--json");
+        }
+        command.output().unwrap()
+    };
+    let out = verify(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = report["entries"].as_u64().unwrap();
+    assert!(entries >= 10, "{report}");
+    let export = support::gureum()
+        .args(["audit", "export", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let lines: Vec<Value> = String::from_utf8(export.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, entries);
+    assert_eq!(lines.last().unwrap()["hash"], report["head"]);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["seq"], (i + 1).to_string());
+    }
+
+    // One edited outcome is found, by number.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = store::Store::open(&store::SqlConfig::Sqlite {
+            path: dir.path().join("audit.sqlite"),
+        })
+        .await
+        .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("UPDATE audit_events SET body = replace(body, '\"outcome\":', '\"outcome\":1') WHERE seq = 4")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store.close().await;
+    });
+    let out = verify(false);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("entry 4"), "{said}");
+}
