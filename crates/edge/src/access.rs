@@ -303,32 +303,53 @@ pub fn permissions_of(roles: &[Role]) -> BTreeSet<&'static str> {
 /// When two patterns match (`/v1/loans/collections`, `/v1/loans/{id}`), the one with fewer
 /// `{…}` segments wins, as in the routers.
 pub fn route(method: &str, path: &str) -> Option<&'static Route> {
-    ROUTES
+    // Every request asks: the patterns are split once, and only those of the method and
+    // the path's segment count are compared.
+    static INDEX: std::sync::LazyLock<Vec<Compiled>> = std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|route| Compiled {
+                route,
+                segments: route
+                    .path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then_some(s))
+                    .collect(),
+                params: route.path.matches('{').count(),
+            })
+            .collect()
+    });
+    let mut segments = [""; SEGMENTS_MAX];
+    let mut count = 0;
+    for segment in path.split('/') {
+        if count == SEGMENTS_MAX {
+            return None;
+        }
+        segments[count] = segment;
+        count += 1;
+    }
+    let have = &segments[..count];
+    INDEX
         .iter()
-        .filter(|r| r.method == method && matches(r.path, path))
-        .min_by_key(|r| r.path.matches('{').count())
+        .filter(|c| c.route.method == method && c.segments.len() == count)
+        .filter(|c| {
+            c.segments.iter().zip(have).all(|(want, have)| match want {
+                Some(literal) => literal == have,
+                None => !have.is_empty(),
+            })
+        })
+        .min_by_key(|c| c.params)
+        .map(|c| c.route)
 }
 
-/// Whether `path` matches the pattern (`{x}` = one non-empty segment).
-fn matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.split('/');
-    let mut have = path.split('/');
-    loop {
-        match (want.next(), have.next()) {
-            (None, None) => return true,
-            (Some(w), Some(h)) => {
-                let ok = if w.starts_with('{') {
-                    !h.is_empty()
-                } else {
-                    w == h
-                };
-                if !ok {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
+/// No route has more segments than this.
+const SEGMENTS_MAX: usize = 12;
+
+struct Compiled {
+    route: &'static Route,
+    /// `None` for a `{…}` segment.
+    segments: Vec<Option<&'static str>>,
+    params: usize,
 }
 
 /// The route table as Markdown, one row per route, one column per role (✓ = allowed): what
@@ -368,10 +389,32 @@ mod tests {
 
     #[test]
     fn paths_match_their_patterns_segment_by_segment() {
-        assert!(matches("/v1/loans/{id}", "/v1/loans/7"));
-        assert!(!matches("/v1/loans/{id}", "/v1/loans/"));
-        assert!(!matches("/v1/loans/{id}", "/v1/loans/7/schedule"));
-        assert!(!matches("/v1/loans/{id}/schedule", "/v1/loans/7"));
+        let path = |method, p| route(method, p).map(|r| r.path);
+        assert_eq!(path("GET", "/v1/loans/7"), Some("/v1/loans/{id}"));
+        assert_eq!(path("GET", "/v1/loans/"), None);
+        assert_eq!(
+            path("GET", "/v1/loans/7/schedule"),
+            Some("/v1/loans/{id}/schedule")
+        );
+        assert_eq!(path("GET", "/v1/loans/7/schedule/x"), None);
+        assert_eq!(path("GET", "/v1/loans"), Some("/v1/loans"));
+        assert_eq!(path("GET", &"/a".repeat(40)), None);
+        // Every route is found from a path of its own shape.
+        for r in ROUTES {
+            let concrete = r
+                .path
+                .replace("{id}", "x1")
+                .replace("{code}", "x1")
+                .replace("{version}", "1")
+                .replace("{purpose}", "x1")
+                .replace("{hold_id}", "x1");
+            assert_eq!(
+                route(r.method, &concrete).map(|f| f.path),
+                Some(r.path),
+                "{concrete}"
+            );
+            assert!(r.path.split('/').count() <= SEGMENTS_MAX);
+        }
         assert_eq!(
             route("GET", "/v1/loans/collections").unwrap().access,
             Access::Permission("loans:collect")

@@ -118,16 +118,17 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    // HEAD is served by the GET route, so it needs what GET needs.
+    let method_name = if method == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let route = access::route(method_name, &path);
     let mut seen = Seen::default();
-    let mut response = admit(&gate, request, next, &mut seen).await;
+    let mut response = admit(&gate, route, request, next, &mut seen).await;
     security_headers(response.headers_mut(), gate.config.tls);
     if let Some(auditor) = &gate.audit {
-        let method_name = if method == axum::http::Method::HEAD {
-            "GET"
-        } else {
-            method.as_str()
-        };
-        let route = access::route(method_name, &path);
         let outcome = response.status().as_u16();
         let regulated = response.status().is_success()
             && method == axum::http::Method::GET
@@ -166,7 +167,13 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
 /// A `User-Agent` is recorded up to this many characters.
 const USER_AGENT_CHARS_MAX: usize = 200;
 
-async fn admit(gate: &Gate, mut request: Request, next: Next, seen: &mut Seen) -> Response {
+async fn admit(
+    gate: &Gate,
+    route: Option<&'static access::Route>,
+    mut request: Request,
+    next: Next,
+    seen: &mut Seen,
+) -> Response {
     let headers = request.headers_mut();
     headers.remove(PRINCIPAL_HEADER);
     headers.remove(PERMISSIONS_HEADER);
@@ -174,12 +181,7 @@ async fn admit(gate: &Gate, mut request: Request, next: Next, seen: &mut Seen) -
     // edge appends): never what the client wrote.
     headers.remove("x-forwarded-for");
     let path = request.uri().path();
-    // HEAD is served by the GET route, so it needs what GET needs.
-    let method = match request.method().as_str() {
-        "HEAD" => "GET",
-        method => method,
-    };
-    let access = match access::route(method, path) {
+    let access = match route {
         Some(route) => route.access,
         // Deny by default: an unknown /v1 route is only told 404/405 after authentication.
         None if path.starts_with("/v1/") => Access::Authenticated,

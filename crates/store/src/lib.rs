@@ -14,7 +14,7 @@ pub mod outbox;
 pub mod sql;
 
 pub use objects::{Objects, ObjectsConfig};
-pub use sql::{Backend, Lease, Migration, MigrationSet, SqlConfig, Store};
+pub use sql::{Backend, Durability, Lease, Migration, MigrationSet, SqlConfig, Store};
 
 /// What can go wrong in storage. Messages name what failed, never the values involved.
 #[derive(Debug, thiserror::Error)]

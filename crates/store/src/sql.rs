@@ -114,19 +114,43 @@ pub struct Store {
     leases: Arc<Mutex<HashSet<String>>>,
 }
 
+/// When a commit is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// When it returns: synced to disk (SQLite `synchronous = FULL`; PostgreSQL's default).
+    /// Every service's data.
+    Commit,
+    /// Soon after it returns: a crash of this process loses nothing committed, but a crash
+    /// of the machine (or of the PostgreSQL server) may lose the last commits (SQLite
+    /// `synchronous = NORMAL` in WAL mode; PostgreSQL `synchronous_commit = off`). For
+    /// records whose writer already answers before they are durable (the audit trail), so
+    /// their syncs do not queue in front of the money's.
+    Relaxed,
+}
+
 impl Store {
     /// Opens (creating if needed) the store and applies the platform's migrations.
     pub async fn open(config: &SqlConfig) -> Result<Store, StoreError> {
+        Store::open_with(config, Durability::Commit).await
+    }
+
+    /// [`Store::open`] with commits durable as `durability` says.
+    pub async fn open_with(
+        config: &SqlConfig,
+        durability: Durability,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let store = match config {
-            SqlConfig::Sqlite { path } => Store::open_sqlite(path).await?,
-            SqlConfig::Postgres { url, schema } => Store::connect_postgres(url, schema).await?,
+            SqlConfig::Sqlite { path } => Store::open_sqlite(path, durability).await?,
+            SqlConfig::Postgres { url, schema } => {
+                Store::connect_postgres(url, schema, durability).await?
+            }
         };
         store.migrate(&PLATFORM_MIGRATIONS).await?;
         Ok(store)
     }
 
-    async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+    async fn open_sqlite(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let path = path
             .to_str()
             .filter(|p| !p.contains(['?', '#', '%']))
@@ -141,13 +165,13 @@ impl Store {
         let writer = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| configure_sqlite(conn))
+            .after_connect(move |conn, _| configure_sqlite(conn, durability))
             .connect(&url)
             .await?;
         let reader = AnyPoolOptions::new()
             .max_connections(SQLITE_READERS_MAX)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| configure_sqlite(conn))
+            .after_connect(move |conn, _| configure_sqlite(conn, durability))
             .connect(&url)
             .await?;
         Ok(Store {
@@ -159,7 +183,11 @@ impl Store {
         })
     }
 
-    async fn connect_postgres(url: &str, schema: &str) -> Result<Store, StoreError> {
+    async fn connect_postgres(
+        url: &str,
+        schema: &str,
+        durability: Durability,
+    ) -> Result<Store, StoreError> {
         if !is_valid_schema_name(schema) {
             return Err(StoreError::Config(format!(
                 "schema name {schema:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
@@ -182,8 +210,12 @@ impl Store {
         }
         first.close().await?;
         let set_path: Arc<str> = format!(
-            "SET search_path TO {schema}; SET lock_timeout = '{}ms'",
-            LOCK_WAIT.as_millis()
+            "SET search_path TO {schema}; SET lock_timeout = '{}ms'; SET synchronous_commit = {}",
+            LOCK_WAIT.as_millis(),
+            match durability {
+                Durability::Commit => "on",
+                Durability::Relaxed => "off",
+            }
         )
         .into();
         let pool = AnyPoolOptions::new()
@@ -462,15 +494,25 @@ impl Drop for Lease {
 /// linger in free pages of the file; a page cache of up to 64 MiB a connection (SQLite's
 /// default is 2 MiB: a batch that rewrites a few thousand rows would read its pages back from
 /// the OS on every pass).
-fn configure_sqlite(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+/// (`synchronous = NORMAL` instead of `FULL` for [`Durability::Relaxed`].)
+fn configure_sqlite(
+    conn: &mut AnyConnection,
+    durability: Durability,
+) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        conn.execute(sqlx::raw_sql(
-            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
-             PRAGMA cache_size = -65536;",
-        ))
-        .await
-        .map(|_| ())
+        let pragmas = match durability {
+            Durability::Commit => {
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+                 PRAGMA cache_size = -65536;"
+            }
+            Durability::Relaxed => {
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+                 PRAGMA cache_size = -65536;"
+            }
+        };
+        conn.execute(sqlx::raw_sql(pragmas)).await.map(|_| ())
     })
 }
 

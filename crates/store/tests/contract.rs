@@ -690,3 +690,33 @@ async fn two_openers_of_one_sqlite_file_migrate_it_in_turn() {
         }
     }
 }
+
+#[tokio::test]
+async fn relaxed_stores_sync_later_and_the_others_at_every_commit() {
+    use store::{Durability, SqlConfig, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqlConfig::Sqlite {
+        path: dir.path().join("s.sqlite"),
+    };
+    for (durability, expected) in [(Durability::Commit, 2i64), (Durability::Relaxed, 1)] {
+        let store = Store::open_with(&config, durability).await.unwrap();
+        // 2 = FULL (synced at every commit), 1 = NORMAL (synced at checkpoints).
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.writer())
+            .await
+            .unwrap();
+        assert_eq!(level, expected, "{durability:?}");
+        store.close().await;
+    }
+    let db = store::testing::TestDb::new(store::Backend::Postgres).await;
+    for (durability, expected) in [(Durability::Commit, "on"), (Durability::Relaxed, "off")] {
+        let store = Store::open_with(&db.config, durability).await.unwrap();
+        let level: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(store.writer())
+            .await
+            .unwrap();
+        assert_eq!(level, expected, "{durability:?}");
+        store.close().await;
+    }
+    db.cleanup().await;
+}
