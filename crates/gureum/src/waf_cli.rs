@@ -152,9 +152,10 @@ pub struct WafBenchArgs {
 }
 
 /// A typical request to the API: a customer's transfer with a memo, about 2 KiB of JSON.
-pub fn typical_request_body() -> Vec<u8> {
+pub fn typical_request_body(n: u64) -> Vec<u8> {
     let items: Vec<serde_json::Value> = (0..6)
         .map(|i| {
+            let i = n * 6 + i;
             serde_json::json!({
                 "id": format!("{}", 1_000_000_000_000u64 + i),
                 "debit_account_id": "100000000000000000001",
@@ -174,46 +175,60 @@ pub fn typical_request_body() -> Vec<u8> {
     serde_json::to_vec(&items).unwrap_or_default()
 }
 
+/// Distinct requests `gureum bench waf` cycles through.
+const DISTINCT_REQUESTS: u64 = 10_000;
+
 /// Runs `gureum bench waf`.
 pub fn bench(args: WafBenchArgs) -> Result<ExitCode, Error> {
     let engine = Engine::new(Config {
         paranoia: args.paranoia,
         ..Config::default()
     })?;
-    let body = typical_request_body();
-    let headers = [
-        ("host", "api.bank.example"),
-        ("user-agent", "bank-app/4.2 (iOS 19.1)"),
-        ("content-type", "application/json"),
-        ("accept", "application/json"),
-        ("authorization", "Bearer gk_live_0123456789abcdef"),
-        (
-            "cookie",
-            "session=8f14e45fceea167a5a36dedd4bea2543; theme=dark",
-        ),
-        (
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ),
-    ];
-    let request = Request {
-        method: "POST",
-        target: "/v1/ledger/transfers?dry_run=false",
-        headers: &headers,
-        body: &body,
+    // Distinct requests, as a bank's clients send them: the same keys and headers, new
+    // memos, references, ids and trace contexts every time (so the engine's memo of values
+    // seen before helps only where real traffic repeats itself).
+    let bodies: Vec<Vec<u8>> = (0..DISTINCT_REQUESTS).map(typical_request_body).collect();
+    let traces: Vec<String> = (0..DISTINCT_REQUESTS)
+        .map(|n| format!("00-4bf92f3577b34da6a3ce929d{n:06x}-00f067aa0ba902b7-01"))
+        .collect();
+    let request = |n: usize| {
+        let n = n % DISTINCT_REQUESTS as usize;
+        let headers = [
+            ("host", "api.bank.example"),
+            ("user-agent", "bank-app/4.2 (iOS 19.1)"),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("authorization", "Bearer gk_live_0123456789abcdef"),
+            (
+                "cookie",
+                "session=8f14e45fceea167a5a36dedd4bea2543; theme=dark",
+            ),
+            ("traceparent", traces[n].as_str()),
+        ];
+        (headers, n)
     };
-    let verdict = engine.inspect(&request);
+    let inspect = |n: usize| {
+        let (headers, n) = request(n);
+        engine.inspect(std::hint::black_box(&Request {
+            method: "POST",
+            target: "/v1/ledger/transfers?dry_run=false",
+            headers: &headers,
+            body: &bodies[n],
+        }))
+    };
+    let verdict = inspect(0);
     if verdict.attack {
         return Err(format!("the typical request was flagged: {:?}", verdict.matches).into());
     }
     let mut latencies = Vec::with_capacity(args.requests);
     let started = Instant::now();
-    for _ in 0..args.requests {
+    for n in 0..args.requests {
         let at = Instant::now();
-        let v = engine.inspect(std::hint::black_box(&request));
+        let v = inspect(n + 1);
         latencies.push(at.elapsed());
         std::hint::black_box(v);
     }
+    let body = &bodies[0];
     let elapsed = started.elapsed();
     latencies.sort_unstable();
     let quantile = |q: f64| {

@@ -268,11 +268,60 @@ pub struct Verdict {
     pub truncated: bool,
 }
 
+/// Looks a memo entry up by a borrowed value (no allocation on a hit).
+trait MemoKey {
+    fn key(&self) -> (TargetKind, &str);
+}
+
+impl MemoKey for (TargetKind, Box<str>) {
+    fn key(&self) -> (TargetKind, &str) {
+        (self.0, &self.1)
+    }
+}
+
+impl MemoKey for (TargetKind, &str) {
+    fn key(&self) -> (TargetKind, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn MemoKey + 'a> for (TargetKind, Box<str>) {
+    fn borrow(&self) -> &(dyn MemoKey + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn MemoKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialEq for dyn MemoKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn MemoKey + '_ {}
+
 /// The inspection engine: rules compiled for one configuration. Cheap to share (`Arc`).
 pub struct Engine {
     config: Config,
     rules: rules::Compiled,
+    /// What short values matched, by kind of place: an API's requests repeat the same keys,
+    /// header values and codes request after request, and the rules are pure, so a value
+    /// inspected once need not be inspected again. Bounded: cleared when full.
+    memo: std::sync::RwLock<Memo>,
 }
+
+/// A value's kind of place and text → the indices of the rules it matched.
+type Memo = ahash::HashMap<(TargetKind, Box<str>), Box<[u16]>>;
+
+/// Values up to this many bytes are remembered.
+const MEMO_VALUE_BYTES_MAX: usize = 128;
+/// At most this many values are remembered (then the memo starts again).
+const MEMO_ENTRIES_MAX: usize = 4096;
 
 impl Engine {
     /// Compiles the rules that run at `config.paranoia`.
@@ -289,7 +338,11 @@ impl Engine {
             }
         }
         let rules = rules::Compiled::new(config.paranoia);
-        Ok(Engine { config, rules })
+        Ok(Engine {
+            config,
+            rules,
+            memo: std::sync::RwLock::default(),
+        })
     }
 
     /// The configuration it runs.
@@ -332,8 +385,36 @@ impl Engine {
             if !inspected.insert((target.kind, &target.value)) {
                 continue;
             }
-            self.rules
-                .check(target, &mut |index| record(index, &|| target.location()));
+            let value: &str = &target.value;
+            if value.len() > MEMO_VALUE_BYTES_MAX {
+                self.rules
+                    .check(target, &mut |index| record(index, &|| target.location()));
+                continue;
+            }
+            let remembered = self
+                .memo
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(target.kind, value) as &dyn MemoKey)
+                .cloned();
+            let matched = match remembered {
+                Some(matched) => matched,
+                None => {
+                    let mut found = Vec::new();
+                    self.rules
+                        .check(target, &mut |index| found.push(index as u16));
+                    let found: Box<[u16]> = found.into();
+                    let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
+                    if memo.len() >= MEMO_ENTRIES_MAX {
+                        memo.clear();
+                    }
+                    memo.insert((target.kind, value.into()), found.clone());
+                    found
+                }
+            };
+            for index in matched.iter() {
+                record(usize::from(*index), &|| target.location());
+            }
         }
         hits.sort_by_key(|(i, _)| *i);
         let matches: Vec<Match> = hits

@@ -377,3 +377,41 @@ fn binary_batches_are_not_read_as_text_but_json_under_their_type_is() {
     });
     assert!(verdict.attack, "{verdict:?}");
 }
+
+#[test]
+fn a_value_seen_before_gets_the_same_verdict_as_the_first_time() {
+    let engine = engine();
+    let fresh = || Engine::new(Config::default()).unwrap();
+    let requests: Vec<String> = [
+        "x' UNION SELECT password FROM users--",
+        "<script>alert(1)</script>",
+        "; cat /etc/passwd",
+        "O'Brien",
+        "김하늘 (구름은행)",
+        "../../etc/shadow",
+        "plain memo",
+    ]
+    .iter()
+    .map(|v| {
+        format!(
+            r#"[{{"memo": {}, "code": 1}}]"#,
+            serde_json::to_string(v).unwrap()
+        )
+    })
+    .collect();
+    let verdicts = |engine: &Engine| -> Vec<Verdict> {
+        requests
+            .iter()
+            .map(|body| json_post(engine, "/v1/ledger/transfers", body))
+            .collect()
+    };
+    let first = verdicts(&engine);
+    assert_eq!(first, verdicts(&fresh()));
+    // Again (now remembered), and after the memo filled up and started over.
+    assert_eq!(verdicts(&engine), first);
+    for n in 0..5000 {
+        json_post(&engine, "/v1/x", &format!(r#"{{"k{n}": "v{n}"}}"#));
+    }
+    assert_eq!(verdicts(&engine), first);
+    assert!(first[0].blocked && first[1].blocked && !first[3].attack && !first[6].attack);
+}
