@@ -43,6 +43,8 @@ pub struct GateConfig {
     pub request_timeout: Duration,
     /// Whether clients reach this over TLS (then `Strict-Transport-Security` is sent).
     pub tls: bool,
+    /// Rate limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for GateConfig {
@@ -52,6 +54,7 @@ impl Default for GateConfig {
             body_bytes_max: BODY_BYTES_MAX,
             request_timeout: REQUEST_TIMEOUT,
             tls: false,
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct Gate {
     waf: waf::Engine,
     config: GateConfig,
     audit: Option<audit::writer::Auditor>,
+    limits: crate::limits::Limits,
 }
 
 impl Gate {
@@ -75,6 +79,7 @@ impl Gate {
         Ok(Gate {
             keys,
             waf: waf::Engine::new(config.waf.clone())?,
+            limits: crate::limits::Limits::new(config.limits),
             config,
             audit,
         })
@@ -126,7 +131,7 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     };
     let route = access::route(method_name, &path);
     let mut seen = Seen::default();
-    let mut response = admit(&gate, route, request, next, &mut seen).await;
+    let mut response = admit(&gate, route, &client, request, next, &mut seen).await;
     security_headers(response.headers_mut(), gate.config.tls);
     if let Some(auditor) = &gate.audit {
         let outcome = response.status().as_u16();
@@ -170,6 +175,7 @@ const USER_AGENT_CHARS_MAX: usize = 200;
 async fn admit(
     gate: &Gate,
     route: Option<&'static access::Route>,
+    client: &str,
     mut request: Request,
     next: Next,
     seen: &mut Seen,
@@ -188,19 +194,33 @@ async fn admit(
         None => Access::Public,
     };
     let long_running = LONG_RUNNING.contains(&path);
+    let now_us = store::sql::now_us();
     let principal = match access {
         Access::Public => None,
         Access::Authenticated | Access::Permission(_) => {
+            // An address that failed to authenticate too often waits before it may try again.
+            if let Err(seconds) = gate.limits.failures.check(client, now_us) {
+                return rate_limited(seconds, "too many failed authentications from this address");
+            }
             match authenticate(&gate.keys, request.headers()) {
                 Ok(principal) => Some(principal),
                 Err(claimed) => {
                     seen.claimed = claimed;
+                    // Only a credential that failed counts (guessing), not a missing one.
+                    if request.headers().contains_key(header::AUTHORIZATION) {
+                        let _ = gate.limits.failures.take(client, 1.0, now_us);
+                    }
                     return unauthenticated();
                 }
             }
         }
     };
     seen.principal = principal.clone();
+    if let Some(principal) = &principal
+        && let Err(seconds) = gate.limits.principal.take(&principal.id, 1.0, now_us)
+    {
+        return rate_limited(seconds, "this key sent more requests than its rate allows");
+    }
     if let (Access::Permission(needed), Some(principal)) = (access, &principal)
         && !principal.may(needed)
     {
@@ -304,6 +324,21 @@ fn inspect(engine: &waf::Engine, parts: &axum::http::request::Parts, body: &[u8]
         body,
     })
 }
+
+/// 429 `rate_limited` with `Retry-After`.
+fn rate_limited(seconds: u64, why: &str) -> Response {
+    let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
+    let mut response = Problem::new(429, "rate_limited", "Too many requests")
+        .with_detail(format!("{why}; retry after {seconds} s"))
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The longest `Retry-After` the gate announces.
+const RETRY_AFTER_MAX_SECONDS: u64 = 3600;
 
 /// 401, the same for a missing, malformed, unknown, wrong, expired or revoked credential.
 fn unauthenticated() -> Response {

@@ -6,7 +6,9 @@
 //!   revocable — and the bootstrap admin key.
 //! - [`gate`]: the middleware: authentication, authorization, the firewall (the `waf`
 //!   crate) in the request path, size and time limits, security headers.
-//! - [`api`]: `/v1/auth/…` (who am I; create, list and revoke keys).
+//! - [`limits`]: rate limits (token buckets per principal, and per address for failed
+//!   authentications).
+//! - [`api`]: `/v1/auth/…` (who am I; create, list and revoke keys) and `/v1/audit/events`.
 //!
 //! Services behind the edge never authenticate: they read the principal and its permissions
 //! from the headers the gate sets (and drops when a client sends them).
@@ -15,6 +17,7 @@ pub mod access;
 pub mod api;
 pub mod gate;
 pub mod keys;
+pub mod limits;
 
 pub use access::{Access, Role};
 pub use gate::{Gate, GateConfig};

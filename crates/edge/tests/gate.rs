@@ -219,3 +219,63 @@ async fn keys_work_the_same_on_postgresql_shared_by_two_edges() {
     assert!(one.authenticate(&made.key, store::sql::now_us()).is_none());
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_key_past_its_rate_and_an_address_that_keeps_failing_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GateConfig {
+        limits: edge::limits::LimitsConfig {
+            principal: edge::limits::Rate {
+                per_second: 1.0,
+                burst: 3.0,
+            },
+            failures: edge::limits::Rate {
+                per_second: 0.1,
+                burst: 2.0,
+            },
+        },
+        ..GateConfig::default()
+    };
+    let (gate, key) = gate(dir.path(), config).await;
+    let app = gate.protect(router());
+    let get = |key: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/v1/ledger/accounts/1")
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), retry)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get(key.clone()).await, (200, None));
+    }
+    assert_eq!(get(key.clone()).await, (429, Some("1".to_owned())));
+    // Requests without any credential are not guesses: they do not count against the address.
+    for _ in 0..5 {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/v1/ledger/accounts/1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Two wrong keys spend the address's budget; then even a good key waits.
+    let wrong = format!("{}AAAA", &key[..key.len() - 4]);
+    assert_eq!(get(wrong.clone()).await.0, 401);
+    assert_eq!(get(wrong.clone()).await.0, 401);
+    assert_eq!(get(wrong).await, (429, Some("10".to_owned())));
+    assert_eq!(get(key).await, (429, Some("10".to_owned())));
+}
