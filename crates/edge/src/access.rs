@@ -59,6 +59,7 @@ pub const ROUTES: &[Route] = &[
     needs("GET", "/v1/auth/api-keys", "auth:keys"),
     needs("DELETE", "/v1/auth/api-keys/{id}", "auth:keys"),
     needs("GET", "/v1/audit/events", "audit:read"),
+    needs("GET", "/v1/guard/findings", "guard:read"),
 
     needs("POST", "/v1/ledger/accounts", "ledger:write"),
     needs("POST", "/v1/ledger/transfers", "ledger:write"),

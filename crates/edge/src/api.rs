@@ -113,6 +113,30 @@ async fn audit_events(
     }))
 }
 
+/// `GET /v1/guard/findings` over the gate's detectors.
+pub fn guard_router(gate: Arc<crate::Gate>) -> Router {
+    Router::new()
+        .route("/v1/guard/findings", get(findings))
+        .with_state(gate)
+}
+
+/// The threat detectors' findings.
+#[derive(Serialize, ToSchema)]
+pub struct Findings {
+    /// Oldest first: kind, severity, principal, address, evidence, first and last seen
+    /// (microseconds since the Unix epoch), count.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<guard::Finding>,
+}
+
+#[utoipa::path(get, path = "/v1/guard/findings", tag = "guard",
+    responses((status = 200, body = Findings), (status = 403, body = Problem)))]
+async fn findings(State(gate): State<Arc<crate::Gate>>) -> axum::Json<Findings> {
+    axum::Json(Findings {
+        findings: gate.findings(),
+    })
+}
+
 /// A request body holds at most this many bytes.
 const BODY_BYTES_MAX: usize = 4 << 10;
 

@@ -66,6 +66,7 @@ pub struct Gate {
     config: GateConfig,
     audit: Option<audit::writer::Auditor>,
     limits: crate::limits::Limits,
+    guard: std::sync::Mutex<guard::Guard>,
 }
 
 impl Gate {
@@ -76,13 +77,31 @@ impl Gate {
         config: GateConfig,
         audit: Option<audit::writer::Auditor>,
     ) -> Result<Gate, waf::ConfigError> {
+        // Every use of a bootstrap admin key is reported.
+        let mut rules = guard::Rules::default();
+        rules.break_glass.extend(
+            keys.list()
+                .into_iter()
+                .filter(|k| k.bootstrap)
+                .map(|k| format!("key:{}", k.id)),
+        );
         Ok(Gate {
+            guard: std::sync::Mutex::new(guard::Guard::new(rules)),
             keys,
             waf: waf::Engine::new(config.waf.clone())?,
             limits: crate::limits::Limits::new(config.limits),
             config,
             audit,
         })
+    }
+
+    /// The findings of the threat detectors so far, oldest first.
+    pub fn findings(&self) -> Vec<guard::Finding> {
+        self.guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .findings()
+            .to_vec()
     }
 
     /// The keys the gate checks credentials against.
@@ -133,7 +152,7 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     let mut seen = Seen::default();
     let mut response = admit(&gate, route, &client, request, next, &mut seen).await;
     security_headers(response.headers_mut(), gate.config.tls);
-    if let Some(auditor) = &gate.audit {
+    {
         let outcome = response.status().as_u16();
         let regulated = response.status().is_success()
             && method == axum::http::Method::GET
@@ -142,31 +161,51 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
                     || r.path == "/v1/customers/{id}/export"
             });
         let principal = seen.principal.as_ref();
-        auditor
-            .record(audit::Record {
-                at_us,
-                kind: if regulated {
-                    audit::Kind::RegulatedRead
-                } else {
-                    audit::Kind::Request
-                },
-                principal: principal
-                    .map_or_else(|| kernel::http::ANONYMOUS.to_owned(), |p| p.id.clone()),
-                claimed: seen.claimed,
-                roles: principal.map_or_else(Vec::new, |p| {
-                    p.roles.iter().map(|r| r.name().to_owned()).collect()
-                }),
-                action: format!("{method} {}", route.map_or(path.as_str(), |r| r.path)),
-                resource: path,
-                outcome,
-                client,
-                user_agent,
-                trace_id,
-                incident: seen.incident,
-            })
-            .await;
+        let record = audit::Record {
+            at_us,
+            kind: if regulated {
+                audit::Kind::RegulatedRead
+            } else {
+                audit::Kind::Request
+            },
+            principal: principal
+                .map_or_else(|| kernel::http::ANONYMOUS.to_owned(), |p| p.id.clone()),
+            claimed: seen.claimed,
+            roles: principal.map_or_else(Vec::new, |p| {
+                p.roles.iter().map(|r| r.name().to_owned()).collect()
+            }),
+            action: format!("{method} {}", route.map_or(path.as_str(), |r| r.path)),
+            resource: path,
+            outcome,
+            client,
+            user_agent,
+            trace_id,
+            incident: seen.incident,
+        };
+        watch(&gate, &record);
+        if let Some(auditor) = &gate.audit {
+            auditor.record(record).await;
+        }
     }
     response
+}
+
+/// Hands the record to the threat detectors; logs each finding they open (kind, severity,
+/// who, where, counts — never a value).
+fn watch(gate: &Gate, record: &audit::Record) {
+    let mut guard = gate.guard.lock().unwrap_or_else(|e| e.into_inner());
+    let before = guard.findings().len();
+    guard.observe(record);
+    for finding in guard.findings().iter().skip(before) {
+        tracing::warn!(
+            kind = finding.kind,
+            severity = ?finding.severity,
+            principal = finding.principal.as_deref().unwrap_or(""),
+            address = finding.address.as_deref().unwrap_or(""),
+            evidence = %finding.evidence,
+            "guard: finding"
+        );
+    }
 }
 
 /// A `User-Agent` is recorded up to this many characters.

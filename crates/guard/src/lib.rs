@@ -108,45 +108,69 @@ pub struct Finding {
     pub first_seen_us: i64,
     /// The last.
     pub last_seen_us: i64,
-    /// Events counted.
+    /// Events that counted towards it: the threshold's worth, plus each one after while the
+    /// window stayed at it.
     pub count: usize,
 }
 
-/// Events in a window for one key: (time, the distinct thing counted, if any).
+/// What one key's window holds, bounded: at most `threshold` entries, which is all a
+/// detector needs to know whether the threshold is reached (counts saturate there).
 #[derive(Default)]
 struct Series {
-    events: VecDeque<(i64, String)>,
+    /// Times of the last events (counting detectors).
+    times: VecDeque<i64>,
+    /// The distinct things counted and when each was last seen (distinct detectors).
+    distinct: HashMap<String, i64>,
     /// The finding open for this key, if any (its index in `Guard::findings`).
     open: Option<usize>,
+    /// The first event of the current run above nothing.
+    first_us: i64,
 }
 
 impl Series {
-    fn push(&mut self, at_us: i64, what: String, span_us: i64) {
-        self.events.push_back((at_us, what));
-        while self
-            .events
-            .front()
-            .is_some_and(|(t, _)| *t <= at_us - span_us)
-        {
-            self.events.pop_front();
-        }
-        if self.events.is_empty() {
+    /// Adds an event; returns the count in the window (at most `window.threshold`).
+    fn push(&mut self, at_us: i64, what: Option<String>, window: Window) -> usize {
+        let horizon = at_us - window.span_us;
+        let count = match what {
+            None => {
+                while self.times.front().is_some_and(|t| *t <= horizon) {
+                    self.times.pop_front();
+                }
+                self.times.push_back(at_us);
+                while self.times.len() > window.threshold.max(1) {
+                    self.times.pop_front();
+                }
+                self.times.len()
+            }
+            Some(what) => {
+                self.distinct.retain(|_, t| *t > horizon);
+                self.distinct.insert(what, at_us);
+                if self.distinct.len() > window.threshold.max(1)
+                    && let Some(oldest) = self
+                        .distinct
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(w, _)| w.clone())
+                {
+                    self.distinct.remove(&oldest);
+                }
+                self.distinct.len()
+            }
+        };
+        if count == 1 {
+            self.first_us = at_us;
             self.open = None;
         }
-    }
-
-    fn count(&self, distinct: bool) -> usize {
-        if distinct {
-            self.events
-                .iter()
-                .map(|(_, w)| w)
-                .collect::<BTreeSet<_>>()
-                .len()
-        } else {
-            self.events.len()
-        }
+        count
     }
 }
+
+/// Findings kept at most.
+pub const FINDINGS_MAX: usize = 10_000;
+
+/// Keys (principals, addresses, claimed key ids) tracked at most; past it the state starts
+/// over, so a flood of new keys cannot grow memory without end.
+const SERIES_MAX: usize = 100_000;
 
 /// The detectors' state.
 #[derive(Default)]
@@ -156,7 +180,13 @@ pub struct Guard {
     /// Networks each privileged principal has called from.
     networks: HashMap<String, BTreeSet<String>>,
     findings: Vec<Finding>,
+    /// The open finding of each single-event detector, by principal and address.
+    singles: HashMap<(&'static str, String), usize>,
 }
+
+/// Single events of one kind by one principal from one address within this long make one
+/// finding.
+const COALESCE_US: i64 = 3_600_000_000;
 
 impl Guard {
     /// A guard with `rules`.
@@ -174,6 +204,13 @@ impl Guard {
 
     /// Takes the next record (in time order); returns the findings it opened or updated.
     pub fn observe(&mut self, r: &Record) -> Vec<Finding> {
+        if self.findings.len() >= FINDINGS_MAX {
+            // Bounded: the oldest findings go (an operator reads them from the log, where
+            // each was written when it opened), and the windows start over.
+            self.findings.clear();
+            self.series.clear();
+            self.singles.clear();
+        }
         let mut touched = Vec::new();
         let failed_auth = r.outcome == 401;
         if failed_auth && let Some(claimed) = &r.claimed {
@@ -311,24 +348,25 @@ impl Guard {
         address: Option<&str>,
         touched: &mut Vec<Finding>,
     ) {
+        if self.series.len() >= SERIES_MAX && !self.series.contains_key(&(kind, key.to_owned())) {
+            self.series.clear();
+        }
         let series = self.series.entry((kind, key.to_owned())).or_default();
-        series.push(r.at_us, what, window.span_us);
-        let count = series.count(distinct);
+        let count = series.push(r.at_us, distinct.then_some(what), window);
         if count < window.threshold {
             return;
         }
-        let first = series.events.front().map_or(r.at_us, |(t, _)| *t);
+        let first = series.first_us;
         let evidence = format!(
-            "{count} {} within {} s",
+            "at least {count} {} within {} s",
             if distinct { "distinct" } else { "events" },
             window.span_us / 1_000_000
         );
         let index = match series.open {
             Some(i) => {
                 let f = &mut self.findings[i];
-                f.count = count.max(f.count);
+                f.count += 1;
                 f.last_seen_us = r.at_us;
-                f.evidence = evidence;
                 i
             }
             None => {
@@ -357,6 +395,20 @@ impl Guard {
         r: &Record,
         evidence: String,
     ) -> Finding {
+        // The same principal doing the same thing again within the hour updates its finding.
+        let key = (kind, format!("{}|{}", r.principal, r.client));
+        if let Some(&i) = self.singles.get(&key)
+            && self
+                .findings
+                .get(i)
+                .is_some_and(|f| f.kind == kind && r.at_us - f.last_seen_us < COALESCE_US)
+        {
+            let f = &mut self.findings[i];
+            f.count += 1;
+            f.last_seen_us = r.at_us;
+            return f.clone();
+        }
+        self.singles.insert(key, self.findings.len());
         let finding = Finding {
             kind,
             severity,

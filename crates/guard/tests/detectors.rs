@@ -249,6 +249,13 @@ fn privilege_escalation_attempts_and_break_glass_use() {
         (findings[0].kind, findings[0].severity),
         ("break_glass", Severity::Critical)
     );
+    // Again within the hour: the same finding, counted.
+    let again = guard.observe(&Record {
+        at_us: T0 + 60 * S,
+        ..glass.clone()
+    });
+    assert_eq!((again[0].kind, again[0].count), ("break_glass", 2));
+    assert_eq!(guard.findings().len(), 2);
     // A permitted key creation by a named admin is neither.
     let fine = event(
         2 * S,

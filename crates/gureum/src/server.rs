@@ -83,10 +83,11 @@ pub struct Entrance {
 }
 
 impl Entrance {
-    /// The edge's own routes: `/v1/auth/…` and `/v1/audit/events`.
+    /// The edge's own routes: `/v1/auth/…`, `/v1/audit/events`, `/v1/guard/findings`.
     pub fn routes(&self) -> Router {
         edge::api::router(self.gate.keys().clone())
             .merge(edge::api::audit_router(self.audit.clone()))
+            .merge(edge::api::guard_router(self.gate.clone()))
     }
 
     /// Writes what the audit trail still has queued (once the server, which holds the gate's

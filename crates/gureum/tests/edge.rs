@@ -455,3 +455,40 @@ fn every_request_is_audited_in_a_chain_that_verify_checks_and_export_writes() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("entry 4"), "{said}");
 }
+
+#[test]
+fn the_detectors_watch_every_request_and_auditors_read_their_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let staff = Staff::new(&server);
+    let (_, me) = staff.call("teller", Method::GET, "/v1/auth/whoami", None);
+    let teller = me["principal"].as_str().unwrap().to_owned();
+    // A teller tries to make itself an admin key.
+    let (status, _) = staff.call(
+        "teller",
+        Method::POST,
+        "/v1/auth/api-keys",
+        Some(json!({"name": "mine", "roles": ["admin"]})),
+    );
+    assert_eq!(status, 403);
+    let (status, page) = staff.call("teller", Method::GET, "/v1/guard/findings", None);
+    assert_eq!(status, 403, "{page}");
+    let (status, page) = staff.call("auditor", Method::GET, "/v1/guard/findings", None);
+    assert_eq!(status, 200);
+    let findings = page["findings"].as_array().unwrap();
+    let of = |kind: &str| {
+        findings
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .collect::<Vec<_>>()
+    };
+    let escalation = of("privilege_escalation");
+    assert_eq!(escalation.len(), 1, "{page}");
+    assert_eq!(escalation[0]["principal"], teller.as_str());
+    assert_eq!(escalation[0]["severity"], "high");
+    // The bootstrap admin key made the staff keys: break-glass use, one finding, counted.
+    let glass = of("break_glass");
+    assert_eq!(glass.len(), 1, "{page}");
+    assert_eq!(glass[0]["severity"], "critical");
+    assert!(glass[0]["count"].as_u64().unwrap() >= 2, "{page}");
+}
