@@ -298,7 +298,7 @@ fn problem(e: KeyError) -> Problem {
 /// The auth routes' OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(whoami, create, list, revoke, audit_events),
+    paths(whoami, create, list, revoke, audit_events, findings),
     components(schemas(
         WhoAmI,
         CreateApiKey,
@@ -306,6 +306,7 @@ fn problem(e: KeyError) -> Problem {
         ApiKeys,
         ApiKey,
         AuditPage,
+        Findings,
         Problem
     ))
 )]
