@@ -195,7 +195,7 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
 fn watch(gate: &Gate, record: &audit::Record) {
     let mut guard = gate.guard.lock().unwrap_or_else(|e| e.into_inner());
     let before = guard.findings().len();
-    guard.observe(record);
+    guard.watch(record);
     for finding in guard.findings().iter().skip(before) {
         tracing::warn!(
             kind = finding.kind,

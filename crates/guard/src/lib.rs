@@ -129,7 +129,7 @@ struct Series {
 
 impl Series {
     /// Adds an event; returns the count in the window (at most `window.threshold`).
-    fn push(&mut self, at_us: i64, what: Option<String>, window: Window) -> usize {
+    fn push(&mut self, at_us: i64, what: Option<&str>, window: Window) -> usize {
         let horizon = at_us - window.span_us;
         let count = match what {
             None => {
@@ -144,7 +144,12 @@ impl Series {
             }
             Some(what) => {
                 self.distinct.retain(|_, t| *t > horizon);
-                self.distinct.insert(what, at_us);
+                match self.distinct.get_mut(what) {
+                    Some(seen) => *seen = at_us,
+                    None => {
+                        self.distinct.insert(what.to_owned(), at_us);
+                    }
+                }
                 if self.distinct.len() > window.threshold.max(1)
                     && let Some(oldest) = self
                         .distinct
@@ -176,12 +181,12 @@ const SERIES_MAX: usize = 100_000;
 #[derive(Default)]
 pub struct Guard {
     rules: Rules,
-    series: HashMap<(&'static str, String), Series>,
+    series: HashMap<&'static str, HashMap<String, Series>>,
     /// Networks each privileged principal has called from.
-    networks: HashMap<String, BTreeSet<String>>,
+    networks: HashMap<String, BTreeSet<u128>>,
     findings: Vec<Finding>,
     /// The open finding of each single-event detector, by principal and address.
-    singles: HashMap<(&'static str, String), usize>,
+    singles: HashMap<&'static str, HashMap<String, usize>>,
 }
 
 /// Single events of one kind by one principal from one address within this long make one
@@ -204,6 +209,18 @@ impl Guard {
 
     /// Takes the next record (in time order); returns the findings it opened or updated.
     pub fn observe(&mut self, r: &Record) -> Vec<Finding> {
+        let mut touched = Vec::new();
+        self.take(r, Some(&mut touched));
+        touched
+    }
+
+    /// [`Guard::observe`] without the copies of what it touched (the live path: new findings
+    /// are the ones [`Guard::findings`] gained).
+    pub fn watch(&mut self, r: &Record) {
+        self.take(r, None);
+    }
+
+    fn take(&mut self, r: &Record, mut sink: Option<&mut Vec<Finding>>) {
         if self.findings.len() >= FINDINGS_MAX {
             // Bounded: the oldest findings go (an operator reads them from the log, where
             // each was written when it opened), and the windows start over.
@@ -211,7 +228,7 @@ impl Guard {
             self.series.clear();
             self.singles.clear();
         }
-        let mut touched = Vec::new();
+        let touched = &mut sink;
         let failed_auth = r.outcome == 401;
         if failed_auth && let Some(claimed) = &r.claimed {
             let w = self.rules.brute_force;
@@ -221,10 +238,10 @@ impl Guard {
                 w,
                 false,
                 r,
-                String::new(),
+                "",
                 Some(claimed),
                 None,
-                &mut touched,
+                touched,
             );
         }
         if failed_auth && let Some(claimed) = &r.claimed {
@@ -235,10 +252,10 @@ impl Guard {
                 w,
                 true,
                 r,
-                claimed.clone(),
+                claimed,
                 None,
                 Some(&r.client),
-                &mut touched,
+                touched,
             );
         }
         let authenticated = r.principal != "anonymous";
@@ -250,10 +267,10 @@ impl Guard {
                 w,
                 true,
                 r,
-                r.client.clone(),
+                &r.client,
                 Some(&r.principal),
                 None,
-                &mut touched,
+                touched,
             );
         }
         if r.kind == Kind::RegulatedRead {
@@ -264,29 +281,29 @@ impl Guard {
                 w,
                 false,
                 r,
-                String::new(),
+                "",
                 Some(&r.principal),
                 None,
-                &mut touched,
+                touched,
             );
         }
         if r.outcome == 403 || r.outcome == 404 {
             let w = self.rules.enumeration;
             let (key, principal, address) = if authenticated {
-                (r.principal.clone(), Some(r.principal.as_str()), None)
+                (r.principal.as_str(), Some(r.principal.as_str()), None)
             } else {
-                (r.client.clone(), None, Some(r.client.as_str()))
+                (r.client.as_str(), None, Some(r.client.as_str()))
             };
             self.count(
                 "enumeration",
-                &key,
+                key,
                 w,
                 true,
                 r,
-                r.resource.clone(),
+                &r.resource,
                 principal,
                 address,
-                &mut touched,
+                touched,
             );
         }
         if r.incident.is_some() {
@@ -297,42 +314,44 @@ impl Guard {
                 w,
                 false,
                 r,
-                String::new(),
+                "",
                 None,
                 Some(&r.client),
-                &mut touched,
+                touched,
             );
         }
         if authenticated && r.outcome == 403 && r.resource.starts_with("/v1/auth/") {
-            touched.push(self.single(
-                "privilege_escalation",
-                Severity::High,
-                r,
-                format!("refused on {}", r.action),
-            ));
+            self.single("privilege_escalation", Severity::High, r, touched, || {
+                format!("refused on {}", r.action)
+            });
         }
         if self.rules.break_glass.contains(&r.principal) {
-            touched.push(self.single(
-                "break_glass",
-                Severity::Critical,
-                r,
-                format!("bootstrap admin key used: {}", r.action),
-            ));
+            self.single("break_glass", Severity::Critical, r, touched, || {
+                format!("bootstrap admin key used: {}", r.action)
+            });
         }
         if r.roles.iter().any(|role| role == "admin") {
             let network = network_of(&r.client);
-            let known = self.networks.entry(r.principal.clone()).or_default();
+            let known = match self.networks.get_mut(&r.principal) {
+                Some(known) => known,
+                None => self.networks.entry(r.principal.clone()).or_default(),
+            };
             let first_ever = known.is_empty();
-            if known.insert(network.clone()) && !first_ever {
-                touched.push(self.single(
+            if known.insert(network) && !first_ever {
+                self.single(
                     "new_network_privileged",
                     Severity::Medium,
                     r,
-                    format!("an admin key called from network {network} for the first time"),
-                ));
+                    touched,
+                    || {
+                        format!(
+                            "an admin key called from network {} for the first time",
+                            network_name(&r.client)
+                        )
+                    },
+                );
             }
         }
-        touched
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -343,15 +362,19 @@ impl Guard {
         window: Window,
         distinct: bool,
         r: &Record,
-        what: String,
+        what: &str,
         principal: Option<&str>,
         address: Option<&str>,
-        touched: &mut Vec<Finding>,
+        touched: &mut Option<&mut Vec<Finding>>,
     ) {
-        if self.series.len() >= SERIES_MAX && !self.series.contains_key(&(kind, key.to_owned())) {
-            self.series.clear();
+        let of_kind = self.series.entry(kind).or_default();
+        if !of_kind.contains_key(key) && of_kind.len() >= SERIES_MAX {
+            of_kind.clear();
         }
-        let series = self.series.entry((kind, key.to_owned())).or_default();
+        let series = match of_kind.get_mut(key) {
+            Some(series) => series,
+            None => of_kind.entry(key.to_owned()).or_default(),
+        };
         let count = series.push(r.at_us, distinct.then_some(what), window);
         if count < window.threshold {
             return;
@@ -385,7 +408,9 @@ impl Guard {
                 i
             }
         };
-        touched.push(self.findings[index].clone());
+        if let Some(touched) = touched {
+            touched.push(self.findings[index].clone());
+        }
     }
 
     fn single(
@@ -393,39 +418,60 @@ impl Guard {
         kind: &'static str,
         severity: Severity,
         r: &Record,
-        evidence: String,
-    ) -> Finding {
-        // The same principal doing the same thing again within the hour updates its finding.
-        let key = (kind, format!("{}|{}", r.principal, r.client));
-        if let Some(&i) = self.singles.get(&key)
-            && self
-                .findings
-                .get(i)
-                .is_some_and(|f| f.kind == kind && r.at_us - f.last_seen_us < COALESCE_US)
+        touched: &mut Option<&mut Vec<Finding>>,
+        evidence: impl FnOnce() -> String,
+    ) {
+        // The same principal doing the same thing from the same address again within the
+        // hour updates its finding.
+        let of_kind = self.singles.entry(kind).or_default();
+        if let Some(&i) = of_kind.get(&r.principal)
+            && let Some(f) = self.findings.get_mut(i)
+            && f.kind == kind
+            && f.address.as_deref() == Some(r.client.as_str())
+            && r.at_us - f.last_seen_us < COALESCE_US
         {
-            let f = &mut self.findings[i];
             f.count += 1;
             f.last_seen_us = r.at_us;
-            return f.clone();
+            if let Some(touched) = touched {
+                touched.push(f.clone());
+            }
+            return;
         }
-        self.singles.insert(key, self.findings.len());
+        of_kind.insert(r.principal.clone(), self.findings.len());
         let finding = Finding {
             kind,
             severity,
             principal: Some(r.principal.clone()),
             address: Some(r.client.clone()),
-            evidence,
+            evidence: evidence(),
             first_seen_us: r.at_us,
             last_seen_us: r.at_us,
             count: 1,
         };
-        self.findings.push(finding.clone());
-        finding
+        if let Some(touched) = touched {
+            touched.push(finding.clone());
+        }
+        self.findings.push(finding);
     }
 }
 
-/// The network an address belongs to: its /24 (IPv4) or /48 (IPv6).
-fn network_of(address: &str) -> String {
+/// The network an address belongs to, as a number: its /24 (IPv4) or /48 (IPv6).
+fn network_of(address: &str) -> u128 {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => u128::from(u32::from(v4) & 0xffff_ff00),
+        Ok(std::net::IpAddr::V6(v6)) => (u128::from(v6) >> 80 << 80) | 1,
+        // Not an address: its own network (hashed by its text).
+        Err(_) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            address.hash(&mut h);
+            u128::from(h.finish()) << 64 | 2
+        }
+    }
+}
+
+/// The network an address belongs to, as text: `a.b.c.0/24` or `x:y:z::/48`.
+fn network_name(address: &str) -> String {
     match address.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(v4)) => {
             let [a, b, c, _] = v4.octets();
