@@ -687,7 +687,21 @@ impl Lease {
                 Ok(())
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(RenewError::Lost(e.to_string()))
+                // A renewal whose acknowledgement was lost (a NATS node dying mid-request)
+                // may have landed all the same, moving the revision on. If the key still
+                // names this node, the last write to it was ours: the lease is still held.
+                // (Only this node writes its own name; a takeover writes the other's.)
+                match self.kv.entry(&self.key).await {
+                    Ok(Some(entry))
+                        if entry.operation == kv::Operation::Put
+                            && entry.value.as_ref() == self.node.as_bytes() =>
+                    {
+                        self.revision = entry.revision;
+                        Ok(())
+                    }
+                    Ok(_) => Err(RenewError::Lost(e.to_string())),
+                    Err(read) => Err(RenewError::Unreachable(read.to_string())),
+                }
             }
             Err(e) => Err(RenewError::Unreachable(e.to_string())),
         }
