@@ -646,6 +646,7 @@ pub enum RenewError {
 pub struct Lease {
     kv: kv::Store,
     key: String,
+    /// What this holder writes: its node name and acquisition.
     node: String,
     revision: u64,
 }
@@ -661,11 +662,18 @@ impl Lease {
             .await
             .map_err(|e| nats_error("opening the lease bucket")(&e))?;
         let key = LEASE_KEY.to_owned();
-        match kv.create(&key, config.node.clone().into()).await {
+        // The value names this node *and this acquisition*: a restarted process under the
+        // same node name is another holder (see `renew`).
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let holder = format!("{}/{}-{since}", config.node, std::process::id());
+        match kv.create(&key, holder.clone().into()).await {
             Ok(revision) => Ok(Some(Lease {
                 kv,
                 key,
-                node: config.node.clone(),
+                node: holder,
                 revision,
             })),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
@@ -689,8 +697,8 @@ impl Lease {
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 // A renewal whose acknowledgement was lost (a NATS node dying mid-request)
                 // may have landed all the same, moving the revision on. If the key still
-                // names this node, the last write to it was ours: the lease is still held.
-                // (Only this node writes its own name; a takeover writes the other's.)
+                // names this acquisition, the last write to it was ours: the lease is still
+                // held. (Only this holder writes its own value; a takeover writes another.)
                 match self.kv.entry(&self.key).await {
                     Ok(Some(entry))
                         if entry.operation == kv::Operation::Put
