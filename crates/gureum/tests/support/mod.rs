@@ -357,13 +357,6 @@ impl Http {
 
     /// GETs `path`; returns the status, the headers and the body as bytes.
     pub fn get_raw(&self, path: &str) -> (u16, ::reqwest::header::HeaderMap, Vec<u8>) {
-        let request = self.client.get(format!("{}{path}", self.base));
-        self.runtime.block_on(async {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await.unwrap().to_vec();
-            (status, headers, body)
-        })
+        self.raw(::reqwest::Method::GET, path, &[])
     }
 }
