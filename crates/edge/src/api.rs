@@ -164,11 +164,13 @@ pub struct WhoAmI {
 
 #[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth",
     responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
-async fn whoami(principal: Option<Extension<Principal>>) -> Result<axum::Json<WhoAmI>, Problem> {
+async fn whoami(
+    principal: Option<Extension<Arc<Principal>>>,
+) -> Result<axum::Json<WhoAmI>, Problem> {
     let Extension(p) = principal.ok_or_else(no_principal)?;
     Ok(axum::Json(WhoAmI {
-        principal: p.id,
-        name: p.name,
+        principal: p.id.clone(),
+        name: p.name.clone(),
         roles: p.roles.iter().map(|r| r.name().to_owned()).collect(),
         permissions: p.permissions.iter().map(|p| (*p).to_owned()).collect(),
     }))
@@ -208,7 +210,7 @@ pub struct ApiKeys {
     responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 403, body = Problem)))]
 async fn create(
     State(keys): State<Arc<Keys>>,
-    principal: Option<Extension<Principal>>,
+    principal: Option<Extension<Arc<Principal>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let Extension(by) = principal.ok_or_else(no_principal)?;
@@ -244,7 +246,7 @@ async fn list(State(keys): State<Arc<Keys>>) -> axum::Json<ApiKeys> {
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
 async fn revoke(
     State(keys): State<Arc<Keys>>,
-    principal: Option<Extension<Principal>>,
+    principal: Option<Extension<Arc<Principal>>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<ApiKey>, Problem> {
     let Extension(by) = principal.ok_or_else(no_principal)?;

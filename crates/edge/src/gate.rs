@@ -118,7 +118,7 @@ impl Gate {
 /// What the gate learnt about a request, for its audit record.
 #[derive(Default)]
 struct Seen {
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     claimed: Option<String>,
     incident: Option<String>,
 }
@@ -312,7 +312,7 @@ async fn admit(
         if let Ok(value) = HeaderValue::from_str(&principal.permissions_header()) {
             parts.headers.insert(PERMISSIONS_HEADER, value);
         }
-        parts.extensions.insert(principal.clone());
+        parts.extensions.insert(Arc::clone(principal));
     }
     let request = Request::from_parts(parts, Body::from(body));
     if long_running {
@@ -331,7 +331,7 @@ async fn admit(
 
 /// The principal of the request's `Authorization: Bearer …` credential; else the key it
 /// claimed to be (`key:<id>`), if it named one.
-fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Principal, Option<String>> {
+fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Arc<Principal>, Option<String>> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

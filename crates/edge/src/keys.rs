@@ -173,18 +173,36 @@ pub struct NewKey {
 
 struct Entry {
     record: ApiKey,
-    roles: Vec<Role>,
     hash: [u8; 32],
+    /// Who the key authenticates, built once when the key is loaded.
+    principal: Arc<Principal>,
+}
+
+impl Entry {
+    fn new(record: ApiKey, roles: Vec<Role>, hash: [u8; 32]) -> Entry {
+        let principal = Arc::new(Principal {
+            id: format!("key:{}", record.id),
+            name: record.name.clone(),
+            permissions: permissions_of(&roles),
+            roles,
+            bootstrap: record.bootstrap,
+        });
+        Entry {
+            record,
+            hash,
+            principal,
+        }
+    }
 }
 
 /// The keys, in the database and in memory.
 pub struct Keys {
     store: Store,
     cache: RwLock<HashMap<String, Arc<Entry>>>,
-    /// `GUREUM_ADMIN_KEY`'s hash, when it was given.
-    environment: RwLock<Option<[u8; 32]>>,
-    /// `GUREUM_SERVICE_KEY`'s hash, when it was given.
-    service: RwLock<Option<[u8; 32]>>,
+    /// `GUREUM_ADMIN_KEY`'s hash and principal, when it was given.
+    environment: RwLock<Option<([u8; 32], Arc<Principal>)>>,
+    /// `GUREUM_SERVICE_KEY`'s hash and principal, when it was given.
+    service: RwLock<Option<([u8; 32], Arc<Principal>)>>,
 }
 
 impl Keys {
@@ -246,14 +264,7 @@ impl Keys {
                 revoked_at_us,
                 bootstrap: bootstrap != 0,
             };
-            loaded.insert(
-                id,
-                Arc::new(Entry {
-                    record,
-                    roles,
-                    hash,
-                }),
-            );
+            loaded.insert(id, Arc::new(Entry::new(record, roles, hash)));
         }
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
@@ -261,32 +272,16 @@ impl Keys {
 
     /// The principal `key` authenticates at `now_us`, or `None` — for every reason alike
     /// (malformed, unknown, wrong secret, expired, revoked), so a caller learns nothing.
-    pub fn authenticate(&self, key: &str, now_us: i64) -> Option<Principal> {
+    pub fn authenticate(&self, key: &str, now_us: i64) -> Option<Arc<Principal>> {
         let hash = digest(key);
         let Some(id) = parse_id(key) else {
-            let matches = |slot: &RwLock<Option<[u8; 32]>>| {
-                let expected = *slot.read().unwrap_or_else(|e| e.into_inner());
-                expected.is_some_and(|expected| bool::from(expected.ct_eq(&hash)))
+            let matches = |slot: &RwLock<Option<([u8; 32], Arc<Principal>)>>| {
+                let slot = slot.read().unwrap_or_else(|e| e.into_inner());
+                slot.as_ref()
+                    .filter(|(expected, _)| bool::from(expected.ct_eq(&hash)))
+                    .map(|(_, principal)| principal.clone())
             };
-            if matches(&self.environment) {
-                return Some(Principal {
-                    id: format!("key:{ENV_KEY_ID}"),
-                    name: "bootstrap admin (GUREUM_ADMIN_KEY)".to_owned(),
-                    roles: vec![Role::Admin],
-                    permissions: permissions_of(&[Role::Admin]),
-                    bootstrap: true,
-                });
-            }
-            if matches(&self.service) {
-                return Some(Principal {
-                    id: format!("key:{SERVICE_KEY_ID}"),
-                    name: "Gureum services (GUREUM_SERVICE_KEY)".to_owned(),
-                    roles: vec![Role::Service],
-                    permissions: permissions_of(&[Role::Service]),
-                    bootstrap: false,
-                });
-            }
-            return None;
+            return matches(&self.environment).or_else(|| matches(&self.service));
         };
         let entry = self
             .cache
@@ -297,13 +292,7 @@ impl Keys {
         let valid = bool::from(entry.hash.ct_eq(&hash))
             & entry.record.revoked_at_us.is_none()
             & entry.record.expires_at_us.is_none_or(|at| now_us < at);
-        valid.then(|| Principal {
-            id: format!("key:{id}"),
-            name: entry.record.name.clone(),
-            permissions: permissions_of(&entry.roles),
-            roles: entry.roles.clone(),
-            bootstrap: entry.record.bootstrap,
-        })
+        valid.then(|| entry.principal.clone())
     }
 
     /// Creates a key for `roles`, made by `by`. `by` may only hand out what it holds: a role
@@ -398,11 +387,7 @@ impl Keys {
             revoked_at_us: None,
             bootstrap,
         };
-        let entry = Entry {
-            record: record.clone(),
-            roles: roles.to_vec(),
-            hash,
-        };
+        let entry = Entry::new(record.clone(), roles.to_vec(), hash);
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -468,7 +453,14 @@ impl Keys {
                 "GUREUM_SERVICE_KEY must not look like a stored key (gureum_…)".to_owned(),
             ));
         }
-        *self.service.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
+        let principal = Arc::new(Principal {
+            id: format!("key:{SERVICE_KEY_ID}"),
+            name: "Gureum services (GUREUM_SERVICE_KEY)".to_owned(),
+            roles: vec![Role::Service],
+            permissions: permissions_of(&[Role::Service]),
+            bootstrap: false,
+        });
+        *self.service.write().unwrap_or_else(|e| e.into_inner()) = Some((digest(key), principal));
         Ok(())
     }
 
@@ -494,7 +486,15 @@ impl Keys {
                     "GUREUM_ADMIN_KEY must not look like a stored key (gureum_…); use any other random value".to_owned(),
                 ));
             }
-            *self.environment.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
+            let principal = Arc::new(Principal {
+                id: format!("key:{ENV_KEY_ID}"),
+                name: "bootstrap admin (GUREUM_ADMIN_KEY)".to_owned(),
+                roles: vec![Role::Admin],
+                permissions: permissions_of(&[Role::Admin]),
+                bootstrap: true,
+            });
+            *self.environment.write().unwrap_or_else(|e| e.into_inner()) =
+                Some((digest(key), principal));
             return Ok(Bootstrapped::Environment);
         }
         let keys = self.list();
