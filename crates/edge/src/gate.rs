@@ -22,6 +22,7 @@ use kernel::http::{PERMISSIONS_HEADER, PRINCIPAL_HEADER};
 
 use crate::access::{self, Access};
 use crate::keys::{Keys, Principal};
+use crate::oidc::Oidc;
 
 /// The largest request body the gate lets through (the ledger's own limit is 40 MiB).
 pub const BODY_BYTES_MAX: usize = 41 << 20;
@@ -67,6 +68,7 @@ pub struct Gate {
     audit: Option<audit::writer::Auditor>,
     limits: crate::limits::Limits,
     guard: std::sync::Mutex<guard::Guard>,
+    tokens: Option<Arc<Oidc>>,
 }
 
 impl Gate {
@@ -92,7 +94,19 @@ impl Gate {
             limits: crate::limits::Limits::new(config.limits),
             config,
             audit,
+            tokens: None,
         })
+    }
+
+    /// Accepts OpenID Connect bearer tokens `tokens` verifies, beside API keys.
+    pub fn with_tokens(mut self, tokens: Arc<Oidc>) -> Gate {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The token verifier, when tokens are accepted.
+    pub fn tokens(&self) -> Option<&Arc<Oidc>> {
+        self.tokens.as_ref()
     }
 
     /// The findings of the threat detectors so far, oldest first.
@@ -241,7 +255,7 @@ async fn admit(
             if let Err(seconds) = gate.limits.failures.check(client, now_us) {
                 return rate_limited(seconds, "too many failed authentications from this address");
             }
-            match authenticate(&gate.keys, request.headers()) {
+            match authenticate(gate, request.headers()).await {
                 Ok(principal) => Some(principal),
                 Err(claimed) => {
                     seen.claimed = claimed;
@@ -329,9 +343,10 @@ async fn admit(
     }
 }
 
-/// The principal of the request's `Authorization: Bearer …` credential; else the key it
-/// claimed to be (`key:<id>`), if it named one.
-fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Arc<Principal>, Option<String>> {
+/// The principal of the request's `Authorization: Bearer …` credential (an API key, or a
+/// token when tokens are accepted); else whom it claimed to be (`key:<id>`, `oidc:<sub>`), if
+/// it named anyone.
+async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<Arc<Principal>, Option<String>> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -342,7 +357,20 @@ fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Arc<Principal>, Opti
         return Err(None);
     }
     let credential = credential.trim();
-    keys.authenticate(credential, store::sql::now_us())
+    if let Some(tokens) = &gate.tokens
+        && Oidc::looks_like_token(credential)
+    {
+        if let Some(principal) = tokens.authenticate(credential).await {
+            return Ok(principal);
+        }
+        // An environment key may hold dots too.
+        return gate
+            .keys
+            .authenticate(credential, store::sql::now_us())
+            .ok_or_else(|| Oidc::claimed(credential));
+    }
+    gate.keys
+        .authenticate(credential, store::sql::now_us())
         .ok_or_else(|| crate::keys::parse_id(credential).map(|id| format!("key:{id}")))
 }
 

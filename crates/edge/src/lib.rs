@@ -4,6 +4,8 @@
 //!   and the roles that grant them; deny by default.
 //! - [`keys`]: API keys — random, shown once, stored hashed, scoped to roles, expirable,
 //!   revocable — and the bootstrap admin key.
+//! - [`oidc`]: OpenID Connect bearer tokens (RS256/ES256 JWTs checked against a JWKS file or
+//!   URL), beside API keys.
 //! - [`gate`]: the middleware: authentication, authorization, the firewall (the `waf`
 //!   crate) in the request path, size and time limits, security headers.
 //! - [`limits`]: rate limits (token buckets per principal, and per address for failed
@@ -18,7 +20,9 @@ pub mod api;
 pub mod gate;
 pub mod keys;
 pub mod limits;
+pub mod oidc;
 
 pub use access::{Access, Role};
 pub use gate::{Gate, GateConfig};
 pub use keys::{Bootstrapped, Keys, Principal};
+pub use oidc::{JwksSource, Oidc, OidcConfig};
