@@ -160,16 +160,8 @@ pub async fn serve(
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
-    println!("gureum listening on http://{local}");
-    tracing::info!(%local, "edge serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(crate::server::shutdown_signal())
-    .await?;
+    let tls = entrance.tls.clone();
+    crate::server::serve_door(app, listen, tls).await?;
     refreshing.abort();
     entrance.close().await;
     Ok(())

@@ -25,6 +25,7 @@ mod provision;
 mod serve;
 mod server;
 mod services;
+mod tls;
 mod waf_cli;
 
 /// mimalloc instead of glibc's allocator: under many threads glibc's spent a fifth of the
@@ -100,6 +101,8 @@ enum BenchTarget {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS connection, in and out (installed once, before any).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => server::up(args),

@@ -50,6 +50,19 @@
 //! contracts = ["http://127.0.0.1:8086"]
 //! lending = ["http://127.0.0.1:8087"]
 //! data_dir = "./gureum-data/edge"  # API keys and the bootstrap admin.key; or in [database]
+//! plain_http = false           # true: TLS ends in front of the edge (needed off loopback
+//!                              #   without [edge.tls])
+//!
+//! [edge.tls]                   # HTTPS (PEM files)
+//! cert = "/etc/gureum-tls/tls.crt"
+//! key = "/etc/gureum-tls/tls.key"
+//!
+//! [edge.oidc]                  # OpenID Connect tokens beside API keys
+//! issuer = "https://id.example-bank.kr"
+//! audience = "gureum"
+//! jwks = "https://id.example-bank.kr/.well-known/jwks.json"   # or a file
+//! roles_claim = "roles"        # default; a dotted path reaches into objects
+//! leeway_seconds = 60          # default; at most 300
 //! ```
 //!
 //! Secrets never go in these files: `GUREUM_ADMIN_KEY` and `GUREUM_SERVICE_KEY` (the edge),
@@ -300,6 +313,48 @@ pub struct EdgeConfig {
     /// `admin.key`; without it, in `[database]` (schema `edge`) — then the first admin key
     /// comes from `GUREUM_ADMIN_KEY`.
     pub data_dir: Option<PathBuf>,
+    /// `[edge.tls]`: serve HTTPS with `cert` and `key` (PEM files).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Serve plain HTTP on an address other than loopback: TLS ends in front of the edge
+    /// (an ingress, a mesh).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// `[edge.oidc]`: OpenID Connect tokens accepted beside API keys.
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[edge.oidc]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The `iss` tokens carry.
+    pub issuer: String,
+    /// The audience `aud` must hold.
+    pub audience: String,
+    /// The issuer's keys: a JWKS file or an `https://` URL.
+    pub jwks: String,
+    /// The claim holding Gureum role names (default `roles`).
+    pub roles_claim: Option<String>,
+    /// The clock skew accepted, in seconds (default 60, at most 300).
+    pub leeway_seconds: Option<u64>,
+}
+
+impl OidcSection {
+    /// The verifier's configuration.
+    pub fn config(&self) -> edge::OidcConfig {
+        let mut config = edge::OidcConfig::new(
+            &self.issuer,
+            &self.audience,
+            edge::JwksSource::parse(&self.jwks),
+        );
+        if let Some(claim) = &self.roles_claim {
+            config.roles_claim = claim.clone();
+        }
+        if let Some(seconds) = self.leeway_seconds {
+            config.leeway_seconds = seconds;
+        }
+        config
+    }
 }
 
 fn one() -> usize {
@@ -543,7 +598,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                 Some(_) => Some(config.sql("edge")?),
                 None => None,
             };
-            let door = server::Door::edge(edge.data_dir.as_deref(), database)?;
+            let mut door = server::Door::edge(edge.data_dir.as_deref(), database)?;
+            door.tls = edge.tls.clone();
+            door.plain_http = edge.plain_http;
+            door.oidc = edge.oidc.as_ref().map(OidcSection::config);
+            crate::tls::check_plain(config.listen, door.tls.as_ref(), door.plain_http)?;
             runtime.block_on(crate::edge::serve(config.listen, edge, door))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -30,6 +30,53 @@ pub struct UpArgs {
     /// The address to serve HTTP on.
     #[arg(long, default_value_t = crate::default_listen(), env = "GUREUM_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    door: DoorArgs,
+}
+
+/// How clients reach the door: TLS, and which bearer tokens it accepts beside API keys.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DoorArgs {
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "GUREUM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "GUREUM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (TLS ends in front of Gureum).
+    #[arg(long, env = "GUREUM_PLAIN_HTTP")]
+    plain_http: bool,
+    /// Accept OpenID Connect tokens from this issuer (`iss`; with --oidc-audience and
+    /// --oidc-jwks).
+    #[arg(long, env = "GUREUM_OIDC_ISSUER", requires_all = ["oidc_audience", "oidc_jwks"])]
+    oidc_issuer: Option<String>,
+    /// The audience a token must name (`aud`).
+    #[arg(long, env = "GUREUM_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
+    /// The issuer's signing keys: a JWKS file or an https:// URL.
+    #[arg(long, env = "GUREUM_OIDC_JWKS", requires = "oidc_issuer")]
+    oidc_jwks: Option<String>,
+    /// The claim holding Gureum role names (a dotted path reaches into objects).
+    #[arg(long, env = "GUREUM_OIDC_ROLES_CLAIM", default_value = "roles")]
+    oidc_roles_claim: String,
+}
+
+impl DoorArgs {
+    /// Puts the options on `door`.
+    fn apply(self, door: &mut Door) {
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            door.tls = Some(crate::tls::TlsFiles { cert, key });
+        }
+        door.plain_http = self.plain_http;
+        if let (Some(issuer), Some(audience), Some(jwks)) =
+            (self.oidc_issuer, self.oidc_audience, self.oidc_jwks)
+        {
+            let mut oidc =
+                edge::OidcConfig::new(&issuer, &audience, edge::JwksSource::parse(&jwks));
+            oidc.roles_claim = self.oidc_roles_claim;
+            door.oidc = Some(oidc);
+        }
+    }
 }
 
 /// Runs until SIGINT or SIGTERM, then finishes in-flight work, flushes and returns.
@@ -43,7 +90,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         contracts: Some(ContractsSetup::embedded(&args.data_dir)),
         lending: Some(LendingSetup::embedded(&args.data_dir)),
     };
-    let door = Door::embedded(&args.data_dir);
+    let mut door = Door::embedded(&args.data_dir);
+    args.door.apply(&mut door);
+    crate::tls::check_plain(args.listen, door.tls.as_ref(), door.plain_http)?;
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services, Some(door))
 }
 
@@ -71,6 +120,12 @@ pub struct Door {
     pub gate: edge::GateConfig,
     /// Where the audit trail is appended.
     pub audit: store::SqlConfig,
+    /// TLS, unless clients reach this over plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Plain HTTP on an address other than loopback is meant (TLS ends in front).
+    pub plain_http: bool,
+    /// OpenID Connect tokens accepted beside API keys.
+    pub oidc: Option<edge::OidcConfig>,
 }
 
 /// The door, open: the gate, the audit trail it appends to, and the trail's writer.
@@ -79,7 +134,11 @@ pub struct Entrance {
     pub gate: Arc<edge::Gate>,
     /// The audit trail (for `GET /v1/audit/events`).
     pub audit: audit::log::AuditLog,
+    /// The TLS configuration clients are served with, if any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     writer: tokio::task::JoinHandle<()>,
+    /// Re-reads the token issuer's keys.
+    refreshing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Entrance {
@@ -93,6 +152,9 @@ impl Entrance {
     /// Writes what the audit trail still has queued (once the server, which holds the gate's
     /// other handles, has stopped).
     pub async fn close(self) {
+        if let Some(refreshing) = &self.refreshing {
+            refreshing.abort();
+        }
         drop(self.gate);
         if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.writer)
             .await
@@ -102,6 +164,9 @@ impl Entrance {
         }
     }
 }
+
+/// How often the token issuer's keys are looked at (a file is re-read, a URL fetched when due).
+const TOKEN_KEYS_REFRESH: Duration = Duration::from_secs(5);
 
 /// How long a stopping server waits for the audit trail's queue to be written.
 const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,6 +186,9 @@ impl Door {
             audit: store::SqlConfig::Sqlite {
                 path: data_dir.join(AUDIT_FILE),
             },
+            tls: None,
+            plain_http: false,
+            oidc: None,
         }
     }
 
@@ -158,12 +226,25 @@ impl Door {
             service_key_env: env_secret("GUREUM_SERVICE_KEY"),
             gate: edge::GateConfig::default(),
             audit,
+            tls: None,
+            plain_http: false,
+            oidc: None,
         })
     }
 
     /// Opens the keys and the audit trail, makes sure an admin can get in, and builds the
     /// gate.
     pub async fn open(&self) -> Result<Entrance, Error> {
+        // Unusable certificates or token keys stop the start, before anything else opens.
+        let tls = self
+            .tls
+            .as_ref()
+            .map(crate::tls::TlsFiles::server_config)
+            .transpose()?;
+        let tokens = match &self.oidc {
+            Some(config) => Some(Arc::new(edge::Oidc::open(config.clone()).await?)),
+            None => None,
+        };
         if let Some(dir) = self.admin_key_file.as_ref().and_then(|f| f.parent()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -194,11 +275,34 @@ impl Door {
         let trail = store::Store::open_with(&self.audit, store::Durability::Relaxed).await?;
         let audit = audit::log::AuditLog::open(trail).await?;
         let (auditor, writer) = audit::writer::Auditor::start(audit.clone());
-        let gate = Arc::new(edge::Gate::new(keys, self.gate.clone(), Some(auditor))?);
+        let mut config = self.gate.clone();
+        config.tls = tls.is_some();
+        let gate = edge::Gate::new(keys, config, Some(auditor))?;
+        let (gate, refreshing) = match tokens {
+            None => (gate, None),
+            Some(tokens) => {
+                let gate = gate.with_tokens(tokens.clone());
+                let refreshing = tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(TOKEN_KEYS_REFRESH);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = tokens.refresh().await {
+                            tracing::warn!(
+                                error = %e,
+                                "cannot re-read the token issuer's keys; keeping the last ones"
+                            );
+                        }
+                    }
+                });
+                (gate, Some(refreshing))
+            }
+        };
         Ok(Entrance {
-            gate,
+            gate: Arc::new(gate),
             audit,
+            tls,
             writer,
+            refreshing,
         })
     }
 }
@@ -386,7 +490,14 @@ pub fn run_ledger_with_file_journal(
         };
         let (services, relays) = sql.start(&stopped, Some(engine.clone())).await?;
         let relaying = events.spawn(engine.clone(), stopped);
-        let served = serve(app(services, entrance.as_ref()), engine.clone(), listen).await;
+        let tls = entrance.as_ref().and_then(|e| e.tls.clone());
+        let served = serve(
+            app(services, entrance.as_ref()),
+            engine.clone(),
+            listen,
+            tls,
+        )
+        .await;
         if let Some(entrance) = entrance {
             entrance.close().await;
         }
@@ -569,27 +680,53 @@ async fn method_not_allowed(uri: Uri) -> Problem {
 }
 
 /// Serves `app` at `listen`, with the ledger's expiry pulse, until SIGINT or SIGTERM.
-async fn serve(app: Router, engine: Arc<Engine>, listen: SocketAddr) -> Result<(), Error> {
+async fn serve(
+    app: Router,
+    engine: Arc<Engine>,
+    listen: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), Error> {
     let pulse = expiry_pulse(engine);
-    let served = serve_app(app, listen).await;
+    let served = serve_door(app, listen, tls).await;
     pulse.abort();
     served
 }
 
 /// Serves `app` at `listen` until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn serve_app(app: Router, listen: SocketAddr) -> Result<(), Error> {
+    serve_door(app, listen, None).await
+}
+
+/// Serves `app` at `listen` — over TLS with `tls` — until SIGINT or SIGTERM, then lets
+/// in-flight requests finish.
+pub async fn serve_door(
+    app: Router,
+    listen: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), Error> {
+    use axum::serve::ListenerExt as _;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Scripts and tests wait for this line (also when --listen asks for port 0).
-    println!("gureum listening on http://{local}");
-    tracing::info!(%local, "serving");
+    println!("gureum listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "serving");
     // The peer address reaches handlers (a contract signature records where it came from).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(config) => {
+            // `tap_io` gives the listener the peer-address plumbing axum has for TCP.
+            let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -492,3 +492,140 @@ fn the_detectors_watch_every_request_and_auditors_read_their_findings() {
     assert_eq!(glass[0]["severity"], "critical");
     assert!(glass[0]["count"].as_u64().unwrap() >= 2, "{page}");
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../edge/tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn https_with_the_given_certificate_and_openid_connect_tokens_beside_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, jwks) = (
+        fixture("tls-cert.pem"),
+        fixture("tls-key.pem"),
+        fixture("oidc-jwks.json"),
+    );
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+            "--oidc-issuer".as_ref(),
+            "https://id.example-bank.kr".as_ref(),
+            "--oidc-audience".as_ref(),
+            "gureum".as_ref(),
+            "--oidc-jwks".as_ref(),
+            jwks.as_os_str(),
+        ],
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let trusted =
+        reqwest::Certificate::from_pem(&std::fs::read(fixture("tls-ca.pem")).unwrap()).unwrap();
+    let client = |credential: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {credential}").parse().unwrap(),
+        );
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(trusted.clone())
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let get = |credential: &str, path: &str| {
+        let response = client(credential)
+            .get(format!("{}{path}", server.url))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let hsts = response
+            .headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            status,
+            hsts,
+            response.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    // The admin key over HTTPS; every answer tells browsers to stay on HTTPS.
+    let (status, hsts, me) = get(&server.key, "/v1/auth/whoami");
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000; includeSubDomains"));
+    assert_eq!(me["roles"], json!(["admin"]));
+    // Plain HTTP to the same port gets no answer.
+    let plain = server.url.replace("https://", "http://");
+    assert!(
+        reqwest::blocking::get(format!("{plain}/healthz"))
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+    );
+
+    // A teller's token from the identity provider.
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = |roles: Value| {
+        let claims = json!({
+            "iss": "https://id.example-bank.kr", "aud": "gureum", "sub": "alice",
+            "iat": now, "exp": now + 600, "roles": roles,
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("rsa-1".to_owned());
+        let signing = jsonwebtoken::EncodingKey::from_rsa_pem(
+            &std::fs::read(fixture("oidc-rsa.pem")).unwrap(),
+        )
+        .unwrap();
+        jsonwebtoken::encode(&header, &claims, &signing).unwrap()
+    };
+    let teller = token(json!(["teller"]));
+    let (status, _, me) = get(&teller, "/v1/auth/whoami");
+    assert_eq!(status, 200);
+    assert_eq!(me["principal"], "oidc:alice");
+    assert_eq!(me["roles"], json!(["teller"]));
+    let (status, _, body) = get(&teller, "/v1/ledger/accounts/77");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("account_not_found"))
+    );
+    // Without a role, authenticated but not allowed; a bad token, not authenticated.
+    let (status, _, body) = get(&token(json!([])), "/v1/ledger/accounts/77");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    let mut forged = teller.clone();
+    forged.pop();
+    forged.push(if teller.ends_with('A') { 'B' } else { 'A' });
+    let (status, _, body) = get(&forged, "/v1/auth/whoami");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::gureum()
+        .args(["up", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("GUREUM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a loopback address"), "{stderr}");
+    assert!(
+        !dir.path().join("admin.key").exists(),
+        "nothing opened before the refusal"
+    );
+}

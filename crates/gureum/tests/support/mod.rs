@@ -23,9 +23,15 @@ pub struct Server {
 impl Server {
     /// Starts `gureum up` on a free port over `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Starts `gureum up` with `args` besides the listen address and data folder.
+    pub fn start_with(data_dir: &Path, args: &[&std::ffi::OsStr]) -> Server {
         let child = gureum()
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("GUREUM_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
