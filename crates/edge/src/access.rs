@@ -60,6 +60,8 @@ pub const ROUTES: &[Route] = &[
     needs("DELETE", "/v1/auth/api-keys/{id}", "auth:keys"),
     needs("GET", "/v1/audit/events", "audit:read"),
     needs("GET", "/v1/guard/findings", "guard:read"),
+    needs("GET", "/v1/guard/blocks", "guard:read"),
+    needs("DELETE", "/v1/guard/blocks/{subject}", "guard:respond"),
 
     needs("POST", "/v1/ledger/accounts", "ledger:write"),
     needs("POST", "/v1/ledger/transfers", "ledger:write"),
@@ -266,6 +268,7 @@ pub const PERMISSIONS: &[&str] = &[
     "auth:keys",
     "audit:read",
     "guard:read",
+    "guard:respond",
     "ledger:read",
     "ledger:write",
     "customers:read",

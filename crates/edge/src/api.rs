@@ -113,11 +113,49 @@ async fn audit_events(
     }))
 }
 
-/// `GET /v1/guard/findings` over the gate's detectors.
+/// `GET /v1/guard/findings` over the gate's detectors; `GET /v1/guard/blocks` and
+/// `DELETE /v1/guard/blocks/{subject}` over its automatic response.
 pub fn guard_router(gate: Arc<crate::Gate>) -> Router {
     Router::new()
         .route("/v1/guard/findings", get(findings))
+        .route("/v1/guard/blocks", get(blocks))
+        .route("/v1/guard/blocks/{subject}", delete(lift))
         .with_state(gate)
+}
+
+/// The blocks in force.
+#[derive(Serialize, ToSchema)]
+pub struct Blocks {
+    /// Oldest first.
+    pub blocks: Vec<crate::blocks::Block>,
+}
+
+#[utoipa::path(get, path = "/v1/guard/blocks", tag = "guard",
+    responses((status = 200, body = Blocks), (status = 403, body = Problem)))]
+async fn blocks(State(gate): State<Arc<crate::Gate>>) -> axum::Json<Blocks> {
+    axum::Json(Blocks {
+        blocks: gate.blocks().list(store::sql::now_us()),
+    })
+}
+
+#[utoipa::path(delete, path = "/v1/guard/blocks/{subject}", tag = "guard",
+    params(("subject" = String, Path, description = "`address:<ip>` or `principal:<id>`")),
+    responses((status = 204), (status = 404, body = Problem), (status = 403, body = Problem)))]
+async fn lift(
+    State(gate): State<Arc<crate::Gate>>,
+    principal: Option<Extension<Arc<Principal>>>,
+    subject: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, Problem> {
+    let Extension(by) = principal.ok_or_else(no_principal)?;
+    let Path(subject) = subject.map_err(|e| path_problem(e, "invalid_path"))?;
+    if !gate.blocks().lift(&subject, store::sql::now_us()) {
+        return Err(Problem::not_found(
+            "block_not_found",
+            format!("no block is in force for {subject}"),
+        ));
+    }
+    tracing::warn!(%subject, by = %by.id, "guard: block lifted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The threat detectors' findings.
@@ -300,7 +338,7 @@ fn problem(e: KeyError) -> Problem {
 /// The auth routes' OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(whoami, create, list, revoke, audit_events, findings),
+    paths(whoami, create, list, revoke, audit_events, findings, blocks, lift),
     components(schemas(
         WhoAmI,
         CreateApiKey,
@@ -309,6 +347,8 @@ fn problem(e: KeyError) -> Problem {
         ApiKey,
         AuditPage,
         Findings,
+        Blocks,
+        crate::blocks::Block,
         Problem
     ))
 )]

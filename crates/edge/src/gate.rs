@@ -46,6 +46,8 @@ pub struct GateConfig {
     pub tls: bool,
     /// Rate limits.
     pub limits: crate::limits::LimitsConfig,
+    /// Whether findings block their address or principal for a while.
+    pub response: crate::blocks::ResponseConfig,
 }
 
 impl Default for GateConfig {
@@ -56,6 +58,7 @@ impl Default for GateConfig {
             request_timeout: REQUEST_TIMEOUT,
             tls: false,
             limits: crate::limits::LimitsConfig::default(),
+            response: crate::blocks::ResponseConfig::default(),
         }
     }
 }
@@ -69,6 +72,7 @@ pub struct Gate {
     limits: crate::limits::Limits,
     guard: std::sync::Mutex<guard::Guard>,
     tokens: Option<Arc<Oidc>>,
+    blocks: crate::blocks::Blocks,
 }
 
 impl Gate {
@@ -95,6 +99,7 @@ impl Gate {
             config,
             audit,
             tokens: None,
+            blocks: crate::blocks::Blocks::default(),
         })
     }
 
@@ -116,6 +121,11 @@ impl Gate {
             .unwrap_or_else(|e| e.into_inner())
             .findings()
             .to_vec()
+    }
+
+    /// The blocks in force (the automatic response to findings).
+    pub fn blocks(&self) -> &crate::blocks::Blocks {
+        &self.blocks
     }
 
     /// The keys the gate checks credentials against.
@@ -205,19 +215,56 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
 }
 
 /// Hands the record to the threat detectors; logs each finding they open (kind, severity,
-/// who, where, counts — never a value).
+/// who, where, counts — never a value) and, when the response is on, blocks what a finding of
+/// a blocking kind names.
 fn watch(gate: &Gate, record: &audit::Record) {
     let mut guard = gate.guard.lock().unwrap_or_else(|e| e.into_inner());
     let before = guard.findings().len();
-    guard.watch(record);
-    for finding in guard.findings().iter().skip(before) {
+    let touched = guard.watch(record);
+    for index in touched {
+        let finding = &guard.findings()[index];
+        if index >= before {
+            tracing::warn!(
+                kind = finding.kind,
+                severity = ?finding.severity,
+                principal = finding.principal.as_deref().unwrap_or(""),
+                address = finding.address.as_deref().unwrap_or(""),
+                evidence = %finding.evidence,
+                "guard: finding"
+            );
+        }
+        respond(gate, finding, record.at_us);
+    }
+}
+
+/// Blocks the address a finding names, else its principal — when the response is on and the
+/// kind blocks; never the services' key or a bootstrap admin key.
+fn respond(gate: &Gate, finding: &guard::Finding, now_us: i64) {
+    let response = &gate.config.response;
+    if !response.enabled || !response.kinds.iter().any(|k| k == finding.kind) {
+        return;
+    }
+    let subject = match (&finding.address, &finding.principal) {
+        (Some(address), _) => crate::blocks::address(address),
+        (None, Some(principal)) => {
+            let exempt = principal == &format!("key:{}", crate::keys::SERVICE_KEY_ID)
+                || gate.keys.is_bootstrap(principal);
+            if exempt {
+                return;
+            }
+            crate::blocks::principal(principal)
+        }
+        (None, None) => return,
+    };
+    let until_us = finding
+        .last_seen_us
+        .saturating_add(i64::try_from(response.block_for.as_micros()).unwrap_or(i64::MAX));
+    if gate.blocks.block(&subject, finding.kind, now_us, until_us) {
         tracing::warn!(
+            %subject,
             kind = finding.kind,
-            severity = ?finding.severity,
-            principal = finding.principal.as_deref().unwrap_or(""),
-            address = finding.address.as_deref().unwrap_or(""),
-            evidence = %finding.evidence,
-            "guard: finding"
+            seconds = response.block_for.as_secs(),
+            "guard: blocked"
         );
     }
 }
@@ -248,6 +295,11 @@ async fn admit(
     };
     let long_running = LONG_RUNNING.contains(&path);
     let now_us = store::sql::now_us();
+    if access != Access::Public
+        && let Some(seconds) = gate.blocks.check(&crate::blocks::address(client), now_us)
+    {
+        return blocked_for_a_while(seconds);
+    }
     let principal = match access {
         Access::Public => None,
         Access::Authenticated | Access::Permission(_) => {
@@ -269,6 +321,13 @@ async fn admit(
         }
     };
     seen.principal = principal.clone();
+    if let Some(principal) = &principal
+        && let Some(seconds) = gate
+            .blocks
+            .check(&crate::blocks::principal(&principal.id), now_us)
+    {
+        return blocked_for_a_while(seconds);
+    }
     if let Some(principal) = &principal
         && let Err(seconds) = gate.limits.principal.take(&principal.id, 1.0, now_us)
     {
@@ -397,6 +456,21 @@ fn rate_limited(seconds: u64, why: &str) -> Response {
     let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
     let mut response = Problem::new(429, "rate_limited", "Too many requests")
         .with_detail(format!("{why}; retry after {seconds} s"))
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// 403 `temporarily_blocked` with `Retry-After`: a finding blocked the caller's address or key.
+fn blocked_for_a_while(seconds: u64) -> Response {
+    let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
+    let mut response = Problem::new(403, "temporarily_blocked", "Temporarily blocked")
+        .with_detail(format!(
+            "requests from this address or key are blocked for {seconds} s after a security \
+             finding; if this is wrong, ask the operator to lift the block"
+        ))
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);

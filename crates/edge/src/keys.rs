@@ -395,6 +395,20 @@ impl Keys {
         Ok(NewKey { key, record })
     }
 
+    /// Whether `principal` is a bootstrap (break-glass) admin key.
+    pub fn is_bootstrap(&self, principal: &str) -> bool {
+        if principal == format!("key:{ENV_KEY_ID}") {
+            return true;
+        }
+        principal.strip_prefix("key:").is_some_and(|id| {
+            self.cache
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .is_some_and(|e| e.record.bootstrap)
+        })
+    }
+
     /// Every key, oldest first.
     pub fn list(&self) -> Vec<ApiKey> {
         let mut keys: Vec<ApiKey> = self

@@ -10,6 +10,8 @@
 //!   crate) in the request path, size and time limits, security headers.
 //! - [`limits`]: rate limits (token buckets per principal, and per address for failed
 //!   authentications).
+//! - [`blocks`]: the optional automatic response — an address or principal blocked for a
+//!   while after a finding.
 //! - [`api`]: `/v1/auth/…` (who am I; create, list and revoke keys) and `/v1/audit/events`.
 //!
 //! Services behind the edge never authenticate: they read the principal and its permissions
@@ -17,6 +19,7 @@
 
 pub mod access;
 pub mod api;
+pub mod blocks;
 pub mod gate;
 pub mod keys;
 pub mod limits;

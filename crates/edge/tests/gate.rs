@@ -279,3 +279,120 @@ async fn a_key_past_its_rate_and_an_address_that_keeps_failing_wait() {
     assert_eq!(get(wrong).await, (429, Some("10".to_owned())));
     assert_eq!(get(key).await, (429, Some("10".to_owned())));
 }
+
+/// GET `path` with `key` from `address`; the status, `Retry-After` and the problem's code.
+async fn from(app: &Router, key: &str, address: &str, path: &str) -> (u16, Option<String>, String) {
+    let mut request = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let peer: std::net::SocketAddr = format!("{address}:40000").parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    (
+        status,
+        retry,
+        body["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn with_the_response_on_findings_block_their_address_or_key_until_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = GateConfig::default();
+    config.response.enabled = true;
+    config.response.block_for = Duration::from_secs(60);
+    let (gate, admin) = gate(dir.path(), config).await;
+    let by = gate
+        .keys()
+        .authenticate(&admin, store::sql::now_us())
+        .unwrap();
+    let teller = gate
+        .keys()
+        .create(&by, "teller", &["teller".to_owned()], None)
+        .await
+        .unwrap()
+        .key;
+    let app = gate.protect(router());
+    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+    let benign = "/v1/ledger/accounts/1";
+
+    // Five firewall blocks from one address within a minute: a burst; the address waits.
+    for _ in 0..5 {
+        assert_eq!(
+            from(&app, &teller, "198.51.100.7", attack).await.2,
+            "waf-blocked"
+        );
+    }
+    let (status, retry, code) = from(&app, &teller, "198.51.100.7", benign).await;
+    assert_eq!((status, code.as_str()), (403, "temporarily_blocked"));
+    let retry: u64 = retry.unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    // The key itself is not blocked: from elsewhere it works.
+    assert_eq!(from(&app, &teller, "198.51.100.8", benign).await.0, 200);
+    let blocks = gate.blocks().list(store::sql::now_us());
+    let subjects: Vec<(&str, &str)> = blocks
+        .iter()
+        .map(|b| (b.subject.as_str(), b.kind.as_str()))
+        .collect();
+    assert_eq!(subjects, vec![("address:198.51.100.7", "waf_burst")]);
+    assert!(
+        gate.blocks()
+            .lift("address:198.51.100.7", store::sql::now_us())
+    );
+    assert_eq!(from(&app, &teller, "198.51.100.7", benign).await.0, 200);
+
+    // One key from five addresses within the hour (two seen above): the key waits, wherever
+    // it calls from.
+    for address in ["198.51.100.9", "198.51.100.10", "198.51.100.11"] {
+        assert_eq!(from(&app, &teller, address, benign).await.0, 200);
+    }
+    let (status, _, code) = from(&app, &teller, "198.51.100.8", benign).await;
+    assert_eq!((status, code.as_str()), (403, "temporarily_blocked"));
+    let teller_id = format!("principal:key:{}", edge::keys::parse_id(&teller).unwrap());
+    assert!(
+        gate.blocks()
+            .list(store::sql::now_us())
+            .iter()
+            .any(|b| b.subject == teller_id && b.kind == "key_many_addresses")
+    );
+    // The bootstrap admin key is never blocked (its use is reported as break-glass instead).
+    for n in 1..=7 {
+        assert_eq!(
+            from(&app, &admin, &format!("192.0.2.{n}"), benign).await.0,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_the_response_off_findings_only_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, admin) = gate(dir.path(), GateConfig::default()).await;
+    let app = gate.protect(router());
+    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+    for _ in 0..6 {
+        assert_eq!(
+            from(&app, &admin, "198.51.100.7", attack).await.2,
+            "waf-blocked"
+        );
+    }
+    assert_eq!(
+        from(&app, &admin, "198.51.100.7", "/v1/ledger/accounts/1")
+            .await
+            .0,
+        200
+    );
+    assert!(gate.findings().iter().any(|f| f.kind == "waf_burst"));
+    assert!(gate.blocks().list(store::sql::now_us()).is_empty());
+}

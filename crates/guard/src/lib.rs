@@ -209,18 +209,22 @@ impl Guard {
 
     /// Takes the next record (in time order); returns the findings it opened or updated.
     pub fn observe(&mut self, r: &Record) -> Vec<Finding> {
+        self.watch(r)
+            .into_iter()
+            .map(|i| self.findings[i].clone())
+            .collect()
+    }
+
+    /// [`Guard::observe`] without copies (the live path): the indexes in
+    /// [`Guard::findings`] of the findings the record opened or updated — usually none, and
+    /// then nothing is allocated.
+    pub fn watch(&mut self, r: &Record) -> Vec<usize> {
         let mut touched = Vec::new();
-        self.take(r, Some(&mut touched));
+        self.take(r, &mut touched);
         touched
     }
 
-    /// [`Guard::observe`] without the copies of what it touched (the live path: new findings
-    /// are the ones [`Guard::findings`] gained).
-    pub fn watch(&mut self, r: &Record) {
-        self.take(r, None);
-    }
-
-    fn take(&mut self, r: &Record, mut sink: Option<&mut Vec<Finding>>) {
+    fn take(&mut self, r: &Record, touched: &mut Vec<usize>) {
         if self.findings.len() >= FINDINGS_MAX {
             // Bounded: the oldest findings go (an operator reads them from the log, where
             // each was written when it opened), and the windows start over.
@@ -228,7 +232,6 @@ impl Guard {
             self.series.clear();
             self.singles.clear();
         }
-        let touched = &mut sink;
         let failed_auth = r.outcome == 401;
         if failed_auth && let Some(claimed) = &r.claimed {
             let w = self.rules.brute_force;
@@ -365,7 +368,7 @@ impl Guard {
         what: &str,
         principal: Option<&str>,
         address: Option<&str>,
-        touched: &mut Option<&mut Vec<Finding>>,
+        touched: &mut Vec<usize>,
     ) {
         let of_kind = self.series.entry(kind).or_default();
         if !of_kind.contains_key(key) && of_kind.len() >= SERIES_MAX {
@@ -408,9 +411,7 @@ impl Guard {
                 i
             }
         };
-        if let Some(touched) = touched {
-            touched.push(self.findings[index].clone());
-        }
+        touched.push(index);
     }
 
     fn single(
@@ -418,7 +419,7 @@ impl Guard {
         kind: &'static str,
         severity: Severity,
         r: &Record,
-        touched: &mut Option<&mut Vec<Finding>>,
+        touched: &mut Vec<usize>,
         evidence: impl FnOnce() -> String,
     ) {
         // The same principal doing the same thing from the same address again within the
@@ -432,9 +433,7 @@ impl Guard {
         {
             f.count += 1;
             f.last_seen_us = r.at_us;
-            if let Some(touched) = touched {
-                touched.push(f.clone());
-            }
+            touched.push(i);
             return;
         }
         of_kind.insert(r.principal.clone(), self.findings.len());
@@ -448,9 +447,7 @@ impl Guard {
             last_seen_us: r.at_us,
             count: 1,
         };
-        if let Some(touched) = touched {
-            touched.push(finding.clone());
-        }
+        touched.push(self.findings.len());
         self.findings.push(finding);
     }
 }

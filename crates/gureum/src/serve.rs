@@ -65,6 +65,9 @@
 //! leeway_seconds = 60          # default; at most 300
 //! ```
 //!
+//! `[edge]` also takes `block_on_findings = true` (block an address or key for
+//! `block_minutes`, default 15, after a finding of a blocking kind; see docs/SECURITY.md).
+//!
 //! Secrets never go in these files: `GUREUM_ADMIN_KEY` and `GUREUM_SERVICE_KEY` (the edge),
 //! `GUREUM_API_KEY` (a service's key for the edge: the service key), database passwords in
 //! `GUREUM_DATABASE_URL`.
@@ -321,6 +324,11 @@ pub struct EdgeConfig {
     pub plain_http: bool,
     /// `[edge.oidc]`: OpenID Connect tokens accepted beside API keys.
     pub oidc: Option<OidcSection>,
+    /// Block an address or key for a while after a finding of a blocking kind.
+    #[serde(default)]
+    pub block_on_findings: bool,
+    /// How long such a block lasts after the finding's last event (default 15).
+    pub block_minutes: Option<u64>,
 }
 
 /// `[edge.oidc]`.
@@ -602,6 +610,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             door.tls = edge.tls.clone();
             door.plain_http = edge.plain_http;
             door.oidc = edge.oidc.as_ref().map(OidcSection::config);
+            door.gate.response.enabled = edge.block_on_findings;
+            if let Some(minutes) = edge.block_minutes {
+                door.gate.response.block_for = Duration::from_secs(minutes.saturating_mul(60));
+            }
             crate::tls::check_plain(config.listen, door.tls.as_ref(), door.plain_http)?;
             runtime.block_on(crate::edge::serve(config.listen, edge, door))?;
             Ok(ExitCode::SUCCESS)

@@ -59,6 +59,14 @@ pub struct DoorArgs {
     /// The claim holding Gureum role names (a dotted path reaches into objects).
     #[arg(long, env = "GUREUM_OIDC_ROLES_CLAIM", default_value = "roles")]
     oidc_roles_claim: String,
+    /// Block an address or key for a while after a finding of a blocking kind (credential
+    /// stuffing, firewall bursts, enumeration, one key from many addresses, bulk regulated
+    /// reads); see docs/SECURITY.md before turning it on behind a shared address.
+    #[arg(long, env = "GUREUM_BLOCK_ON_FINDINGS")]
+    block_on_findings: bool,
+    /// How long such a block lasts after the finding's last event, in minutes.
+    #[arg(long, env = "GUREUM_BLOCK_MINUTES", default_value_t = 15)]
+    block_minutes: u64,
 }
 
 impl DoorArgs {
@@ -68,6 +76,8 @@ impl DoorArgs {
             door.tls = Some(crate::tls::TlsFiles { cert, key });
         }
         door.plain_http = self.plain_http;
+        door.gate.response.enabled = self.block_on_findings;
+        door.gate.response.block_for = Duration::from_secs(self.block_minutes.saturating_mul(60));
         if let (Some(issuer), Some(audience), Some(jwks)) =
             (self.oidc_issuer, self.oidc_audience, self.oidc_jwks)
         {
