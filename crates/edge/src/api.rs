@@ -15,7 +15,7 @@ use kernel::http::{json_body, path_problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::keys::{ApiKey, KeyError, Keys, Principal};
+use crate::keys::{ApiKey, KeyError, Principal};
 
 /// `GET /v1/audit/events` over `log`.
 pub fn audit_router(log: audit::log::AuditLog) -> Router {
@@ -178,13 +178,13 @@ async fn findings(State(gate): State<Arc<crate::Gate>>) -> axum::Json<Findings> 
 /// A request body holds at most this many bytes.
 const BODY_BYTES_MAX: usize = 4 << 10;
 
-/// The auth routes over `keys`.
-pub fn router(keys: Arc<Keys>) -> Router {
+/// The auth routes over the gate's keys (each key made is told to its detectors).
+pub fn router(gate: Arc<crate::Gate>) -> Router {
     Router::new()
         .route("/v1/auth/whoami", get(whoami))
         .route("/v1/auth/api-keys", get(list).post(create))
         .route("/v1/auth/api-keys/{id}", delete(revoke))
-        .with_state(keys)
+        .with_state(gate)
 }
 
 /// Who the credential belongs to.
@@ -247,10 +247,12 @@ pub struct ApiKeys {
 #[utoipa::path(post, path = "/v1/auth/api-keys", tag = "auth", request_body = CreateApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 403, body = Problem)))]
 async fn create(
-    State(keys): State<Arc<Keys>>,
+    State(gate): State<Arc<crate::Gate>>,
     principal: Option<Extension<Arc<Principal>>>,
+    request: axum::http::request::Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let keys = gate.keys();
     let Extension(by) = principal.ok_or_else(no_principal)?;
     let req: CreateApiKey = json_body(body, BODY_BYTES_MAX)?;
     let expires_at_us = match &req.expires_at {
@@ -267,6 +269,12 @@ async fn create(
         by = %by.id,
         "api key created"
     );
+    gate.granted(
+        &by,
+        &crate::gate::client_of(&request.extensions),
+        &format!("key:{}", made.record.id),
+        &made.record.roles,
+    );
     let created = CreatedApiKey {
         key: made.key,
         record: made.record,
@@ -276,20 +284,22 @@ async fn create(
 
 #[utoipa::path(get, path = "/v1/auth/api-keys", tag = "auth",
     responses((status = 200, body = ApiKeys), (status = 403, body = Problem)))]
-async fn list(State(keys): State<Arc<Keys>>) -> axum::Json<ApiKeys> {
-    axum::Json(ApiKeys { keys: keys.list() })
+async fn list(State(gate): State<Arc<crate::Gate>>) -> axum::Json<ApiKeys> {
+    axum::Json(ApiKeys {
+        keys: gate.keys().list(),
+    })
 }
 
 #[utoipa::path(delete, path = "/v1/auth/api-keys/{id}", tag = "auth", params(("id" = String, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
 async fn revoke(
-    State(keys): State<Arc<Keys>>,
+    State(gate): State<Arc<crate::Gate>>,
     principal: Option<Extension<Arc<Principal>>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<ApiKey>, Problem> {
     let Extension(by) = principal.ok_or_else(no_principal)?;
     let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
-    let revoked = keys.revoke(&id, &by).await.map_err(problem)?;
+    let revoked = gate.keys().revoke(&id, &by).await.map_err(problem)?;
     tracing::info!(key = %revoked.id, by = %by.id, "api key revoked");
     Ok(axum::Json(revoked))
 }

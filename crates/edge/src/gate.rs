@@ -123,6 +123,15 @@ impl Gate {
             .to_vec()
     }
 
+    /// Tells the detectors that `by`, calling from `client`, made the credential `granted`
+    /// (`key:<id>`) with `roles` (see `guard::Guard::granted`).
+    pub fn granted(&self, by: &Principal, client: &str, granted: &str, roles: &[String]) {
+        self.guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .granted(store::sql::now_us(), &by.id, client, granted, roles);
+    }
+
     /// The blocks in force (the automatic response to findings).
     pub fn blocks(&self) -> &crate::blocks::Blocks {
         &self.blocks
@@ -162,10 +171,7 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(USER_AGENT_CHARS_MAX).collect::<String>());
     let trace_id = kernel::http::trace_parent(request.headers()).map(|t| audit::hex(&t.trace_id));
-    let client = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    let client = client_of(request.extensions());
     // HEAD is served by the GET route, so it needs what GET needs.
     let method_name = if method == axum::http::Method::HEAD {
         "GET"
@@ -212,6 +218,13 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         }
     }
     response
+}
+
+/// The client's address as the gate records it: the connection's peer (`unknown` without one).
+pub(crate) fn client_of(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
 /// Hands the record to the threat detectors; logs each finding they open (kind, severity,

@@ -187,7 +187,22 @@ pub struct Guard {
     findings: Vec<Finding>,
     /// The open finding of each single-event detector, by principal and address.
     singles: HashMap<&'static str, HashMap<String, usize>>,
+    /// Keys granted and not used yet, by the new key's principal.
+    grants: HashMap<String, Grant>,
 }
+
+/// A credential one principal made (a role grant), until its first use.
+struct Grant {
+    by: String,
+    client: String,
+    at_us: i64,
+    admin: bool,
+}
+
+/// Grants remembered at most (the oldest are forgotten when full).
+const GRANTS_MAX: usize = 10_000;
+/// A grant's first use counts as the granter's own within this long.
+const SELF_GRANT_US: i64 = 24 * 3_600_000_000;
 
 /// Single events of one kind by one principal from one address within this long make one
 /// finding.
@@ -213,6 +228,27 @@ impl Guard {
             .into_iter()
             .map(|i| self.findings[i].clone())
             .collect()
+    }
+
+    /// Notes that `by`, calling from `client`, made the credential `granted` (its principal,
+    /// `key:<id>`) with `roles`. When that credential is first used from the same address
+    /// within a day, the grant was to themselves: a `self_granted_role` finding (high when
+    /// the roles include `admin`) — a principal minting itself a second credential is how a
+    /// stolen session becomes persistent access, and it hides who did what behind a new id.
+    pub fn granted(&mut self, at_us: i64, by: &str, client: &str, granted: &str, roles: &[String]) {
+        if self.grants.len() >= GRANTS_MAX {
+            let oldest = self.grants.values().map(|g| g.at_us).min().unwrap_or(at_us);
+            self.grants.retain(|_, g| g.at_us > oldest);
+        }
+        self.grants.insert(
+            granted.to_owned(),
+            Grant {
+                by: by.to_owned(),
+                client: client.to_owned(),
+                at_us,
+                admin: roles.iter().any(|r| r == "admin"),
+            },
+        );
     }
 
     /// [`Guard::observe`] without copies (the live path): the indexes in
@@ -331,6 +367,25 @@ impl Guard {
         if self.rules.break_glass.contains(&r.principal) {
             self.single("break_glass", Severity::Critical, r, touched, || {
                 format!("bootstrap admin key used: {}", r.action)
+            });
+        }
+        if authenticated
+            && !self.grants.is_empty()
+            && let Some(grant) = self.grants.remove(&r.principal)
+            && grant.client == r.client
+            && r.at_us - grant.at_us < SELF_GRANT_US
+            && grant.by != r.principal
+        {
+            let severity = if grant.admin {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            self.single("self_granted_role", severity, r, touched, || {
+                format!(
+                    "a key {} made first used from its maker's own address",
+                    grant.by
+                )
             });
         }
         if r.roles.iter().any(|role| role == "admin") {

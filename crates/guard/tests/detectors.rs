@@ -315,3 +315,87 @@ fn an_admin_key_from_a_network_it_never_used() {
     );
     assert!(guard.findings()[0].evidence.contains("203.0.113.0/24"));
 }
+
+#[test]
+fn a_key_its_maker_uses_from_their_own_address_is_a_self_granted_role() {
+    let mut guard = Guard::default();
+    let read = |at: i64, principal: &str, client: &str| {
+        event(
+            at,
+            principal,
+            client,
+            "GET /v1/ledger/accounts/{id}",
+            "/v1/ledger/accounts/1",
+            200,
+        )
+    };
+    // Alice (a token) makes herself a teller key and uses it from her own address.
+    guard.granted(
+        T0,
+        "oidc:alice",
+        "198.51.100.7",
+        "key:aaaa",
+        &["teller".to_owned()],
+    );
+    let seen = guard.observe(&read(60 * S, "key:aaaa", "198.51.100.7"));
+    assert_eq!(seen.len(), 1);
+    let f = &seen[0];
+    assert_eq!(
+        (f.kind, f.severity),
+        ("self_granted_role", Severity::Medium)
+    );
+    assert_eq!(f.principal.as_deref(), Some("key:aaaa"));
+    assert_eq!(f.address.as_deref(), Some("198.51.100.7"));
+    assert!(f.evidence.contains("oidc:alice"), "{}", f.evidence);
+    // Only the first use counts.
+    assert!(
+        guard
+            .observe(&read(61 * S, "key:aaaa", "198.51.100.7"))
+            .is_empty()
+    );
+
+    // An admin key for oneself: high.
+    guard.granted(
+        T0,
+        "key:root",
+        "198.51.100.9",
+        "key:bbbb",
+        &["admin".to_owned()],
+    );
+    let seen = guard.observe(&read(2 * S, "key:bbbb", "198.51.100.9"));
+    assert_eq!(seen[0].severity, Severity::High);
+
+    // A key handed to someone else (first used elsewhere), or first used after a day: quiet.
+    guard.granted(
+        T0,
+        "key:root",
+        "198.51.100.9",
+        "key:cccc",
+        &["teller".to_owned()],
+    );
+    assert!(
+        guard
+            .observe(&read(3 * S, "key:cccc", "203.0.113.5"))
+            .is_empty()
+    );
+    guard.granted(
+        T0,
+        "key:root",
+        "198.51.100.9",
+        "key:dddd",
+        &["teller".to_owned()],
+    );
+    assert!(
+        guard
+            .observe(&read(25 * 3600 * S, "key:dddd", "198.51.100.9"))
+            .is_empty()
+    );
+    assert_eq!(
+        guard
+            .findings()
+            .iter()
+            .filter(|f| f.kind == "self_granted_role")
+            .count(),
+        2
+    );
+}

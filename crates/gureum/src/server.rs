@@ -154,7 +154,7 @@ pub struct Entrance {
 impl Entrance {
     /// The edge's own routes: `/v1/auth/…`, `/v1/audit/events`, `/v1/guard/findings`.
     pub fn routes(&self) -> Router {
-        edge::api::router(self.gate.keys().clone())
+        edge::api::router(self.gate.clone())
             .merge(edge::api::audit_router(self.audit.clone()))
             .merge(edge::api::guard_router(self.gate.clone()))
     }

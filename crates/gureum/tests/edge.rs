@@ -491,6 +491,30 @@ fn the_detectors_watch_every_request_and_auditors_read_their_findings() {
     assert_eq!(glass.len(), 1, "{page}");
     assert_eq!(glass[0]["severity"], "critical");
     assert!(glass[0]["count"].as_u64().unwrap() >= 2, "{page}");
+    // It made them from this address and they were first used from it: the maker granted
+    // itself those roles, as far as the edge can tell. (The auditor key's first use was the
+    // read above, judged after its answer: read again.)
+    let (_, me) = staff.call("auditor", Method::GET, "/v1/auth/whoami", None);
+    let (_, page) = staff.call("auditor", Method::GET, "/v1/guard/findings", None);
+    let mut selves: Vec<(&str, &str)> = page["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "self_granted_role")
+        .map(|f| {
+            (
+                f["principal"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    selves.sort();
+    let mut expected = vec![
+        (teller.as_str(), "medium"),
+        (me["principal"].as_str().unwrap(), "medium"),
+    ];
+    expected.sort();
+    assert_eq!(selves, expected, "{page}");
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
