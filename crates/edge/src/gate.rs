@@ -123,6 +123,12 @@ impl Gate {
             .to_vec()
     }
 
+    /// Keeps the rate limits in Redis, shared with the other edges.
+    pub fn with_shared_limits(mut self, shared: crate::limits::Shared) -> Gate {
+        self.limits.share(shared);
+        self
+    }
+
     /// Tells the detectors that `by`, calling from `client`, made the credential `granted`
     /// (`key:<id>`) with `roles` (see `guard::Guard::granted`).
     pub fn granted(&self, by: &Principal, client: &str, granted: &str, roles: &[String]) {
@@ -317,7 +323,7 @@ async fn admit(
         Access::Public => None,
         Access::Authenticated | Access::Permission(_) => {
             // An address that failed to authenticate too often waits before it may try again.
-            if let Err(seconds) = gate.limits.failures.check(client, now_us) {
+            if let Err(seconds) = gate.limits.failures.check(client, now_us).await {
                 return rate_limited(seconds, "too many failed authentications from this address");
             }
             match authenticate(gate, request.headers()).await {
@@ -326,7 +332,7 @@ async fn admit(
                     seen.claimed = claimed;
                     // Only a credential that failed counts (guessing), not a missing one.
                     if request.headers().contains_key(header::AUTHORIZATION) {
-                        let _ = gate.limits.failures.take(client, 1.0, now_us);
+                        let _ = gate.limits.failures.take(client, 1.0, now_us).await;
                     }
                     return unauthenticated();
                 }
@@ -342,7 +348,7 @@ async fn admit(
         return blocked_for_a_while(seconds);
     }
     if let Some(principal) = &principal
-        && let Err(seconds) = gate.limits.principal.take(&principal.id, 1.0, now_us)
+        && let Err(seconds) = gate.limits.principal.take(&principal.id, 1.0, now_us).await
     {
         return rate_limited(seconds, "this key sent more requests than its rate allows");
     }

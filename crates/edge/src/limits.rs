@@ -1,12 +1,22 @@
-//! Rate limits: token buckets, in memory (one edge process; the split shape's replicas each
-//! keep their own — see docs/SECURITY.md).
+//! Rate limits: token buckets, in memory (`gureum up`: one process) or shared by every edge
+//! replica in Redis (the split shape: [`Shared`]).
 //!
 //! Two budgets: each principal's requests ([`Limits::principal`]), and each client address's
 //! failed authentications ([`Limits::failures`]) — a brute-force or credential-stuffing source
 //! runs out of the second and is refused (`429`) before any credential of it is checked again.
+//!
+//! In Redis a budget is one key per principal or address holding a GCRA "theoretical arrival
+//! time" (the same token bucket: a rate and a burst), updated by one Lua script that reads
+//! Redis's own clock — so replicas with skewed clocks agree — and expires the key once the
+//! bucket would be full again. When Redis does not answer within [`SHARED_TIMEOUT`], the edge
+//! falls back to its own in-memory buckets for that request (logged at most every 10 s):
+//! limits hold per replica rather than not at all, and requests are never refused because
+//! Redis is down.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 /// A budget: `per_second` tokens a second, at most `burst` saved up.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -130,22 +140,185 @@ impl Default for LimitsConfig {
     }
 }
 
-/// The gate's buckets.
+/// How long the edge waits for Redis before using its own buckets for a request.
+pub const SHARED_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// GCRA over Redis: KEYS[1] the bucket; ARGV microseconds per token, the burst's worth of
+/// microseconds, the cost, `1` to take (else only look). Returns 0 (allowed) or the
+/// microseconds to wait.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local new_tat = tat + cost * interval
+local wait = new_tat - now - tolerance
+if wait > 0 then return math.ceil(wait) end
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
+return 0
+"#;
+
+/// Budgets shared by every edge in Redis.
+#[derive(Clone)]
+pub struct Shared {
+    connection: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    /// When falling back was last logged (microseconds since the epoch).
+    warned_us: std::sync::Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never printed.
+        f.debug_struct("Shared")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Connects to Redis at `url` (`redis://…`, `rediss://…`); keys start with `prefix`.
+    /// Fails when Redis cannot be reached now (a wrong address shows at start).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Shared, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(SHARED_TIMEOUT))
+            .set_number_of_retries(1);
+        let mut connection = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(Shared {
+            connection,
+            script: redis::Script::new(GCRA),
+            prefix: prefix.to_owned(),
+            warned_us: std::sync::Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    /// `Some(Ok)` / `Some(Err(seconds))` from Redis, `None` when it did not answer.
+    async fn spend(
+        &self,
+        bucket: &str,
+        key: &str,
+        rate: Rate,
+        cost: f64,
+        take: bool,
+    ) -> Option<Result<(), u64>> {
+        if rate.per_second <= 0.0 {
+            return None;
+        }
+        let interval = 1e6 / rate.per_second;
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.key(format!("{}{bucket}:{key}", self.prefix));
+        invocation
+            .arg(interval)
+            .arg(rate.burst * interval)
+            .arg(cost)
+            .arg(u8::from(take));
+        let answer = tokio::time::timeout(
+            SHARED_TIMEOUT,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        match answer {
+            Ok(Ok(0)) => Some(Ok(())),
+            Ok(Ok(wait_us)) => Some(Err((wait_us.max(1) as u64).div_ceil(1_000_000))),
+            Ok(Err(e)) => {
+                self.fell_back(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.fell_back("no answer in time");
+                None
+            }
+        }
+    }
+
+    fn fell_back(&self, why: &str) {
+        let now = store::sql::now_us();
+        let last = self.warned_us.load(Ordering::Relaxed);
+        if now - last >= 10_000_000
+            && self
+                .warned_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                why,
+                "rate limits: Redis did not answer; this edge's own buckets apply"
+            );
+        }
+    }
+}
+
+/// One budget: the buckets of this process, and the shared ones when there are.
+#[derive(Debug)]
+pub struct Budget {
+    name: &'static str,
+    rate: Rate,
+    local: Buckets,
+    shared: Option<Shared>,
+}
+
+impl Budget {
+    fn new(name: &'static str, rate: Rate) -> Budget {
+        Budget {
+            name,
+            rate,
+            local: Buckets::new(rate),
+            shared: None,
+        }
+    }
+
+    /// Takes `cost` tokens from `key`'s bucket: `Ok`, or `Err(seconds)` to wait.
+    pub async fn take(&self, key: &str, cost: f64, now_us: i64) -> Result<(), u64> {
+        if let Some(shared) = &self.shared
+            && let Some(answer) = shared.spend(self.name, key, self.rate, cost, true).await
+        {
+            return answer;
+        }
+        self.local.take(key, cost, now_us)
+    }
+
+    /// Whether `key` has a token (takes nothing): `Err(seconds)` if not.
+    pub async fn check(&self, key: &str, now_us: i64) -> Result<(), u64> {
+        if let Some(shared) = &self.shared
+            && let Some(answer) = shared.spend(self.name, key, self.rate, 1.0, false).await
+        {
+            return answer;
+        }
+        self.local.check(key, now_us)
+    }
+}
+
+/// The gate's budgets.
 #[derive(Debug)]
 pub struct Limits {
     /// Requests per principal.
-    pub principal: Buckets,
+    pub principal: Budget,
     /// Failed authentications per client address.
-    pub failures: Buckets,
+    pub failures: Budget,
 }
 
 impl Limits {
-    /// Buckets for `config`.
+    /// Buckets in memory for `config`.
     pub fn new(config: LimitsConfig) -> Limits {
         Limits {
-            principal: Buckets::new(config.principal),
-            failures: Buckets::new(config.failures),
+            principal: Budget::new("principal", config.principal),
+            failures: Budget::new("failures", config.failures),
         }
+    }
+
+    /// Keeps the budgets in `shared` (with this process's buckets when it does not answer).
+    pub fn share(&mut self, shared: Shared) {
+        self.principal.shared = Some(shared.clone());
+        self.failures.shared = Some(shared);
     }
 }
 

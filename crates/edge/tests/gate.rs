@@ -396,3 +396,89 @@ async fn with_the_response_off_findings_only_report() {
     assert!(gate.findings().iter().any(|f| f.kind == "waf_burst"));
     assert!(gate.blocks().list(store::sql::now_us()).is_empty());
 }
+
+/// Redis for the shared-limit tests: `GUREUM_REDIS_URL`, else 127.0.0.1:6379. CI starts it;
+/// these tests fail when it is missing.
+fn redis_url() -> String {
+    std::env::var("GUREUM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[tokio::test]
+async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls() {
+    let prefix = format!(
+        "gureum-test:{}:{}:",
+        std::process::id(),
+        store::sql::now_us()
+    );
+    let shared = || async {
+        edge::limits::Shared::connect(&redis_url(), &prefix)
+            .await
+            .expect("Redis is reachable (set GUREUM_REDIS_URL or start redis-server)")
+    };
+    let config = GateConfig {
+        limits: edge::limits::LimitsConfig {
+            principal: edge::limits::Rate {
+                per_second: 0.5,
+                burst: 3.0,
+            },
+            ..edge::limits::LimitsConfig::default()
+        },
+        ..GateConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (one, key) = gate(dir.path(), config.clone()).await;
+    let one = Arc::new(
+        Arc::into_inner(one)
+            .unwrap()
+            .with_shared_limits(shared().await),
+    );
+    // The second edge over the same keys (the same database).
+    let store = store::Store::open(&store::SqlConfig::Sqlite {
+        path: dir.path().join("edge.sqlite"),
+    })
+    .await
+    .unwrap();
+    let keys = Arc::new(Keys::open(store).await.unwrap());
+    let two = Arc::new(
+        Gate::new(keys, config.clone(), None)
+            .unwrap()
+            .with_shared_limits(shared().await),
+    );
+    let (a, b) = (one.protect(router()), two.protect(router()));
+    let path = "/v1/ledger/accounts/1";
+    assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 200);
+    assert_eq!(from(&b, &key, "192.0.2.1", path).await.0, 200);
+    assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 200);
+    // Three spent between them: the burst. A fourth, at either edge, waits for the refill.
+    let (status, retry, code) = from(&b, &key, "192.0.2.1", path).await;
+    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    assert_eq!(retry.as_deref(), Some("2"));
+    assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 429);
+
+    // Redis busy (a script spinning for ~400 ms): the edges answer from their own buckets
+    // within the timeout instead of waiting — edge two has spent none of its own yet.
+    let mut blocker = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let spin = tokio::spawn(async move {
+        let script = "local t0 = redis.call('TIME') local start = t0[1] * 1000000 + t0[2] \
+                      while true do local t = redis.call('TIME') \
+                      if t[1] * 1000000 + t[2] - start > 400000 then break end end return 1";
+        let _: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(script)
+            .arg(0)
+            .query_async(&mut blocker)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(from(&b, &key, "192.0.2.1", path).await.0, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+    spin.await.unwrap();
+}

@@ -66,7 +66,9 @@
 //! ```
 //!
 //! `[edge]` also takes `block_on_findings = true` (block an address or key for
-//! `block_minutes`, default 15, after a finding of a blocking kind; see docs/SECURITY.md).
+//! `block_minutes`, default 15, after a finding of a blocking kind; see docs/SECURITY.md), and
+//! `[edge.limits]`: `redis_url` (every replica's buckets in one Redis; `GUREUM_REDIS_URL`
+//! wins), `principal_per_second`, `principal_burst`, `failures_per_second`, `failures_burst`.
 //!
 //! Secrets never go in these files: `GUREUM_ADMIN_KEY` and `GUREUM_SERVICE_KEY` (the edge),
 //! `GUREUM_API_KEY` (a service's key for the edge: the service key), database passwords in
@@ -329,6 +331,27 @@ pub struct EdgeConfig {
     pub block_on_findings: bool,
     /// How long such a block lasts after the finding's last event (default 15).
     pub block_minutes: Option<u64>,
+    /// `[edge.limits]`: rate limits, shared by the replicas in Redis.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[edge.limits]`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Redis holding every replica's buckets (`redis://host:6379`); `GUREUM_REDIS_URL` wins
+    /// (a URL with a password belongs in the environment). Without either, each replica keeps
+    /// its own.
+    pub redis_url: Option<String>,
+    /// Requests a second per principal (default 20,000).
+    pub principal_per_second: Option<f64>,
+    /// Requests a principal may save up (default 40,000).
+    pub principal_burst: Option<f64>,
+    /// Failed authentications a second per address (default 5).
+    pub failures_per_second: Option<f64>,
+    /// Failed authentications an address may save up (default 20).
+    pub failures_burst: Option<f64>,
 }
 
 /// `[edge.oidc]`.
@@ -611,6 +634,26 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             door.plain_http = edge.plain_http;
             door.oidc = edge.oidc.as_ref().map(OidcSection::config);
             door.gate.response.enabled = edge.block_on_findings;
+            let limits = &mut door.gate.limits;
+            let set = |value: Option<f64>, slot: &mut f64| {
+                if let Some(v) = value {
+                    *slot = v;
+                }
+            };
+            set(
+                edge.limits.principal_per_second,
+                &mut limits.principal.per_second,
+            );
+            set(edge.limits.principal_burst, &mut limits.principal.burst);
+            set(
+                edge.limits.failures_per_second,
+                &mut limits.failures.per_second,
+            );
+            set(edge.limits.failures_burst, &mut limits.failures.burst);
+            door.shared_limits = std::env::var("GUREUM_REDIS_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .or_else(|| edge.limits.redis_url.clone());
             if let Some(minutes) = edge.block_minutes {
                 door.gate.response.block_for = Duration::from_secs(minutes.saturating_mul(60));
             }

@@ -136,6 +136,8 @@ pub struct Door {
     pub plain_http: bool,
     /// OpenID Connect tokens accepted beside API keys.
     pub oidc: Option<edge::OidcConfig>,
+    /// Redis holding the rate limits of every edge replica (the split shape).
+    pub shared_limits: Option<String>,
 }
 
 /// The door, open: the gate, the audit trail it appends to, and the trail's writer.
@@ -175,6 +177,9 @@ impl Entrance {
     }
 }
 
+/// The start of every rate-limit key in Redis.
+const SHARED_LIMITS_PREFIX: &str = "gureum:limits:";
+
 /// How often the token issuer's keys are looked at (a file is re-read, a URL fetched when due).
 const TOKEN_KEYS_REFRESH: Duration = Duration::from_secs(5);
 
@@ -199,6 +204,7 @@ impl Door {
             tls: None,
             plain_http: false,
             oidc: None,
+            shared_limits: None,
         }
     }
 
@@ -239,6 +245,7 @@ impl Door {
             tls: None,
             plain_http: false,
             oidc: None,
+            shared_limits: None,
         })
     }
 
@@ -287,7 +294,14 @@ impl Door {
         let (auditor, writer) = audit::writer::Auditor::start(audit.clone());
         let mut config = self.gate.clone();
         config.tls = tls.is_some();
-        let gate = edge::Gate::new(keys, config, Some(auditor))?;
+        let mut gate = edge::Gate::new(keys, config, Some(auditor))?;
+        if let Some(url) = &self.shared_limits {
+            let shared = edge::limits::Shared::connect(url, SHARED_LIMITS_PREFIX)
+                .await
+                .map_err(|e| format!("rate limits: Redis cannot be reached: {e}"))?;
+            tracing::info!("rate limits shared in Redis");
+            gate = gate.with_shared_limits(shared);
+        }
         let (gate, refreshing) = match tokens {
             None => (gate, None),
             Some(tokens) => {
