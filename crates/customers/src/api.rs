@@ -355,6 +355,7 @@ async fn get_customer(
 ) -> Result<Response, Problem> {
     let id = path_id(id)?;
     let Query(q) = query.map_err(query_problem)?;
+    own_only(&caller, &id)?;
     let view = match q.unmask.as_deref() {
         None => customers.get(&id).await,
         Some(list) => {
@@ -372,6 +373,16 @@ async fn get_customer(
     }
     .map_err(problem)?;
     Ok(with_etag(view))
+}
+
+/// A customer's own credential reads its own record alone: any other is not found (as if it
+/// did not exist — never confirmed to another customer).
+fn own_only(caller: &Caller, id: &str) -> Result<(), Problem> {
+    if caller.scope(crate::service::PERMISSION_READ).covers(id) {
+        Ok(())
+    } else {
+        Err(problem(CustomerError::NotFound))
+    }
 }
 
 fn unmask_fields(list: &str) -> Result<Vec<Field>, Problem> {
@@ -568,9 +579,11 @@ async fn set_consent(
     responses((status = 200, body = ConsentsResponse), (status = 404, body = Problem)))]
 async fn consents(
     State(customers): State<Arc<Customers>>,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ConsentsResponse>, Problem> {
     let id = path_id(id)?;
+    own_only(&caller, &id)?;
     let (current, history) = customers.consents(&id).await.map_err(problem)?;
     Ok(Json(ConsentsResponse { current, history }))
 }

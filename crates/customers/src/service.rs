@@ -31,6 +31,8 @@ pub const REWRAP_BATCH: u32 = 500;
 
 /// The permission an unmasked read needs.
 pub const PERMISSION_UNMASK: &str = "customers:unmask";
+/// Reading every customer (a customer's own credential reads only its own record).
+pub const PERMISSION_READ: &str = "customers:read";
 /// The permission erasure needs.
 pub const PERMISSION_ERASE: &str = "customers:erase";
 /// The permission reading the access log needs.

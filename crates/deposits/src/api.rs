@@ -320,14 +320,19 @@ async fn open(
     responses((status = 200, body = AccountPage)))]
 async fn list(
     State(deposits): State<Arc<Deposits>>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<AccountPage>, Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let accounts = deposits
-        .list(&q.customer_id, q.after.as_deref(), limit)
-        .await
-        .map_err(problem)?;
+    // A customer's own credential lists its own accounts alone (another's: none).
+    let accounts = match caller.scope(PERMISSION_READ).narrow(Some(&q.customer_id)) {
+        Some(Some(customer_id)) => deposits
+            .list(customer_id, q.after.as_deref(), limit)
+            .await
+            .map_err(problem)?,
+        _ => Vec::new(),
+    };
     let next = (accounts.len() == limit as usize)
         .then(|| accounts.last().map(|a| a.id.clone()))
         .flatten();
@@ -351,10 +356,29 @@ async fn list(
     responses((status = 200, body = AccountResponse), (status = 404, body = Problem)))]
 async fn account(
     State(deposits): State<Arc<Deposits>>,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AccountResponse>, Problem> {
     let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    own_only(&deposits, &caller, &id).await?;
     Ok(Json(deposits.get(&id).await.map_err(problem)?.into()))
+}
+
+/// Reading every account (a customer's own credential reads only its own).
+const PERMISSION_READ: &str = "deposits:read";
+
+/// A customer's own credential reads its own accounts alone: another's is not found.
+async fn own_only(deposits: &Deposits, caller: &Caller, id: &str) -> Result<(), Problem> {
+    let scope = caller.scope(PERMISSION_READ);
+    if scope == kernel::http::Scope::All {
+        return Ok(());
+    }
+    let account = deposits.load(id).await.map_err(problem)?;
+    if scope.covers(&account.customer_id) {
+        Ok(())
+    } else {
+        Err(problem(crate::service::DepositError::NotFound))
+    }
 }
 
 async fn movement(
@@ -535,10 +559,12 @@ async fn close(
     responses((status = 200, body = StatementResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn statement(
     State(deposits): State<Arc<Deposits>>,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Result<Json<StatementResponse>, Problem> {
     let Path(id) = id.map_err(|e| path_problem(e, "invalid_path"))?;
+    own_only(&deposits, &caller, &id).await?;
     let Query(q) = query.map_err(query_problem)?;
     let s = deposits
         .statement(&id, date(&q.from)?, date(&q.to)?)

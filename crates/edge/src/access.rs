@@ -19,6 +19,45 @@ pub enum Access {
     Authenticated,
     /// An authenticated caller holding this permission.
     Permission(&'static str),
+    /// A caller holding `all` (every record), or a customer holding `own` (their own records
+    /// only: the gate passes the customer on and the service narrows what it answers).
+    Own {
+        /// The permission over everyone's records.
+        all: &'static str,
+        /// The permission over the caller's own.
+        own: &'static str,
+    },
+}
+
+impl Access {
+    /// How a holder of `permissions` gets through: fully, only for their own records (a
+    /// customer), or not at all.
+    pub fn grant(self, permissions: &BTreeSet<&'static str>, customer: bool) -> Grant {
+        match self {
+            Access::Public | Access::Authenticated => Grant::Full,
+            Access::Permission(p) if permissions.contains(p) => Grant::Full,
+            Access::Own { all, .. } if permissions.contains(all) => Grant::Full,
+            Access::Own { own, .. } if customer && permissions.contains(own) => Grant::Own,
+            _ => Grant::None,
+        }
+    }
+
+    /// What a role gets (a `customer` key always names its customer).
+    pub fn grant_to(self, role: Role) -> Grant {
+        let permissions: BTreeSet<&'static str> = role.permissions().iter().copied().collect();
+        self.grant(&permissions, role == Role::Customer)
+    }
+}
+
+/// How far a route lets a caller in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Everything the route serves.
+    Full,
+    /// The caller's own records only.
+    Own,
+    /// Nothing: `403`.
+    None,
 }
 
 /// One route: method, path pattern (`{name}` matches one non-empty segment), what it needs.
@@ -37,6 +76,19 @@ const fn public(method: &'static str, path: &'static str) -> Route {
         method,
         path,
         access: Access::Public,
+    }
+}
+
+const fn own(
+    method: &'static str,
+    path: &'static str,
+    all: &'static str,
+    own: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        access: Access::Own { all, own },
     }
 }
 
@@ -73,12 +125,12 @@ pub const ROUTES: &[Route] = &[
     needs("POST", "/v1/customers", "customers:write"),
     needs("GET", "/v1/customers", "customers:read"),
     needs("POST", "/v1/customers/search", "customers:read"),
-    needs("GET", "/v1/customers/{id}", "customers:read"),
+    own("GET", "/v1/customers/{id}", "customers:read", "customers:read:own"),
     needs("PATCH", "/v1/customers/{id}", "customers:write"),
     needs("DELETE", "/v1/customers/{id}", "customers:erase"),
     needs("POST", "/v1/customers/{id}/kyc", "customers:write"),
     needs("GET", "/v1/customers/{id}/kyc", "customers:read"),
-    needs("GET", "/v1/customers/{id}/consents", "customers:read"),
+    own("GET", "/v1/customers/{id}/consents", "customers:read", "customers:read:own"),
     needs("PUT", "/v1/customers/{id}/consents/{purpose}", "customers:write"),
     needs("GET", "/v1/customers/{id}/access-log", "customers:audit"),
     needs("GET", "/v1/customers/{id}/export", "customers:unmask"),
@@ -94,9 +146,9 @@ pub const ROUTES: &[Route] = &[
     needs("POST", "/v1/products/{code}/versions/{version}/retire", "products:manage"),
 
     needs("POST", "/v1/deposits", "deposits:write"),
-    needs("GET", "/v1/deposits", "deposits:read"),
+    own("GET", "/v1/deposits", "deposits:read", "deposits:read:own"),
     needs("POST", "/v1/deposits/eod", "deposits:eod"),
-    needs("GET", "/v1/deposits/{id}", "deposits:read"),
+    own("GET", "/v1/deposits/{id}", "deposits:read", "deposits:read:own"),
     needs("POST", "/v1/deposits/{id}/deposit", "deposits:write"),
     needs("POST", "/v1/deposits/{id}/withdraw", "deposits:write"),
     needs("POST", "/v1/deposits/{id}/transfer", "deposits:write"),
@@ -104,7 +156,7 @@ pub const ROUTES: &[Route] = &[
     needs("POST", "/v1/deposits/{id}/holds/{hold_id}/capture", "deposits:write"),
     needs("POST", "/v1/deposits/{id}/holds/{hold_id}/release", "deposits:write"),
     needs("POST", "/v1/deposits/{id}/close", "deposits:write"),
-    needs("GET", "/v1/deposits/{id}/statement", "deposits:read"),
+    own("GET", "/v1/deposits/{id}/statement", "deposits:read", "deposits:read:own"),
 
     needs("POST", "/v1/contracts", "contracts:write"),
     needs("GET", "/v1/contracts", "contracts:read"),
@@ -124,12 +176,12 @@ pub const ROUTES: &[Route] = &[
     needs("POST", "/v1/loans/applications/{id}/decision", "credit:decide"),
     needs("GET", "/v1/loans/applications/{id}/offer", "loans:read"),
     needs("POST", "/v1/loans/applications/{id}/accept", "loans:originate"),
-    needs("GET", "/v1/loans", "loans:read"),
+    own("GET", "/v1/loans", "loans:read", "loans:read:own"),
     needs("POST", "/v1/loans/eod", "loans:eod"),
     needs("GET", "/v1/loans/collections", "loans:collect"),
-    needs("GET", "/v1/loans/{id}", "loans:read"),
-    needs("GET", "/v1/loans/{id}/schedule", "loans:read"),
-    needs("GET", "/v1/loans/{id}/payoff", "loans:read"),
+    own("GET", "/v1/loans/{id}", "loans:read", "loans:read:own"),
+    own("GET", "/v1/loans/{id}/schedule", "loans:read", "loans:read:own"),
+    own("GET", "/v1/loans/{id}/payoff", "loans:read", "loans:read:own"),
     needs("POST", "/v1/loans/{id}/disburse", "loans:originate"),
     needs("POST", "/v1/loans/{id}/repayments", "loans:repay"),
     needs("POST", "/v1/loans/{id}/prepayments", "loans:repay"),
@@ -197,7 +249,13 @@ impl Role {
     /// The permissions the role grants.
     pub fn permissions(self) -> &'static [&'static str] {
         match self {
-            Role::Customer => &["products:read", "loans:quote"],
+            Role::Customer => &[
+                "products:read",
+                "loans:quote",
+                "customers:read:own",
+                "deposits:read:own",
+                "loans:read:own",
+            ],
             Role::Teller => &[
                 "ledger:read",
                 "customers:read",
@@ -272,6 +330,7 @@ pub const PERMISSIONS: &[&str] = &[
     "ledger:read",
     "ledger:write",
     "customers:read",
+    "customers:read:own",
     "customers:write",
     "customers:unmask",
     "customers:erase",
@@ -279,6 +338,7 @@ pub const PERMISSIONS: &[&str] = &[
     "products:read",
     "products:manage",
     "deposits:read",
+    "deposits:read:own",
     "deposits:write",
     "deposits:eod",
     "contracts:read",
@@ -288,6 +348,7 @@ pub const PERMISSIONS: &[&str] = &[
     "credit:decide",
     "loans:quote",
     "loans:read",
+    "loans:read:own",
     "loans:originate",
     "loans:repay",
     "loans:manage",
@@ -356,8 +417,8 @@ struct Compiled {
     params: usize,
 }
 
-/// The route table as Markdown, one row per route, one column per role (✓ = allowed): what
-/// docs/SECURITY.md shows.
+/// The route table as Markdown, one row per route, one column per role (✓ = allowed, own =
+/// the caller's own records only): what docs/SECURITY.md shows.
 pub fn render_markdown() -> String {
     let mut out = String::from("| Method | Path | Needs |");
     for role in Role::ALL {
@@ -373,14 +434,15 @@ pub fn render_markdown() -> String {
             Access::Public => "public".to_owned(),
             Access::Authenticated => "any key".to_owned(),
             Access::Permission(p) => format!("`{p}`"),
+            Access::Own { all, own } => format!("`{all}`, or `{own}` for one's own"),
         };
         out.push_str(&format!("| {} | `{}` | {needs} |", r.method, r.path));
         for role in Role::ALL {
-            let allowed = match r.access {
-                Access::Public | Access::Authenticated => true,
-                Access::Permission(p) => role.permissions().contains(&p),
-            };
-            out.push_str(if allowed { " ✓ |" } else { " |" });
+            out.push_str(match r.access.grant_to(role) {
+                Grant::Full => " ✓ |",
+                Grant::Own => " own |",
+                Grant::None => " |",
+            });
         }
         out.push('\n');
     }
@@ -425,7 +487,10 @@ mod tests {
         );
         assert_eq!(
             route("GET", "/v1/loans/7").unwrap().access,
-            Access::Permission("loans:read")
+            Access::Own {
+                all: "loans:read",
+                own: "loans:read:own"
+            }
         );
         assert!(route("DELETE", "/v1/loans/7").is_none());
     }
@@ -440,8 +505,17 @@ mod tests {
                 r.method,
                 r.path
             );
-            if let Access::Permission(p) = r.access {
-                assert!(PERMISSIONS.contains(&p), "{p} is not in PERMISSIONS");
+            match r.access {
+                Access::Permission(p) => {
+                    assert!(PERMISSIONS.contains(&p), "{p} is not in PERMISSIONS")
+                }
+                Access::Own { all, own } => {
+                    assert!(PERMISSIONS.contains(&all), "{all} is not in PERMISSIONS");
+                    assert_eq!(own, format!("{all}:own"));
+                    assert!(PERMISSIONS.contains(&own), "{own} is not in PERMISSIONS");
+                    assert_eq!(r.method, "GET", "own records are only read");
+                }
+                Access::Public | Access::Authenticated => {}
             }
         }
         for role in Role::ALL {
@@ -454,6 +528,37 @@ mod tests {
             }
             assert_eq!(Role::from_name(role.name()), Some(role));
         }
+    }
+
+    #[test]
+    fn a_customer_reads_its_own_records_and_nothing_else_of_anyone() {
+        for r in ROUTES {
+            let grant = r.access.grant_to(Role::Customer);
+            let own = matches!(r.access, Access::Own { .. });
+            match grant {
+                Grant::Own => assert!(own, "{} {}", r.method, r.path),
+                Grant::Full => assert!(
+                    matches!(r.access, Access::Public | Access::Authenticated)
+                        || [
+                            "/v1/products",
+                            "/v1/products/{code}",
+                            "/v1/products/{code}/rate",
+                            "/v1/products/{code}/versions/{version}",
+                            "/v1/loans/quote"
+                        ]
+                        .contains(&r.path),
+                    "a customer may not see all of {} {}",
+                    r.method,
+                    r.path
+                ),
+                Grant::None => assert!(!own, "{} {}", r.method, r.path),
+            }
+        }
+        // A key without a customer holding only own permissions gets nothing.
+        let own: BTreeSet<&'static str> = ["loans:read:own"].into();
+        let access = route("GET", "/v1/loans/7").unwrap().access;
+        assert_eq!(access.grant(&own, false), Grant::None);
+        assert_eq!(access.grant(&own, true), Grant::Own);
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub struct WhoAmI {
     pub roles: Vec<String>,
     /// What the roles grant.
     pub permissions: Vec<String>,
+    /// For a customer's credential, the customer whose records alone it reads.
+    pub customer: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth",
@@ -211,6 +213,7 @@ async fn whoami(
         name: p.name.clone(),
         roles: p.roles.iter().map(|r| r.name().to_owned()).collect(),
         permissions: p.permissions.iter().map(|p| (*p).to_owned()).collect(),
+        customer: p.customer.clone(),
     }))
 }
 
@@ -225,6 +228,9 @@ pub struct CreateApiKey {
     pub roles: Vec<String>,
     /// When it stops working (RFC 3339); never, if absent.
     pub expires_at: Option<String>,
+    /// For a key with the role `customer` (and it alone): the customer it belongs to. Its
+    /// reads are limited to that customer's records.
+    pub customer: Option<String>,
 }
 
 /// A key just created: `key` is shown this once and never again.
@@ -260,7 +266,13 @@ async fn create(
         Some(text) => Some(parse_time(text)?),
     };
     let made = keys
-        .create(&by, &req.name, &req.roles, expires_at_us)
+        .create(
+            &by,
+            &req.name,
+            &req.roles,
+            expires_at_us,
+            req.customer.as_deref(),
+        )
         .await
         .map_err(problem)?;
     tracing::info!(

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kernel::Problem;
-use kernel::http::{PERMISSIONS_HEADER, PRINCIPAL_HEADER};
+use kernel::http::{CUSTOMER_HEADER, PERMISSIONS_HEADER, PRINCIPAL_HEADER};
 
 use crate::access::{self, Access};
 use crate::keys::{Keys, Principal};
@@ -302,6 +302,7 @@ async fn admit(
     let headers = request.headers_mut();
     headers.remove(PRINCIPAL_HEADER);
     headers.remove(PERMISSIONS_HEADER);
+    headers.remove(CUSTOMER_HEADER);
     // Where a request came from is the connection's peer (or, in the split shape, what the
     // edge appends): never what the client wrote.
     headers.remove("x-forwarded-for");
@@ -321,7 +322,7 @@ async fn admit(
     }
     let principal = match access {
         Access::Public => None,
-        Access::Authenticated | Access::Permission(_) => {
+        Access::Authenticated | Access::Permission(_) | Access::Own { .. } => {
             // An address that failed to authenticate too often waits before it may try again.
             if let Err(seconds) = gate.limits.failures.check(client, now_us).await {
                 return rate_limited(seconds, "too many failed authentications from this address");
@@ -352,12 +353,17 @@ async fn admit(
     {
         return rate_limited(seconds, "this key sent more requests than its rate allows");
     }
-    if let (Access::Permission(needed), Some(principal)) = (access, &principal)
-        && !principal.may(needed)
-    {
-        return Problem::new(403, "permission_denied", "Permission denied")
-            .with_detail(format!("this action needs the permission `{needed}`"))
-            .into_response();
+    if let Some(principal) = &principal {
+        let grant = access.grant(&principal.permissions, principal.customer.is_some());
+        if grant == crate::access::Grant::None {
+            let needed = match access {
+                Access::Permission(p) | Access::Own { all: p, .. } => p,
+                Access::Public | Access::Authenticated => "",
+            };
+            return Problem::new(403, "permission_denied", "Permission denied")
+                .with_detail(format!("this action needs the permission `{needed}`"))
+                .into_response();
+        }
     }
     let (mut parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, gate.config.body_bytes_max).await {
@@ -403,6 +409,12 @@ async fn admit(
         }
         if let Ok(value) = HeaderValue::from_str(&principal.permissions_header()) {
             parts.headers.insert(PERMISSIONS_HEADER, value);
+        }
+        // A customer's credential: the services answer with that customer's records only.
+        if let Some(customer) = &principal.customer
+            && let Ok(value) = HeaderValue::from_str(customer)
+        {
+            parts.headers.insert(CUSTOMER_HEADER, value);
         }
         parts.extensions.insert(Arc::clone(principal));
     }

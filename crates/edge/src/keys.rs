@@ -40,17 +40,26 @@ pub const ENV_KEY_CHARS_MIN: usize = 32;
 pub const ENV_KEY_ID: &str = "environment";
 /// The id of the key `GUREUM_SERVICE_KEY` gives.
 pub const SERVICE_KEY_ID: &str = "service";
+/// A customer id on a key holds at most this many bytes.
+const CUSTOMER_ID_BYTES_MAX: usize = 64;
 /// A key's name holds at most this many characters.
 const NAME_CHARS_MAX: usize = 100;
 
 /// The edge's tables.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "edge",
-    migrations: &[Migration {
-        version: 1,
-        description: "api keys",
-        sql: include_str!("../migrations/0001_api_keys.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "api keys",
+            sql: include_str!("../migrations/0001_api_keys.sql"),
+        },
+        Migration {
+            version: 2,
+            description: "customer keys",
+            sql: include_str!("../migrations/0002_customer_keys.sql"),
+        },
+    ],
 };
 
 /// What went wrong with keys. Messages never hold a key's secret.
@@ -114,6 +123,8 @@ pub struct ApiKey {
     pub revoked_at_us: Option<i64>,
     /// Whether it is a bootstrap (break-glass) admin key.
     pub bootstrap: bool,
+    /// For a customer's key, the customer it belongs to.
+    pub customer_id: Option<String>,
 }
 
 mod micros {
@@ -144,6 +155,9 @@ pub struct Principal {
     pub permissions: BTreeSet<&'static str>,
     /// A bootstrap (break-glass) admin key.
     pub bootstrap: bool,
+    /// For a customer's credential, the customer it belongs to (its reads are limited to
+    /// that customer's records).
+    pub customer: Option<String>,
 }
 
 impl Principal {
@@ -186,6 +200,7 @@ impl Entry {
             permissions: permissions_of(&roles),
             roles,
             bootstrap: record.bootstrap,
+            customer: record.customer_id.clone(),
         });
         Entry {
             record,
@@ -231,10 +246,11 @@ impl Keys {
             Option<i64>,
             Option<i64>,
             i64,
+            Option<String>,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, name, roles, hash, created_by, created_at_us, expires_at_us, \
-             revoked_at_us, bootstrap FROM api_keys",
+             revoked_at_us, bootstrap, customer_id FROM api_keys",
         )
         .fetch_all(self.store.reader())
         .await?;
@@ -249,6 +265,7 @@ impl Keys {
             expires_at_us,
             revoked_at_us,
             bootstrap,
+            customer_id,
         ) in rows
         {
             let hash: [u8; 32] = hash.try_into().map_err(|_| KeyError::Corrupt(id.clone()))?;
@@ -263,6 +280,7 @@ impl Keys {
                 expires_at_us,
                 revoked_at_us,
                 bootstrap: bootstrap != 0,
+                customer_id,
             };
             loaded.insert(id, Arc::new(Entry::new(record, roles, hash)));
         }
@@ -303,6 +321,7 @@ impl Keys {
         name: &str,
         roles: &[String],
         expires_at_us: Option<i64>,
+        customer: Option<&str>,
     ) -> Result<NewKey, KeyError> {
         let name = name.trim();
         if name.is_empty()
@@ -333,8 +352,42 @@ impl Keys {
             ));
         }
         parsed.sort();
+        // A customer's key is theirs alone: the one role, and the customer it belongs to.
+        let customer = match (parsed.contains(&Role::Customer), customer) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(KeyError::Invalid(
+                    "`customer` belongs only on a key with the role `customer`".to_owned(),
+                ));
+            }
+            (true, _) if parsed.len() > 1 => {
+                return Err(KeyError::Invalid(
+                    "a `customer` key holds that role alone".to_owned(),
+                ));
+            }
+            (true, None) => {
+                return Err(KeyError::Invalid(
+                    "a `customer` key names its customer (`customer`)".to_owned(),
+                ));
+            }
+            (true, Some(id)) => {
+                let id = id.trim();
+                if id.is_empty()
+                    || id.len() > CUSTOMER_ID_BYTES_MAX
+                    || !id.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(KeyError::Invalid(format!(
+                        "`customer` must be a customer id (1 to {CUSTOMER_ID_BYTES_MAX} visible ASCII characters)"
+                    )));
+                }
+                Some(id)
+            }
+        };
         for role in &parsed {
-            if role.permissions().iter().any(|p| !by.may(p)) {
+            // Holding a permission over everyone's records covers its `:own` form.
+            let holds =
+                |p: &str| by.may(p) || p.strip_suffix(":own").is_some_and(|all| by.may(all));
+            if role.permissions().iter().any(|p| !holds(p)) {
                 return Err(KeyError::NotGrantable(role.name()));
             }
         }
@@ -344,7 +397,7 @@ impl Keys {
                 "`expires_at` must be in the future".to_owned(),
             ));
         }
-        self.insert(name, &parsed, &by.id, now, expires_at_us, false)
+        self.insert(name, &parsed, &by.id, now, expires_at_us, customer)
             .await
     }
 
@@ -355,16 +408,18 @@ impl Keys {
         created_by: &str,
         created_at_us: i64,
         expires_at_us: Option<i64>,
-        bootstrap: bool,
+        customer: Option<&str>,
     ) -> Result<NewKey, KeyError> {
+        // Bootstrap keys are written by `bootstrap` alone.
+        let bootstrap = false;
         let (id, key) = generate();
         let hash = digest(&key);
         let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
         let mut tx = self.store.begin().await?;
         sqlx::query(
             "INSERT INTO api_keys (id, name, roles, hash, created_by, created_at_us, \
-             expires_at_us, revoked_at_us, revoked_by, bootstrap) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8)",
+             expires_at_us, revoked_at_us, revoked_by, bootstrap, customer_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
         )
         .bind(&id)
         .bind(name)
@@ -374,6 +429,7 @@ impl Keys {
         .bind(created_at_us)
         .bind(expires_at_us)
         .bind(i64::from(bootstrap))
+        .bind(customer)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -386,6 +442,7 @@ impl Keys {
             expires_at_us,
             revoked_at_us: None,
             bootstrap,
+            customer_id: customer.map(str::to_owned),
         };
         let entry = Entry::new(record.clone(), roles.to_vec(), hash);
         self.cache
@@ -473,6 +530,7 @@ impl Keys {
             roles: vec![Role::Service],
             permissions: permissions_of(&[Role::Service]),
             bootstrap: false,
+            customer: None,
         });
         *self.service.write().unwrap_or_else(|e| e.into_inner()) = Some((digest(key), principal));
         Ok(())
@@ -506,6 +564,7 @@ impl Keys {
                 roles: vec![Role::Admin],
                 permissions: permissions_of(&[Role::Admin]),
                 bootstrap: true,
+                customer: None,
             });
             *self.environment.write().unwrap_or_else(|e| e.into_inner()) =
                 Some((digest(key), principal));
@@ -641,6 +700,7 @@ mod tests {
             roles: vec![Role::Admin],
             permissions: permissions_of(&[Role::Admin]),
             bootstrap: false,
+            customer: None,
         }
     }
 
@@ -666,7 +726,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = keys(dir.path()).await;
         let made = keys
-            .create(&admin(), "teller app", &["teller".into()], None)
+            .create(&admin(), "teller app", &["teller".into()], None, None)
             .await
             .unwrap();
         let now = now_us();
@@ -685,7 +745,9 @@ mod tests {
         );
         // Nothing in the database holds the secret.
         let raw = std::fs::read(dir.path().join("edge.sqlite")).unwrap();
-        let secret = made.key.rsplit('_').next().unwrap().as_bytes();
+        // (The secret is everything after the id: URL-safe base64 may hold `_` itself.)
+        let secret = made.key.splitn(3, '_').nth(2).unwrap().as_bytes();
+        assert_eq!(secret.len(), SECRET_CHARS);
         assert!(!raw.windows(secret.len()).any(|w| w == secret));
         // A second handle on the same database sees the key; revoked, neither accepts it.
         let other = self::keys(dir.path()).await;
@@ -706,6 +768,7 @@ mod tests {
                 "short",
                 &["auditor".into()],
                 Some(now + 1_000_000),
+                None,
             )
             .await
             .unwrap();
@@ -718,25 +781,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = keys(dir.path()).await;
         let teller = keys
-            .create(&admin(), "t", &["teller".into()], None)
+            .create(&admin(), "t", &["teller".into()], None, None)
             .await
             .unwrap();
         let teller = keys.authenticate(&teller.key, now_us()).unwrap();
         assert!(matches!(
-            keys.create(&teller, "x", &["admin".into()], None).await,
+            keys.create(&teller, "x", &["admin".into()], None, None)
+                .await,
             Err(KeyError::NotGrantable("admin"))
         ));
         assert!(matches!(
-            keys.create(&teller, "x", &["loan_officer".into()], None)
+            keys.create(&teller, "x", &["loan_officer".into()], None, None)
                 .await,
             Err(KeyError::NotGrantable("loan_officer"))
         ));
         // Everything a customer holds, a teller holds too.
-        assert!(
-            keys.create(&teller, "x", &["customer".into()], None)
-                .await
-                .is_ok()
-        );
+        let made = keys
+            .create(&teller, "x", &["customer".into()], None, Some("c-1"))
+            .await
+            .unwrap();
+        assert_eq!(made.record.customer_id.as_deref(), Some("c-1"));
+        let customer = keys.authenticate(&made.key, now_us()).unwrap();
+        assert_eq!(customer.customer.as_deref(), Some("c-1"));
+        assert_eq!(customer.roles, vec![Role::Customer]);
+        // After a reload too.
+        keys.refresh().await.unwrap();
+        let customer = keys.authenticate(&made.key, now_us()).unwrap();
+        assert_eq!(customer.customer.as_deref(), Some("c-1"));
+        // A customer key names its customer, holds that role alone; no other key names one.
+        for (roles, customer) in [
+            (vec!["customer"], None),
+            (vec!["customer"], Some("")),
+            (vec!["customer"], Some("c 1")),
+            (vec!["customer", "teller"], Some("c-1")),
+            (vec!["teller"], Some("c-1")),
+        ] {
+            let roles: Vec<String> = roles.into_iter().map(String::from).collect();
+            assert!(
+                matches!(
+                    keys.create(&admin(), "x", &roles, None, customer).await,
+                    Err(KeyError::Invalid(_))
+                ),
+                "{roles:?} {customer:?}"
+            );
+        }
         for (name, roles) in [
             ("", vec!["teller"]),
             ("x", vec![]),
@@ -746,12 +834,12 @@ mod tests {
         ] {
             let roles: Vec<String> = roles.into_iter().map(String::from).collect();
             assert!(matches!(
-                keys.create(&admin(), name, &roles, None).await,
+                keys.create(&admin(), name, &roles, None, None).await,
                 Err(KeyError::Invalid(_))
             ));
         }
         assert!(matches!(
-            keys.create(&admin(), "x", &["teller".into()], Some(now_us() - 1))
+            keys.create(&admin(), "x", &["teller".into()], Some(now_us() - 1), None)
                 .await,
             Err(KeyError::Invalid(_))
         ));
@@ -808,7 +896,7 @@ mod tests {
             bare.bootstrap(None, None).await,
             Err(KeyError::Invalid(_))
         ));
-        bare.create(&self::admin(), "ops", &["admin".into()], None)
+        bare.create(&self::admin(), "ops", &["admin".into()], None, None)
             .await
             .unwrap();
         assert_eq!(

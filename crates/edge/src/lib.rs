@@ -25,7 +25,7 @@ pub mod keys;
 pub mod limits;
 pub mod oidc;
 
-pub use access::{Access, Role};
+pub use access::{Access, Grant, Role};
 pub use gate::{Gate, GateConfig};
 pub use keys::{Bootstrapped, Keys, Principal};
 pub use oidc::{JwksSource, Oidc, OidcConfig};

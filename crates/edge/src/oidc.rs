@@ -14,7 +14,8 @@
 //! Roles come from a claim (`roles` by default; a dotted path such as `realm_access.roles`
 //! reaches into nested objects) holding Gureum role names, as an array or a space-separated
 //! string. Names that are not Gureum roles are ignored, and so is `service` (only the
-//! services' own key holds it). A token without a known role authenticates but may do
+//! services' own key holds it). A `customer` token names its customer in `customer_id`
+//! (configurable) and then holds that role alone; without the claim the role is dropped. A token without a known role authenticates but may do
 //! nothing beyond `GET /v1/auth/whoami`.
 //!
 //! Keys come from a JWKS file (re-read when it changes) or URL (fetched at start, every five
@@ -92,6 +93,8 @@ pub struct OidcConfig {
     pub leeway_seconds: u64,
     /// The shortest time between two fetches of a JWKS URL for a key id not yet known.
     pub unknown_kid_refetch: Duration,
+    /// The claim naming the customer a `customer` token belongs to.
+    pub customer_claim: String,
 }
 
 impl OidcConfig {
@@ -104,6 +107,7 @@ impl OidcConfig {
             roles_claim: "roles".to_owned(),
             leeway_seconds: LEEWAY_SECONDS_DEFAULT,
             unknown_kid_refetch: UNKNOWN_KID_REFETCH,
+            customer_claim: "customer_id".to_owned(),
         }
     }
 }
@@ -369,7 +373,28 @@ impl Oidc {
             return None;
         }
         let exp = claims.rest.get("exp").and_then(|v| v.as_u64())?;
-        let roles = roles_in(&claims.rest, &self.config.roles_claim);
+        let mut roles = roles_in(&claims.rest, &self.config.roles_claim);
+        // A customer's token names its customer, and then holds that role alone; without
+        // the claim the role is dropped (it would see nothing anyway).
+        let customer = claims
+            .rest
+            .get(&self.config.customer_claim)
+            .and_then(|v| v.as_str())
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(str::to_owned);
+        let customer = match (roles.contains(&Role::Customer), customer) {
+            (true, Some(id)) => {
+                roles = vec![Role::Customer];
+                Some(id)
+            }
+            (true, None) => {
+                roles.retain(|r| *r != Role::Customer);
+                None
+            }
+            (false, _) => None,
+        };
         let name = claims
             .preferred_username
             .or(claims.name)
@@ -383,6 +408,7 @@ impl Oidc {
             permissions: permissions_of(&roles),
             roles,
             bootstrap: false,
+            customer,
         });
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= VERIFIED_MAX {

@@ -202,7 +202,7 @@ async fn keys_work_the_same_on_postgresql_shared_by_two_edges() {
     one.bootstrap(None, Some(env)).await.unwrap();
     let admin = one.authenticate(env, store::sql::now_us()).unwrap();
     let made = one
-        .create(&admin, "desk", &["teller".into()], None)
+        .create(&admin, "desk", &["teller".into()], None, None)
         .await
         .unwrap();
     // The other edge knows the key once it reloads, and forgets it once revoked there.
@@ -319,7 +319,7 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
         .unwrap();
     let teller = gate
         .keys()
-        .create(&by, "teller", &["teller".to_owned()], None)
+        .create(&by, "teller", &["teller".to_owned()], None, None)
         .await
         .unwrap()
         .key;

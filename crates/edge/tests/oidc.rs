@@ -256,6 +256,26 @@ async fn roles_come_from_the_configured_claim_and_only_gureum_s_user_roles_count
         .unwrap();
     assert!(nobody.roles.is_empty() && nobody.permissions.is_empty());
 
+    // A customer's token names its customer and is then that customer alone; without the
+    // claim the role goes.
+    let with_customer = with(
+        with(claims(), "roles", json!(["customer", "teller"])),
+        "customer_id",
+        json!("c-9"),
+    );
+    let customer = oidc
+        .authenticate(&sign(Algorithm::ES256, Some("ec-1"), &with_customer))
+        .await
+        .unwrap();
+    assert_eq!(
+        (customer.roles.clone(), customer.customer.as_deref()),
+        (vec![Role::Customer], Some("c-9"))
+    );
+    assert_eq!(
+        roles(json!(["customer", "teller"])).await,
+        vec![Role::Teller]
+    );
+
     let mut config = OidcConfig::new(ISSUER, AUDIENCE, JwksSource::File(jwks_file(dir.path())));
     config.roles_claim = "realm_access.roles".to_owned();
     let nested = Oidc::open(config).await.unwrap();

@@ -48,7 +48,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a service node may take to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request headers passed on to the services.
-const FORWARDED: [HeaderName; 7] = [
+const FORWARDED: [HeaderName; 8] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
     header::IF_MATCH,
@@ -56,6 +56,7 @@ const FORWARDED: [HeaderName; 7] = [
     HeaderName::from_static("traceparent"),
     HeaderName::from_static(kernel::http::PRINCIPAL_HEADER),
     HeaderName::from_static(kernel::http::PERMISSIONS_HEADER),
+    HeaderName::from_static(kernel::http::CUSTOMER_HEADER),
 ];
 
 /// Response headers passed back to the client.

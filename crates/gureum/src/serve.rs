@@ -368,6 +368,8 @@ pub struct OidcSection {
     pub roles_claim: Option<String>,
     /// The clock skew accepted, in seconds (default 60, at most 300).
     pub leeway_seconds: Option<u64>,
+    /// The claim naming a `customer` token's customer (default `customer_id`).
+    pub customer_claim: Option<String>,
 }
 
 impl OidcSection {
@@ -383,6 +385,9 @@ impl OidcSection {
         }
         if let Some(seconds) = self.leeway_seconds {
             config.leeway_seconds = seconds;
+        }
+        if let Some(claim) = &self.customer_claim {
+            config.customer_claim = claim.clone();
         }
         config
     }

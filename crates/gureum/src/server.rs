@@ -59,6 +59,9 @@ pub struct DoorArgs {
     /// The claim holding Gureum role names (a dotted path reaches into objects).
     #[arg(long, env = "GUREUM_OIDC_ROLES_CLAIM", default_value = "roles")]
     oidc_roles_claim: String,
+    /// The claim naming the customer a `customer` token belongs to.
+    #[arg(long, env = "GUREUM_OIDC_CUSTOMER_CLAIM", default_value = "customer_id")]
+    oidc_customer_claim: String,
     /// Block an address or key for a while after a finding of a blocking kind (credential
     /// stuffing, firewall bursts, enumeration, one key from many addresses, bulk regulated
     /// reads); see docs/SECURITY.md before turning it on behind a shared address.
@@ -84,6 +87,7 @@ impl DoorArgs {
             let mut oidc =
                 edge::OidcConfig::new(&issuer, &audience, edge::JwksSource::parse(&jwks));
             oidc.roles_claim = self.oidc_roles_claim;
+            oidc.customer_claim = self.oidc_customer_claim;
             door.oidc = Some(oidc);
         }
     }

@@ -52,10 +52,9 @@ fn every_route_answers_every_role_as_the_table_says() {
             .into_iter()
             .filter(|r| *r != edge::Role::Service)
         {
-            let allowed = match route.access {
-                edge::Access::Public | edge::Access::Authenticated => true,
-                edge::Access::Permission(p) => role.permissions().contains(&p),
-            };
+            // A customer comes through its own-records routes too (and is then told its own
+            // records alone: see the next test).
+            let allowed = route.access.grant_to(role) != edge::Grant::None;
             // No body: a write that is let through is refused as invalid or not found (ids
             // nothing has), so walking the matrix changes nothing.
             let (status, answer) = staff.call(role.name(), method(route.method), &path, None);
@@ -652,4 +651,139 @@ fn plain_http_off_loopback_is_refused_unless_asked_for() {
         !dir.path().join("admin.key").exists(),
         "nothing opened before the refusal"
     );
+}
+
+#[test]
+fn a_customer_s_key_reads_its_own_records_and_no_one_else_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let http = server.http();
+    let today = store::sql::today_kst().to_string();
+    let (status, _) = http.call(
+        Method::POST,
+        "/v1/products",
+        &[],
+        Some(json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
+                    "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
+                              "amount": {"min": "1", "max": "1000000000000"},
+                              "eligibility": {"min_age": 19, "kyc_verified": true}}})),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = http.call(
+        Method::POST,
+        "/v1/products/DEP-FREE/versions/1/publish",
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+    let customer = |name: &str, rrn: &str| {
+        let (status, c) = http.call(
+            Method::POST,
+            "/v1/customers",
+            &[],
+            Some(json!({"name": name, "rrn": rrn})),
+        );
+        assert_eq!(status, 201, "{c}");
+        let id = c["id"].as_str().unwrap().to_owned();
+        let (status, _) = http.call(
+            Method::POST,
+            &format!("/v1/customers/{id}/kyc"),
+            &[],
+            Some(json!({"status": "verified", "reason": "mobile ID"})),
+        );
+        assert_eq!(status, 200);
+        let (status, a) = http.call(
+            Method::POST,
+            "/v1/deposits",
+            &[("idempotency-key", &format!("open-{id}"))],
+            Some(json!({"customer_id": id, "product_code": "DEP-FREE"})),
+        );
+        assert_eq!(status, 201, "{a}");
+        (id, a["id"].as_str().unwrap().to_owned())
+    };
+    let (alice, alice_account) = customer("김하늘", "900101-1234568");
+    let (bob, bob_account) = customer("이바다", "850505-2345674");
+
+    let key =
+        server.key_with(json!({"name": "alice's app", "roles": ["customer"], "customer": alice}));
+    let me = server.http_as(&key);
+    let (status, who) = me.call(Method::GET, "/v1/auth/whoami", &[], None);
+    assert_eq!(
+        (status, who["customer"].as_str()),
+        (200, Some(alice.as_str()))
+    );
+    let get = |path: &str| {
+        let (status, body) = me.call(Method::GET, path, &[], None);
+        (status, body)
+    };
+    // Her own records.
+    let (status, c) = get(&format!("/v1/customers/{alice}"));
+    assert_eq!(
+        (status, c["id"].as_str()),
+        (200, Some(alice.as_str())),
+        "{c}"
+    );
+    assert_eq!(get(&format!("/v1/customers/{alice}/consents")).0, 200);
+    let (status, list) = get(&format!("/v1/deposits?customer_id={alice}"));
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![alice_account.as_str()]);
+    assert_eq!(get(&format!("/v1/deposits/{alice_account}")).0, 200);
+    let period = format!("from={today}&to={today}");
+    assert_eq!(
+        get(&format!("/v1/deposits/{alice_account}/statement?{period}")).0,
+        200
+    );
+    let (status, loans) = get("/v1/loans");
+    assert_eq!(
+        (status, loans["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // Bob's: not found, as if they did not exist; his listing is empty.
+    for path in [
+        format!("/v1/customers/{bob}"),
+        format!("/v1/customers/{bob}/consents"),
+        format!("/v1/deposits/{bob_account}"),
+        format!("/v1/deposits/{bob_account}/statement?{period}"),
+    ] {
+        let (status, body) = get(&path);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, list) = get(&format!("/v1/deposits?customer_id={bob}"));
+    assert_eq!(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, list) = get(&format!("/v1/loans?customer_id={bob}"));
+    assert_eq!(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // Nothing beyond reading: no movements, no other customer's search, no ledger.
+    let (status, body) = me.call(
+        Method::POST,
+        &format!("/v1/deposits/{alice_account}/deposit"),
+        &[("idempotency-key", "x")],
+        Some(json!({"amount": "1000"})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    for path in ["/v1/customers?limit=10", "/v1/ledger/accounts/1"] {
+        assert_eq!(get(path).0, 403, "{path}");
+    }
+    // A customer key must name its customer.
+    let (status, body) = http.call(
+        Method::POST,
+        "/v1/auth/api-keys",
+        &[],
+        Some(json!({"name": "nobody's", "roles": ["customer"]})),
+    );
+    assert_eq!(status, 400, "{body}");
 }

@@ -144,8 +144,42 @@ impl std::fmt::Debug for Upstream {
 pub const PRINCIPAL_HEADER: &str = "gureum-principal";
 /// The header listing the principal's permissions, comma-separated.
 pub const PERMISSIONS_HEADER: &str = "gureum-permissions";
+/// The header naming the customer a customer's credential belongs to: set by the edge for a
+/// principal with the `customer` role, whose every read is limited to that customer's records.
+pub const CUSTOMER_HEADER: &str = "gureum-customer";
 /// The principal of a request that carries none.
 pub const ANONYMOUS: &str = "anonymous";
+
+/// Whose records a read may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Everyone's (the caller holds the permission itself).
+    All,
+    /// Only this customer's (the caller holds the permission's `:own` form and is this
+    /// customer).
+    Customer(&'a str),
+}
+
+impl Scope<'_> {
+    /// Whether a record of `customer_id` is in scope.
+    pub fn covers(&self, customer_id: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Customer(own) => *own == customer_id,
+        }
+    }
+
+    /// The customer filter a listing runs with, given the one the query asked for (`None`:
+    /// everyone's) — or `None` when a customer asked for someone else's: nothing to list.
+    pub fn narrow<'q>(&'q self, asked: Option<&'q str>) -> Option<Option<&'q str>> {
+        match (self, asked) {
+            (Scope::All, asked) => Some(asked),
+            (Scope::Customer(own), None) => Some(Some(own)),
+            (Scope::Customer(own), Some(asked)) if *own == asked => Some(Some(own)),
+            (Scope::Customer(_), Some(_)) => None,
+        }
+    }
+}
 
 /// Who is calling and what they may do, as the edge established it.
 ///
@@ -159,6 +193,8 @@ pub struct Caller {
     pub principal: String,
     /// Permission names, e.g. `customers:unmask`.
     pub permissions: BTreeSet<String>,
+    /// For a customer's credential, the customer it belongs to ([`CUSTOMER_HEADER`]).
+    pub customer: Option<String>,
 }
 
 /// Principal names and permission lists are bounded, so a header cannot grow memory.
@@ -170,6 +206,37 @@ impl Caller {
         Caller {
             principal: principal.to_owned(),
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            customer: None,
+        }
+    }
+
+    /// This caller as customer `customer_id`'s own credential.
+    pub fn for_customer(mut self, customer_id: &str) -> Caller {
+        self.customer = Some(customer_id.to_owned());
+        self
+    }
+
+    /// Whose records a read needing `permission` may see: only the customer's own when this
+    /// is a customer's credential without `permission` (it came through the route's `:own`
+    /// form, which the edge checked), else everyone's. Services narrow what they answer to
+    /// it: another customer's record is `404`, a listing holds only the customer's.
+    pub fn scope(&self, permission: &str) -> Scope<'_> {
+        match &self.customer {
+            Some(customer) if !self.may(permission) => Scope::Customer(customer),
+            _ => Scope::All,
+        }
+    }
+
+    /// 403 unless the caller holds `permission` or, being a customer, its `:own` form.
+    pub fn require_or_own(&self, permission: &str) -> Result<Scope<'_>, Problem> {
+        if self.may(permission) {
+            return Ok(Scope::All);
+        }
+        match &self.customer {
+            Some(customer) if self.may(&format!("{permission}:own")) => {
+                Ok(Scope::Customer(customer))
+            }
+            _ => self.require(permission).map(|()| Scope::All),
         }
     }
 
@@ -209,6 +276,7 @@ impl Caller {
                         .collect()
                 })
                 .unwrap_or_default(),
+            customer: text(CUSTOMER_HEADER).map(str::to_owned),
         }
     }
 }
@@ -327,5 +395,33 @@ mod tests {
         );
         assert!(caller.require("customers:unmask").is_ok());
         assert_eq!(caller.require("ledger:write").unwrap_err().status, 403);
+        assert_eq!(caller.scope("customers:read"), Scope::All);
+        assert_eq!(caller.require_or_own("customers:read"), Ok(Scope::All));
+    }
+
+    #[test]
+    fn a_customer_s_scope_is_their_own_records_and_nothing_without_the_own_permission() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(PRINCIPAL_HEADER, "key-9".parse().unwrap());
+        headers.insert(PERMISSIONS_HEADER, "loans:read:own".parse().unwrap());
+        headers.insert(CUSTOMER_HEADER, "c-1".parse().unwrap());
+        let customer = Caller::from_headers(&headers);
+        assert_eq!(customer.customer.as_deref(), Some("c-1"));
+        let scope = customer.require_or_own("loans:read").unwrap();
+        assert_eq!(scope, Scope::Customer("c-1"));
+        assert_eq!(customer.scope("loans:read"), Scope::Customer("c-1"));
+        assert!(scope.covers("c-1") && !scope.covers("c-2"));
+        assert_eq!(scope.narrow(None), Some(Some("c-1")));
+        assert_eq!(scope.narrow(Some("c-1")), Some(Some("c-1")));
+        assert_eq!(scope.narrow(Some("c-2")), None);
+        assert_eq!(Scope::All.narrow(Some("c-2")), Some(Some("c-2")));
+        assert_eq!(Scope::All.narrow(None), Some(None));
+        // The own permission of another kind of record grants nothing here.
+        let err = customer.require_or_own("deposits:read").unwrap_err();
+        assert_eq!(err.status, 403);
+        // Without a customer, the own permission alone grants nothing.
+        let stray = Caller::new("key-3", &["loans:read:own"]);
+        assert_eq!(stray.require_or_own("loans:read").unwrap_err().status, 403);
+        assert_eq!(stray.scope("loans:read"), Scope::All);
     }
 }

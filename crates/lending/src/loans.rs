@@ -452,10 +452,16 @@ impl Lending {
         Ok(account)
     }
 
-    /// A loan (needs `loans:read`); a pending step is finished first.
+    /// A loan (needs `loans:read`, or `loans:read:own` for a customer's own loan — another
+    /// customer's is not found); a pending step is finished first.
     pub async fn loan(&self, caller: &Caller, id: &str) -> Result<LoanRecord, LendingError> {
-        require(caller, PERMISSION_LOANS_READ)?;
+        let scope = caller
+            .require_or_own(PERMISSION_LOANS_READ)
+            .map_err(|_| LendingError::Forbidden(PERMISSION_LOANS_READ))?;
         let record = self.load(id).await?;
+        if !scope.covers(&record.customer_id) {
+            return Err(LendingError::LoanNotFound);
+        }
         if record.pending {
             self.finish_pending(id).await?;
             return self.load(id).await;
@@ -488,7 +494,7 @@ impl Lending {
         Ok((date, allocation))
     }
 
-    /// Loans, by id after `after`: one customer's, or in one status.
+    /// Loans, by id after `after`: one customer's, or in one status (a customer: its own).
     pub async fn loans(
         &self,
         caller: &Caller,
@@ -497,7 +503,13 @@ impl Lending {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<LoanRecord>, LendingError> {
-        require(caller, PERMISSION_LOANS_READ)?;
+        let scope = caller
+            .require_or_own(PERMISSION_LOANS_READ)
+            .map_err(|_| LendingError::Forbidden(PERMISSION_LOANS_READ))?;
+        // A customer lists its own loans alone (another's: none).
+        let Some(customer_id) = scope.narrow(customer_id) else {
+            return Ok(Vec::new());
+        };
         let rows = sqlx::query(concat!(
             select_loan!(),
             " WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"

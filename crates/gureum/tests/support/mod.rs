@@ -11,6 +11,9 @@ pub fn gureum() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gureum"))
 }
 
+/// The customer a test's `customer` key belongs to (unless it says otherwise).
+pub const TEST_CUSTOMER: &str = "customer-under-test";
+
 /// A running `gureum up`.
 pub struct Server {
     pub child: Child,
@@ -64,13 +67,24 @@ impl Server {
         }
     }
 
-    /// A new API key with `roles`, made with the admin key.
+    /// A new API key with `roles`, made with the admin key (a `customer` key belongs to
+    /// customer [`TEST_CUSTOMER`]).
     pub fn key_for(&self, roles: &[&str]) -> String {
+        let mut request =
+            serde_json::json!({"name": format!("test {}", roles.join("+")), "roles": roles});
+        if roles == ["customer"] {
+            request["customer"] = TEST_CUSTOMER.into();
+        }
+        self.key_with(request)
+    }
+
+    /// A new API key as `request` describes it, made with the admin key.
+    pub fn key_with(&self, request: serde_json::Value) -> String {
         let (status, made) = self.http().call(
             ::reqwest::Method::POST,
             "/v1/auth/api-keys",
             &[],
-            Some(serde_json::json!({"name": format!("test {}", roles.join("+")), "roles": roles})),
+            Some(request),
         );
         assert_eq!(status, 201, "{made}");
         made["key"].as_str().unwrap().to_owned()
