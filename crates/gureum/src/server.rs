@@ -60,7 +60,11 @@ pub struct DoorArgs {
     #[arg(long, env = "GUREUM_OIDC_ROLES_CLAIM", default_value = "roles")]
     oidc_roles_claim: String,
     /// The claim naming the customer a `customer` token belongs to.
-    #[arg(long, env = "GUREUM_OIDC_CUSTOMER_CLAIM", default_value = "customer_id")]
+    #[arg(
+        long,
+        env = "GUREUM_OIDC_CUSTOMER_CLAIM",
+        default_value = "customer_id"
+    )]
     oidc_customer_claim: String,
     /// Block an address or key for a while after a finding of a blocking kind (credential
     /// stuffing, firewall bursts, enumeration, one key from many addresses, bulk regulated

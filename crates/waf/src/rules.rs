@@ -265,7 +265,7 @@ fn fold_hangul(value: &str) -> std::borrow::Cow<'_, str> {
             '\u{1100}'..='\u{11FF}'      // Hangul Jamo
             | '\u{3130}'..='\u{318F}'    // Hangul Compatibility Jamo
             | '\u{AC00}'..='\u{D7A3}'    // Hangul syllables
-            | '\u{4E00}'..='\u{9FFF}')   // CJK unified ideographs (hanja)
+            | '\u{4E00}'..='\u{9FFF}') // CJK unified ideographs (hanja)
     };
     if value.is_ascii() || !value.chars().any(folds) {
         return std::borrow::Cow::Borrowed(value);
@@ -413,9 +413,7 @@ impl Compiled {
                 emit(i);
             }
         }
-        let sqli = self
-            .sqli
-            .filter(|&i| applies(i) && may_be_sqli(value));
+        let sqli = self.sqli.filter(|&i| applies(i) && may_be_sqli(value));
         let xss = self.xss.filter(|&i| applies(i) && may_be_xss(value));
         if sqli.is_none() && xss.is_none() {
             return;
@@ -454,7 +452,10 @@ mod tests {
             "O'Brien x 11x x (x x) - x! #7"
         );
         assert_eq!(fold_hangul("漢字와 한글"), "x x");
-        assert!(matches!(fold_hangul("plain ascii"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            fold_hangul("plain ascii"),
+            std::borrow::Cow::Borrowed(_)
+        ));
         // Other non-ASCII text, and the spaces libinjection knows (U+00A0), stay as they are.
         assert_eq!(fold_hangul("café\u{a0}1"), "café\u{a0}1");
         // Attacks wrapped in Korean are still attacks.
