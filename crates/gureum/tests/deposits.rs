@@ -7,26 +7,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Http, Server, bus_messages, gureum};
-
-fn customer(http: &Http, name: &str, rrn: &str) -> String {
-    let (status, c) = http.call(
-        Method::POST,
-        "/v1/customers",
-        &[],
-        Some(json!({"name": name, "rrn": rrn})),
-    );
-    assert_eq!(status, 201, "{c}");
-    let id = c["id"].as_str().unwrap().to_owned();
-    let (status, _) = http.call(
-        Method::POST,
-        &format!("/v1/customers/{id}/kyc"),
-        &[],
-        Some(json!({"status": "verified", "reason": "mobile ID"})),
-    );
-    assert_eq!(status, 200);
-    id
-}
+use support::{Server, bus_messages, gureum, publish_demand_deposit, verified_customer};
 
 fn money(v: &Value, field: &str) -> u128 {
     v[field].as_str().unwrap().parse().unwrap()
@@ -38,25 +19,9 @@ fn gureum_up_opens_deposit_accounts_and_moves_money_exactly_once() {
     let server = Server::start(dir.path());
     let http = server.http();
     let today = store::sql::today_kst().to_string();
-    let (status, _) = http.call(
-        Method::POST,
-        "/v1/products",
-        &[],
-        Some(json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
-                    "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
-                              "amount": {"min": "1", "max": "1000000000000"},
-                              "eligibility": {"min_age": 19, "kyc_verified": true}}})),
-    );
-    assert_eq!(status, 201);
-    let (status, _) = http.call(
-        Method::POST,
-        "/v1/products/DEP-FREE/versions/1/publish",
-        &[],
-        None,
-    );
-    assert_eq!(status, 200);
-    let alice = customer(&http, "김하늘", "900101-1234568");
-    let bob = customer(&http, "이바다", "850505-2345674");
+    publish_demand_deposit(&http);
+    let alice = verified_customer(&http, "김하늘", "900101-1234568");
+    let bob = verified_customer(&http, "이바다", "850505-2345674");
 
     let open = |customer: &str, key: &str| {
         http.call(

@@ -659,39 +659,9 @@ fn a_customer_s_key_reads_its_own_records_and_no_one_else_s() {
     let server = Server::start(dir.path());
     let http = server.http();
     let today = store::sql::today_kst().to_string();
-    let (status, _) = http.call(
-        Method::POST,
-        "/v1/products",
-        &[],
-        Some(json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
-                    "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
-                              "amount": {"min": "1", "max": "1000000000000"},
-                              "eligibility": {"min_age": 19, "kyc_verified": true}}})),
-    );
-    assert_eq!(status, 201);
-    let (status, _) = http.call(
-        Method::POST,
-        "/v1/products/DEP-FREE/versions/1/publish",
-        &[],
-        None,
-    );
-    assert_eq!(status, 200);
+    support::publish_demand_deposit(&http);
     let customer = |name: &str, rrn: &str| {
-        let (status, c) = http.call(
-            Method::POST,
-            "/v1/customers",
-            &[],
-            Some(json!({"name": name, "rrn": rrn})),
-        );
-        assert_eq!(status, 201, "{c}");
-        let id = c["id"].as_str().unwrap().to_owned();
-        let (status, _) = http.call(
-            Method::POST,
-            &format!("/v1/customers/{id}/kyc"),
-            &[],
-            Some(json!({"status": "verified", "reason": "mobile ID"})),
-        );
-        assert_eq!(status, 200);
+        let id = support::verified_customer(&http, name, rrn);
         let (status, a) = http.call(
             Method::POST,
             "/v1/deposits",

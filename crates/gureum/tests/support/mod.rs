@@ -380,3 +380,47 @@ impl Http {
         self.raw(::reqwest::Method::GET, path, &[])
     }
 }
+
+/// A customer `name` with registration number `rrn`, created and verified (KYC) with `http`;
+/// their id.
+pub fn verified_customer(http: &Http, name: &str, rrn: &str) -> String {
+    let (status, c) = http.call(
+        ::reqwest::Method::POST,
+        "/v1/customers",
+        &[],
+        Some(serde_json::json!({"name": name, "rrn": rrn})),
+    );
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let (status, _) = http.call(
+        ::reqwest::Method::POST,
+        &format!("/v1/customers/{id}/kyc"),
+        &[],
+        Some(serde_json::json!({"status": "verified", "reason": "mobile ID"})),
+    );
+    assert_eq!(status, 200);
+    id
+}
+
+/// Creates and publishes `DEP-FREE`, a demand deposit (2% a year, verified customers of 19 or
+/// more), in force from today.
+pub fn publish_demand_deposit(http: &Http) {
+    let today = store::sql::today_kst().to_string();
+    let (status, _) = http.call(
+        ::reqwest::Method::POST,
+        "/v1/products",
+        &[],
+        Some(serde_json::json!({"code": "DEP-FREE", "kind": "demand_deposit", "name": "구름 통장", "effective_from": today,
+                    "terms": {"currency": "KRW", "rates": {"base": "0.015", "spread": "0.005"},
+                              "amount": {"min": "1", "max": "1000000000000"},
+                              "eligibility": {"min_age": 19, "kyc_verified": true}}})),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = http.call(
+        ::reqwest::Method::POST,
+        "/v1/products/DEP-FREE/versions/1/publish",
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+}
