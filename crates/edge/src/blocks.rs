@@ -88,8 +88,26 @@ pub struct Blocks {
 impl Blocks {
     /// Seconds left on `subject`'s block at `now_us`, if it is blocked.
     pub fn check(&self, subject: &str, now_us: i64) -> Option<u64> {
+        self.check_with(|| subject.to_owned(), now_us)
+    }
+
+    /// [`Blocks::check`] for `address(ip)`, without building the subject while nothing is
+    /// blocked (every request asks).
+    pub fn check_address(&self, ip: &str, now_us: i64) -> Option<u64> {
+        self.check_with(|| address(ip), now_us)
+    }
+
+    /// [`Blocks::check`] for `principal(id)`, likewise.
+    pub fn check_principal(&self, id: &str, now_us: i64) -> Option<u64> {
+        self.check_with(|| principal(id), now_us)
+    }
+
+    fn check_with(&self, subject: impl FnOnce() -> String, now_us: i64) -> Option<u64> {
         let blocks = self.by_subject.read().unwrap_or_else(|e| e.into_inner());
-        let block = blocks.get(subject)?;
+        if blocks.is_empty() {
+            return None;
+        }
+        let block = blocks.get(&subject())?;
         (block.until_us > now_us).then(|| ((block.until_us - now_us) as u64).div_ceil(1_000_000))
     }
 
@@ -156,6 +174,8 @@ mod tests {
         let s = address("203.0.113.9");
         assert!(blocks.block(&s, "waf_burst", 0, 60_000_000));
         assert_eq!(blocks.check(&s, 0), Some(60));
+        assert_eq!(blocks.check_address("203.0.113.9", 0), Some(60));
+        assert_eq!(blocks.check_principal("203.0.113.9", 0), None);
         assert_eq!(blocks.check(&s, 59_500_000), Some(1));
         assert_eq!(blocks.check(&s, 60_000_000), None);
         assert_eq!(blocks.check(&address("203.0.113.10"), 0), None);

@@ -342,9 +342,7 @@ async fn admit(
     };
     seen.principal = principal.clone();
     if let Some(principal) = &principal
-        && let Some(seconds) = gate
-            .blocks
-            .check(&crate::blocks::principal(&principal.id), now_us)
+        && let Some(seconds) = gate.blocks.check_principal(&principal.id, now_us)
     {
         return blocked_for_a_while(seconds);
     }
