@@ -132,7 +132,15 @@ fn reference(s: &str) -> Option<(char, usize)> {
 /// `cmdLine`, except that `;` stays, as the separator the rules look for): `\`, `"`, `'` and
 /// `^` removed, spaces before `/`, `(` and `;` removed, `,` made a space, runs of whitespace
 /// made one space, all lower case.
-pub fn cmd_line(s: &str) -> String {
+pub fn cmd_line(s: &str) -> Cow<'_, str> {
+    if cmd_line_unchanged(s) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(cmd_line_rewritten(s))
+    }
+}
+
+fn cmd_line_rewritten(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.chars() {
@@ -148,11 +156,44 @@ pub fn cmd_line(s: &str) -> String {
                     out.push(' ');
                 }
                 space = false;
-                out.extend(c.to_lowercase());
+                if c.is_ascii() {
+                    out.push(c.to_ascii_lowercase());
+                } else {
+                    out.extend(c.to_lowercase());
+                }
             }
         }
     }
     out
+}
+
+/// Whether [`cmd_line`] would give `s` back as it is (most values: no quoting, no capitals,
+/// single spaces between words), so nothing need be built.
+fn cmd_line_unchanged(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    for (i, c) in s.char_indices() {
+        match c {
+            '\\' | '"' | '\'' | '^' | ',' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' => return false,
+            // A space stays only with something before it and a word after it.
+            ' ' => {
+                if i == 0 || matches!(bytes.get(i + 1), None | Some(b' ' | b'/' | b'(' | b';')) {
+                    return false;
+                }
+            }
+            c if c.is_ascii() => {
+                if c.is_ascii_uppercase() {
+                    return false;
+                }
+            }
+            c => {
+                let mut lower = c.to_lowercase();
+                if lower.next() != Some(c) || lower.next().is_some() {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -179,6 +220,57 @@ mod tests {
         assert_eq!(html("ja&Tab;vascript&colon;"), "ja\tvascript:");
         assert_eq!(html("&#60&#x3C;&#X3c;"), "<<<");
         assert_eq!(html("Tom & Jerry &unknown;"), "Tom & Jerry &unknown;");
+    }
+
+    #[test]
+    fn cmd_line_gives_back_what_it_would_not_change() {
+        for same in [
+            "ls -la",
+            "cat/etc/passwd",
+            "a(b)",
+            "x;y",
+            "월세 관리비",
+            "",
+            "é",
+        ] {
+            assert!(matches!(cmd_line(same), Cow::Borrowed(_)), "{same}");
+        }
+        // Each of these changes, and the slow path says how: the fast check must agree.
+        for (input, output) in [
+            (" ls", "ls"),
+            ("ls ", "ls"),
+            ("ls  -l", "ls -l"),
+            ("a /b", "a/b"),
+            ("a (b", "a(b"),
+            ("a ;b", "a;b"),
+            ("Ls", "ls"),
+            ("É", "é"),
+            ("a,b", "a b"),
+        ] {
+            assert_eq!(cmd_line(input), output, "{input}");
+        }
+    }
+
+    /// The fast check says "unchanged" exactly when rewriting changes nothing: every string
+    /// of up to four characters over the characters that matter.
+    #[test]
+    fn cmd_line_s_fast_check_agrees_with_the_rewrite_everywhere() {
+        let alphabet = [
+            'a', 'A', ' ', '/', '(', ';', ',', '\'', '\t', 'é', 'É', '한',
+        ];
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = strings
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+            strings.dedup();
+        }
+        assert!(strings.len() > 20_000);
+        for s in &strings {
+            assert_eq!(cmd_line_unchanged(s), cmd_line_rewritten(s) == *s, "{s:?}");
+        }
     }
 
     #[test]

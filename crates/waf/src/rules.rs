@@ -489,7 +489,7 @@ mod tests {
                     Check::Pattern(view, pattern) => {
                         let text = match view {
                             View::Plain | View::Html => value.to_owned(),
-                            View::Cmd => decode::cmd_line(value),
+                            View::Cmd => decode::cmd_line(value).into_owned(),
                         };
                         regex::bytes::RegexBuilder::new(pattern)
                             .unicode(false)
