@@ -185,8 +185,8 @@ impl Scope<'_> {
 ///
 /// Services never authenticate: the edge does, and passes the result on in
 /// [`PRINCIPAL_HEADER`] and [`PERMISSIONS_HEADER`]. A request without them is
-/// [`ANONYMOUS`] with no permissions. (Until the edge authenticates — its own issue — these
-/// headers are taken as sent; see docs/ARCHITECTURE.md.)
+/// [`ANONYMOUS`] with no permissions. The edge drops these headers when a client sends them,
+/// so only what it established arrives (see docs/SECURITY.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The principal's id (an API key's id, a token's subject), or [`ANONYMOUS`].
