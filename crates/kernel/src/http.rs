@@ -291,7 +291,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Where a request came from: the last `X-Forwarded-For` entry (the address the edge saw, which
 /// the edge appends) or else the connection's peer address; `unknown` when neither is known.
-/// Until the edge is the only way in (issue 6), a client can write the header itself.
+/// The edge drops a client's own `X-Forwarded-For`, so what arrives is the edge's.
 pub fn client_address(parts: &axum::http::request::Parts) -> String {
     let forwarded = parts
         .headers
