@@ -174,6 +174,20 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// A verifier that takes the chain up to entry `seq` (whose hash is `hash`) as checked
+    /// and goes on from there: for watching what is appended from now on.
+    pub fn after(seq: i64, hash: [u8; 32]) -> Verifier {
+        Verifier {
+            expected_seq: seq + 1,
+            prev: hash,
+        }
+    }
+
+    /// The number of the last entry checked (0 before any).
+    pub fn last_seq(&self) -> i64 {
+        self.expected_seq - 1
+    }
+
     /// Checks the next entry.
     pub fn check(&mut self, entry: &Stored) -> Result<(), Broken> {
         let broken = |problem: String| Broken {

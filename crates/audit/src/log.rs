@@ -228,9 +228,17 @@ impl AuditLog {
     /// returns.
     pub async fn scan<E: From<AuditError>>(
         &self,
+        each: impl FnMut(&Stored) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scan_after(0, each).await
+    }
+
+    /// [`AuditLog::scan`] from the entry after `after`.
+    pub async fn scan_after<E: From<AuditError>>(
+        &self,
+        mut after: i64,
         mut each: impl FnMut(&Stored) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut after = 0i64;
         loop {
             let rows = sqlx::query(
                 "SELECT seq, at_us, principal, action, outcome, kind, body, prev_hash, hash \
@@ -255,6 +263,32 @@ impl AuditLog {
     /// Checks the whole chain.
     pub async fn verify(&self) -> Result<Result<Verified, Broken>, AuditError> {
         let mut verifier = Verifier::default();
+        Ok(self
+            .verify_more(&mut verifier)
+            .await?
+            .map(|()| verifier.verified()))
+    }
+
+    /// The newest entry's number and hash (`None` while the log is empty).
+    pub async fn head(&self) -> Result<Option<(i64, [u8; 32])>, AuditError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(self.store.reader())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get(0)?;
+        let hash: Vec<u8> = row.try_get(1)?;
+        let hash = hash.try_into().map_err(|_| AuditError::Corrupt(seq))?;
+        Ok(Some((seq, hash)))
+    }
+
+    /// Checks the entries appended after what `verifier` checked last, and that none it
+    /// checked went missing from the end (the chain cut short).
+    pub async fn verify_more(
+        &self,
+        verifier: &mut Verifier,
+    ) -> Result<Result<(), Broken>, AuditError> {
         enum Stop {
             Broken(Broken),
             Failed(AuditError),
@@ -264,11 +298,27 @@ impl AuditLog {
                 Stop::Failed(e)
             }
         }
-        match self.scan(|e| verifier.check(e).map_err(Stop::Broken)).await {
-            Ok(()) => Ok(Ok(verifier.verified())),
-            Err(Stop::Broken(b)) => Ok(Err(b)),
-            Err(Stop::Failed(e)) => Err(e),
+        let from = verifier.last_seq();
+        match self
+            .scan_after(from, |e| verifier.check(e).map_err(Stop::Broken))
+            .await
+        {
+            Ok(()) => {}
+            Err(Stop::Broken(b)) => return Ok(Err(b)),
+            Err(Stop::Failed(e)) => return Err(e),
         }
+        let last = verifier.last_seq();
+        let head = self.head().await?.map_or(0, |(seq, _)| seq);
+        if head < last {
+            return Ok(Err(Broken {
+                seq: head + 1,
+                problem: format!(
+                    "missing: the chain ends at {head}, but entries up to {last} were seen \
+                     (its end was cut off)"
+                ),
+            }));
+        }
+        Ok(Ok(()))
     }
 }
 

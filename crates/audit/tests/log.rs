@@ -147,3 +147,45 @@ async fn verify_finds_an_edit_a_deletion_and_a_reordering_in_the_database() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_watch_from_the_head_checks_what_is_appended_and_sees_the_end_cut_off() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
+        let log = AuditLog::open(store.clone()).await.unwrap();
+        assert_eq!(log.head().await.unwrap(), None);
+        let records: Vec<Record> = (1..=12).map(|n| record(n, "key:a", 403)).collect();
+        log.append(&records[..6]).await.unwrap();
+        // The watch starts at the head (entry 6): what came before is taken as checked.
+        let (seq, hash) = log.head().await.unwrap().unwrap();
+        assert_eq!(seq, 6);
+        let mut watch = audit::Verifier::after(seq, hash);
+        assert_eq!(log.verify_more(&mut watch).await.unwrap(), Ok(()));
+        log.append(&records[6..10]).await.unwrap();
+        assert_eq!(log.verify_more(&mut watch).await.unwrap(), Ok(()));
+        assert_eq!(watch.last_seq(), 10);
+        // The end cut off (entries 9 and 10 deleted): the watch knew of 10.
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("DELETE FROM audit_events WHERE seq >= 9")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let broken = log.verify_more(&mut watch).await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 9, "{backend:?}: {broken}");
+        // A new watch on an edited new entry.
+        let (seq, hash) = log.head().await.unwrap().unwrap();
+        let mut watch = audit::Verifier::after(seq, hash);
+        log.append(&records[10..]).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("UPDATE audit_events SET outcome = 200 WHERE seq = 10")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let broken = log.verify_more(&mut watch).await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 10, "{backend:?}: {broken}");
+        db.cleanup().await;
+    }
+}

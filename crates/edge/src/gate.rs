@@ -129,6 +129,59 @@ impl Gate {
         self
     }
 
+    /// Records a finding made outside the detectors (logged like theirs).
+    pub fn report(&self, finding: guard::Finding) {
+        tracing::error!(
+            kind = finding.kind,
+            severity = ?finding.severity,
+            evidence = %finding.evidence,
+            "guard: finding"
+        );
+        self.guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report(finding);
+    }
+
+    /// Watches the audit trail `log` as it grows: every `every`, the entries appended since
+    /// are checked against the chain (from its head when the watch began), and that none went
+    /// missing from its end. The first break becomes an `audit_chain_broken` finding
+    /// (critical) and the watch stops: `gureum audit verify` says the rest.
+    pub async fn watch_chain(self: Arc<Self>, log: audit::log::AuditLog, every: Duration) {
+        let mut verifier = loop {
+            match log.head().await {
+                Ok(Some((seq, hash))) => break audit::Verifier::after(seq, hash),
+                Ok(None) => break audit::Verifier::default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit: cannot read the trail's head; trying again");
+                    tokio::time::sleep(every).await;
+                }
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match log.verify_more(&mut verifier).await {
+                Ok(Ok(())) => {}
+                Ok(Err(broken)) => {
+                    let now = store::sql::now_us();
+                    self.report(guard::Finding {
+                        kind: "audit_chain_broken",
+                        severity: guard::Severity::Critical,
+                        principal: None,
+                        address: None,
+                        evidence: broken.to_string(),
+                        first_seen_us: now,
+                        last_seen_us: now,
+                        count: 1,
+                    });
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "audit: cannot read the trail to watch it"),
+            }
+        }
+    }
+
     /// Tells the detectors that `by`, calling from `client`, made the credential `granted`
     /// (`key:<id>`) with `roles` (see `guard::Guard::granted`).
     pub fn granted(&self, by: &Principal, client: &str, granted: &str, roles: &[String]) {

@@ -482,3 +482,72 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
     );
     spin.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, _) = gate(dir.path(), GateConfig::default()).await;
+    let store = store::Store::open(&store::SqlConfig::Sqlite {
+        path: dir.path().join("audit.sqlite"),
+    })
+    .await
+    .unwrap();
+    let log = audit::log::AuditLog::open(store.clone()).await.unwrap();
+    let record = |n: i64| audit::Record {
+        at_us: store::sql::now_us() + n,
+        kind: audit::Kind::Request,
+        principal: "key:0123456789abcdef".to_owned(),
+        claimed: None,
+        roles: vec!["teller".to_owned()],
+        action: "GET /v1/ledger/accounts/{id}".to_owned(),
+        resource: format!("/v1/ledger/accounts/{n}"),
+        outcome: 200,
+        client: "198.51.100.7".to_owned(),
+        user_agent: None,
+        trace_id: None,
+        incident: None,
+    };
+    log.append(&[record(1), record(2)]).await.unwrap();
+    let watching = tokio::spawn(
+        gate.clone()
+            .watch_chain(log.clone(), Duration::from_millis(20)),
+    );
+    let broken = || {
+        gate.findings()
+            .into_iter()
+            .filter(|f| f.kind == "audit_chain_broken")
+            .collect::<Vec<_>>()
+    };
+    log.append(&[record(3), record(4)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(broken().is_empty(), "an intact chain is quiet");
+    // Someone writes an entry of their own into the table, past the appender: it cannot
+    // carry the chain's hashes.
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at_us, principal, action, outcome, kind, body, \
+         prev_hash, hash) VALUES (5, 1, 'key:x', 'GET /', 200, 'request', '{}', $1, $1)",
+    )
+    .bind(vec![0u8; 32])
+    .execute(store.writer())
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if !broken().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let found = broken();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].severity, guard::Severity::Critical);
+    assert!(
+        found[0].evidence.starts_with("entry 5:"),
+        "{}",
+        found[0].evidence
+    );
+    // The watch stops at the first break.
+    tokio::time::timeout(Duration::from_secs(2), watching)
+        .await
+        .unwrap()
+        .unwrap();
+}

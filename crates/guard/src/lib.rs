@@ -222,6 +222,12 @@ impl Guard {
         &self.findings
     }
 
+    /// Adds a finding made outside the detectors (the audit chain's watcher); its index.
+    pub fn report(&mut self, finding: Finding) -> usize {
+        self.findings.push(finding);
+        self.findings.len() - 1
+    }
+
     /// Takes the next record (in time order); returns the findings it opened or updated.
     pub fn observe(&mut self, r: &Record) -> Vec<Finding> {
         self.watch(r)

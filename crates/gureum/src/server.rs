@@ -159,6 +159,8 @@ pub struct Entrance {
     writer: tokio::task::JoinHandle<()>,
     /// Re-reads the token issuer's keys.
     refreshing: Option<tokio::task::JoinHandle<()>>,
+    /// Checks the audit trail's chain as it grows.
+    watching: tokio::task::JoinHandle<()>,
 }
 
 impl Entrance {
@@ -175,6 +177,9 @@ impl Entrance {
         if let Some(refreshing) = &self.refreshing {
             refreshing.abort();
         }
+        // The watch holds the gate (and so the trail's queue): end it first.
+        self.watching.abort();
+        let _ = self.watching.await;
         drop(self.gate);
         if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.writer)
             .await
@@ -184,6 +189,9 @@ impl Entrance {
         }
     }
 }
+
+/// How often the audit trail's newest entries are checked against the chain.
+const CHAIN_WATCH: Duration = Duration::from_secs(10);
 
 /// The start of every rate-limit key in Redis.
 const SHARED_LIMITS_PREFIX: &str = "gureum:limits:";
@@ -329,12 +337,15 @@ impl Door {
                 (gate, Some(refreshing))
             }
         };
+        let gate = Arc::new(gate);
+        let watching = tokio::spawn(gate.clone().watch_chain(audit.clone(), CHAIN_WATCH));
         Ok(Entrance {
-            gate: Arc::new(gate),
+            gate,
             audit,
             tls,
             writer,
             refreshing,
+            watching,
         })
     }
 }
