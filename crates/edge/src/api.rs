@@ -115,12 +115,16 @@ async fn audit_events(
 
 /// `GET /v1/guard/findings` over the gate's detectors; `GET /v1/guard/blocks` and
 /// `DELETE /v1/guard/blocks/{subject}` over its automatic response.
-pub fn guard_router(gate: Arc<crate::Gate>) -> Router {
+pub fn guard_router(gate: Arc<crate::Gate>, kept: Arc<crate::findings::Findings>) -> Router {
     Router::new()
         .route("/v1/guard/findings", get(findings))
-        .route("/v1/guard/blocks", get(blocks))
-        .route("/v1/guard/blocks/{subject}", delete(lift))
-        .with_state(gate)
+        .with_state((gate.clone(), kept))
+        .merge(
+            Router::new()
+                .route("/v1/guard/blocks", get(blocks))
+                .route("/v1/guard/blocks/{subject}", delete(lift))
+                .with_state(gate),
+        )
 }
 
 /// The blocks in force.
@@ -161,18 +165,52 @@ async fn lift(
 /// The threat detectors' findings.
 #[derive(Serialize, ToSchema)]
 pub struct Findings {
-    /// Oldest first: kind, severity, principal, address, evidence, first and last seen
-    /// (microseconds since the Unix epoch), count.
-    #[schema(value_type = Vec<Object>)]
-    pub findings: Vec<guard::Finding>,
+    /// In the order they began: kind, severity, principal, address, evidence, first and last
+    /// seen (microseconds since the Unix epoch), count — every edge replica's.
+    pub findings: Vec<crate::findings::StoredFinding>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/guard/findings", tag = "guard",
-    responses((status = 200, body = Findings), (status = 403, body = Problem)))]
-async fn findings(State(gate): State<Arc<crate::Gate>>) -> axum::Json<Findings> {
-    axum::Json(Findings {
-        findings: gate.findings(),
-    })
+/// Which findings to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsQuery {
+    /// After this cursor (the previous page's `next`).
+    pub after: Option<String>,
+    /// At most this many (1–1000, default 1000).
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/guard/findings", tag = "guard", params(FindingsQuery),
+    responses((status = 200, body = Findings), (status = 400, body = Problem), (status = 403, body = Problem)))]
+async fn findings(
+    State((gate, kept)): State<(Arc<crate::Gate>, Arc<crate::findings::Findings>)>,
+    query: Result<axum::extract::Query<FindingsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Findings>, Problem> {
+    let axum::extract::Query(q) = query.map_err(kernel::http::query_problem)?;
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(text) => Some(crate::findings::cursor(text).ok_or_else(|| {
+            Problem::new(400, "invalid_query", "The query is not valid")
+                .with_detail("`after` must be a previous page's `next`")
+        })?),
+    };
+    let unavailable = |e: sqlx::Error| {
+        tracing::error!(error = %e, "guard: reading the findings");
+        Problem::new(
+            503,
+            "findings_unavailable",
+            "The findings cannot be read now",
+        )
+    };
+    // What this edge found up to now, then every edge's.
+    kept.flush(&gate).await.map_err(unavailable)?;
+    let (findings, next) = kept
+        .list(after, q.limit.unwrap_or(crate::findings::LIST_MAX))
+        .await
+        .map_err(unavailable)?;
+    Ok(axum::Json(Findings { findings, next }))
 }
 
 /// A request body holds at most this many bytes.
@@ -371,6 +409,7 @@ fn problem(e: KeyError) -> Problem {
         Findings,
         Blocks,
         crate::blocks::Block,
+        crate::findings::StoredFinding,
         Problem
     ))
 )]

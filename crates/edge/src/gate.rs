@@ -123,6 +123,14 @@ impl Gate {
             .to_vec()
     }
 
+    /// The findings opened or updated since the last call (to keep them in the database).
+    pub fn drain_changed_findings(&self) -> Vec<guard::Finding> {
+        self.guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain_changed()
+    }
+
     /// Keeps the rate limits in Redis, shared with the other edges.
     pub fn with_shared_limits(mut self, shared: crate::limits::Shared) -> Gate {
         self.limits.share(shared);

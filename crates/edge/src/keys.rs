@@ -59,6 +59,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             description: "customer keys",
             sql: include_str!("../migrations/0002_customer_keys.sql"),
         },
+        Migration {
+            version: 3,
+            description: "guard findings",
+            sql: include_str!("../migrations/0003_guard_findings.sql"),
+        },
     ],
 };
 
@@ -450,6 +455,11 @@ impl Keys {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, Arc::new(entry));
         Ok(NewKey { key, record })
+    }
+
+    /// The edge's database (also where findings are kept).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Whether `principal` is a bootstrap (break-glass) admin key.

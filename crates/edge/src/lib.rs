@@ -20,6 +20,7 @@
 pub mod access;
 pub mod api;
 pub mod blocks;
+pub mod findings;
 pub mod gate;
 pub mod keys;
 pub mod limits;

@@ -189,6 +189,10 @@ pub struct Guard {
     singles: HashMap<&'static str, HashMap<String, usize>>,
     /// Keys granted and not used yet, by the new key's principal.
     grants: HashMap<String, Grant>,
+    /// Findings opened or updated since [`Guard::drain_changed`] last ran (indexes), and a
+    /// flag per finding so each is listed once.
+    changed: Vec<usize>,
+    flagged: Vec<bool>,
 }
 
 /// A credential one principal made (a role grant), until its first use.
@@ -225,7 +229,36 @@ impl Guard {
     /// Adds a finding made outside the detectors (the audit chain's watcher); its index.
     pub fn report(&mut self, finding: Finding) -> usize {
         self.findings.push(finding);
-        self.findings.len() - 1
+        let index = self.findings.len() - 1;
+        self.mark_changed(index);
+        index
+    }
+
+    /// Copies of the findings opened or updated since the last call (to keep them elsewhere),
+    /// and forgets that they changed.
+    pub fn drain_changed(&mut self) -> Vec<Finding> {
+        let changed: Vec<Finding> = self
+            .changed
+            .iter()
+            .filter_map(|&i| self.findings.get(i).cloned())
+            .collect();
+        for &i in &self.changed {
+            if let Some(flag) = self.flagged.get_mut(i) {
+                *flag = false;
+            }
+        }
+        self.changed.clear();
+        changed
+    }
+
+    fn mark_changed(&mut self, index: usize) {
+        if self.flagged.len() <= index {
+            self.flagged.resize(index + 1, false);
+        }
+        if !self.flagged[index] {
+            self.flagged[index] = true;
+            self.changed.push(index);
+        }
     }
 
     /// Takes the next record (in time order); returns the findings it opened or updated.
@@ -263,6 +296,9 @@ impl Guard {
     pub fn watch(&mut self, r: &Record) -> Vec<usize> {
         let mut touched = Vec::new();
         self.take(r, &mut touched);
+        for &i in &touched {
+            self.mark_changed(i);
+        }
         touched
     }
 
@@ -273,6 +309,8 @@ impl Guard {
             self.findings.clear();
             self.series.clear();
             self.singles.clear();
+            self.changed.clear();
+            self.flagged.clear();
         }
         let failed_auth = r.outcome == 401;
         if failed_auth && let Some(claimed) = &r.claimed {

@@ -161,6 +161,9 @@ pub struct Entrance {
     refreshing: Option<tokio::task::JoinHandle<()>>,
     /// Checks the audit trail's chain as it grows.
     watching: tokio::task::JoinHandle<()>,
+    /// Where findings are kept, and the task that writes them there.
+    findings: Arc<edge::findings::Findings>,
+    keeping: tokio::task::JoinHandle<()>,
 }
 
 impl Entrance {
@@ -168,7 +171,10 @@ impl Entrance {
     pub fn routes(&self) -> Router {
         edge::api::router(self.gate.clone())
             .merge(edge::api::audit_router(self.audit.clone()))
-            .merge(edge::api::guard_router(self.gate.clone()))
+            .merge(edge::api::guard_router(
+                self.gate.clone(),
+                self.findings.clone(),
+            ))
     }
 
     /// Writes what the audit trail still has queued (once the server, which holds the gate's
@@ -177,9 +183,15 @@ impl Entrance {
         if let Some(refreshing) = &self.refreshing {
             refreshing.abort();
         }
-        // The watch holds the gate (and so the trail's queue): end it first.
+        // The watch and the findings' writer hold the gate (and so the trail's queue): end
+        // them first, then write the findings once more.
         self.watching.abort();
         let _ = self.watching.await;
+        self.keeping.abort();
+        let _ = self.keeping.await;
+        if let Err(e) = self.findings.flush(&self.gate).await {
+            tracing::error!(error = %e, "guard: the last findings could not be written");
+        }
         drop(self.gate);
         if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.writer)
             .await
@@ -339,6 +351,8 @@ impl Door {
         };
         let gate = Arc::new(gate);
         let watching = tokio::spawn(gate.clone().watch_chain(audit.clone(), CHAIN_WATCH));
+        let findings = Arc::new(edge::findings::Findings::new(gate.keys().store().clone()));
+        let keeping = tokio::spawn(findings.clone().keep(gate.clone()));
         Ok(Entrance {
             gate,
             audit,
@@ -346,6 +360,8 @@ impl Door {
             writer,
             refreshing,
             watching,
+            findings,
+            keeping,
         })
     }
 }

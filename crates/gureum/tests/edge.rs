@@ -757,3 +757,66 @@ fn a_customer_s_key_reads_its_own_records_and_no_one_else_s() {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn findings_outlive_the_process_and_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    // The bootstrap key makes the keys (break-glass); a teller asks for an admin key
+    // (privilege escalation).
+    let auditor_key = server.key_for(&["auditor"]);
+    let teller = server.http_as(&server.key_for(&["teller"]));
+    let (status, _) = teller.call(
+        Method::POST,
+        "/v1/auth/api-keys",
+        &[],
+        Some(json!({"name": "mine", "roles": ["admin"]})),
+    );
+    assert_eq!(status, 403);
+    let kinds = |page: &Value| -> Vec<String> {
+        page["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, before) =
+        server
+            .http_as(&auditor_key)
+            .call(Method::GET, "/v1/guard/findings", &[], None);
+    let first = kinds(&before);
+    assert!(first.contains(&"break_glass".to_owned()), "{before}");
+    assert!(
+        first.contains(&"privilege_escalation".to_owned()),
+        "{before}"
+    );
+    assert!(server.stop().success());
+
+    // Another process over the same data folder lists them, a page at a time.
+    let server = Server::start(dir.path());
+    let auditor = server.http_as(&auditor_key);
+    let mut seen = Vec::new();
+    let mut path = "/v1/guard/findings?limit=1".to_owned();
+    loop {
+        let (status, page) = auditor.call(Method::GET, &path, &[], None);
+        assert_eq!(status, 200, "{page}");
+        assert!(kinds(&page).len() <= 1);
+        seen.extend(kinds(&page));
+        match page["next"].as_str() {
+            Some(cursor) => path = format!("/v1/guard/findings?limit=1&after={cursor}"),
+            None => break,
+        }
+    }
+    // What the first process found is all there (the new one adds its own).
+    for kind in &first {
+        assert!(seen.contains(kind), "{kind} missing from {seen:?}");
+    }
+    assert!(seen.len() >= first.len());
+    let (status, page) = auditor.call(Method::GET, "/v1/guard/findings?after=nonsense", &[], None);
+    assert_eq!(
+        (status, page["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    assert!(server.stop().success());
+}
