@@ -551,3 +551,59 @@ async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn findings_of_two_edges_are_kept_updated_and_listed_together_on_both_backends() {
+    for backend in [store::Backend::Postgres, store::Backend::Sqlite] {
+        let db = store::testing::TestDb::new(backend).await;
+        let edge = || async {
+            let store = db.open().await;
+            let keys = Arc::new(Keys::open(store.clone()).await.unwrap());
+            let gate = Arc::new(Gate::new(keys, GateConfig::default(), None).unwrap());
+            let kept = edge::findings::Findings::new(store);
+            (gate, kept)
+        };
+        let ((one, kept_one), (two, kept_two)) = (edge().await, edge().await);
+        let finding = |kind: &'static str, first: i64, count: usize| guard::Finding {
+            kind,
+            severity: guard::Severity::High,
+            principal: Some("key:0123456789abcdef".to_owned()),
+            address: Some("198.51.100.7".to_owned()),
+            evidence: format!("{count} seen"),
+            first_seen_us: first,
+            last_seen_us: first + count as i64,
+            count,
+        };
+        one.report(finding("waf_burst", 10, 5));
+        two.report(finding("enumeration", 20, 30));
+        kept_one.flush(&one).await.unwrap();
+        kept_two.flush(&two).await.unwrap();
+        // Nothing changed since: a second flush writes nothing and fails nothing.
+        kept_one.flush(&one).await.unwrap();
+        let (all, next) = kept_two.list(None, 1000).await.unwrap();
+        let kinds: Vec<(&str, i64)> = all.iter().map(|f| (f.kind.as_str(), f.count)).collect();
+        assert_eq!(
+            kinds,
+            vec![("waf_burst", 5), ("enumeration", 30)],
+            "{backend:?}"
+        );
+        assert_eq!(next, None);
+        assert_eq!(all[0].severity, "high");
+        // A page of one, then the rest.
+        let (page, next) = kept_one.list(None, 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        let cursor = edge::findings::cursor(&next.unwrap()).unwrap();
+        let (rest, _) = kept_one.list(Some(cursor), 1).await.unwrap();
+        assert_eq!(rest[0].kind, "enumeration");
+        // The same finding, later (same kind, whom, where and first event): updated in place.
+        one.report(finding("waf_burst", 10, 9));
+        kept_one.flush(&one).await.unwrap();
+        let (all, _) = kept_two.list(None, 1000).await.unwrap();
+        let kinds: Vec<(&str, i64, i64)> = all
+            .iter()
+            .map(|f| (f.kind.as_str(), f.count, f.last_seen_us))
+            .collect();
+        assert_eq!(kinds, vec![("waf_burst", 9, 19), ("enumeration", 30, 50)]);
+        db.cleanup().await;
+    }
+}
