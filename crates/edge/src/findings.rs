@@ -59,10 +59,7 @@ impl StoredFinding {
         StoredFinding {
             id: audit::hex(&digest[..16]),
             kind: f.kind.to_owned(),
-            severity: serde_json::to_value(f.severity)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            severity: f.severity.name().to_owned(),
             principal: f.principal.clone(),
             address: f.address.clone(),
             evidence: f.evidence.clone(),
@@ -182,4 +179,20 @@ impl Findings {
 pub fn cursor(text: &str) -> Option<(i64, String)> {
     let (at, id) = text.split_once(':')?;
     Some((at.parse().ok()?, id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn severities_are_kept_as_they_are_listed_elsewhere() {
+        use guard::Severity;
+        for severity in [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            assert_eq!(serde_json::to_value(severity).unwrap(), severity.name());
+        }
+    }
 }

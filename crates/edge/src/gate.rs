@@ -109,11 +109,6 @@ impl Gate {
         self
     }
 
-    /// The token verifier, when tokens are accepted.
-    pub fn tokens(&self) -> Option<&Arc<Oidc>> {
-        self.tokens.as_ref()
-    }
-
     /// The findings of the threat detectors so far, oldest first.
     pub fn findings(&self) -> Vec<guard::Finding> {
         self.guard
@@ -377,7 +372,7 @@ async fn admit(
     let long_running = LONG_RUNNING.contains(&path);
     let now_us = store::sql::now_us();
     if access != Access::Public
-        && let Some(seconds) = gate.blocks.check(&crate::blocks::address(client), now_us)
+        && let Some(seconds) = gate.blocks.check_address(client, now_us)
     {
         return blocked_for_a_while(seconds);
     }
@@ -544,24 +539,28 @@ fn inspect(engine: &waf::Engine, parts: &axum::http::request::Parts, body: &[u8]
 /// 429 `rate_limited` with `Retry-After`.
 fn rate_limited(seconds: u64, why: &str) -> Response {
     let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
-    let mut response = Problem::new(429, "rate_limited", "Too many requests")
-        .with_detail(format!("{why}; retry after {seconds} s"))
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    retry_after(
+        Problem::new(429, "rate_limited", "Too many requests")
+            .with_detail(format!("{why}; retry after {seconds} s")),
+        seconds,
+    )
 }
 
 /// 403 `temporarily_blocked` with `Retry-After`: a finding blocked the caller's address or key.
 fn blocked_for_a_while(seconds: u64) -> Response {
     let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
-    let mut response = Problem::new(403, "temporarily_blocked", "Temporarily blocked")
-        .with_detail(format!(
+    retry_after(
+        Problem::new(403, "temporarily_blocked", "Temporarily blocked").with_detail(format!(
             "requests from this address or key are blocked for {seconds} s after a security \
              finding; if this is wrong, ask the operator to lift the block"
-        ))
-        .into_response();
+        )),
+        seconds,
+    )
+}
+
+/// `problem` with `Retry-After: seconds`.
+fn retry_after(problem: Problem, seconds: u64) -> Response {
+    let mut response = problem.into_response();
     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }

@@ -40,8 +40,8 @@ pub const ENV_KEY_CHARS_MIN: usize = 32;
 pub const ENV_KEY_ID: &str = "environment";
 /// The id of the key `GUREUM_SERVICE_KEY` gives.
 pub const SERVICE_KEY_ID: &str = "service";
-/// A customer id on a key holds at most this many bytes.
-const CUSTOMER_ID_BYTES_MAX: usize = 64;
+/// A customer id on a key or token holds at most this many bytes.
+pub(crate) const CUSTOMER_ID_BYTES_MAX: usize = 64;
 /// A key's name holds at most this many characters.
 const NAME_CHARS_MAX: usize = 100;
 
@@ -166,6 +166,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The principal of a key given in the environment (`key:<id>`, one role).
+    fn fixed(id: &str, name: &str, role: Role, bootstrap: bool) -> Arc<Principal> {
+        Arc::new(Principal {
+            id: format!("key:{id}"),
+            name: name.to_owned(),
+            roles: vec![role],
+            permissions: permissions_of(&[role]),
+            bootstrap,
+            customer: None,
+        })
+    }
+
     /// Whether the principal holds `permission`.
     pub fn may(&self, permission: &str) -> bool {
         self.permissions.contains(permission)
@@ -377,10 +389,7 @@ impl Keys {
             }
             (true, Some(id)) => {
                 let id = id.trim();
-                if id.is_empty()
-                    || id.len() > CUSTOMER_ID_BYTES_MAX
-                    || !id.bytes().all(|b| b.is_ascii_graphic())
-                {
+                if !visible_ascii(id, CUSTOMER_ID_BYTES_MAX) {
                     return Err(KeyError::Invalid(format!(
                         "`customer` must be a customer id (1 to {CUSTOMER_ID_BYTES_MAX} visible ASCII characters)"
                     )));
@@ -415,8 +424,6 @@ impl Keys {
         expires_at_us: Option<i64>,
         customer: Option<&str>,
     ) -> Result<NewKey, KeyError> {
-        // Bootstrap keys are written by `bootstrap` alone.
-        let bootstrap = false;
         let (id, key) = generate();
         let hash = digest(&key);
         let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
@@ -433,7 +440,8 @@ impl Keys {
         .bind(created_by)
         .bind(created_at_us)
         .bind(expires_at_us)
-        .bind(i64::from(bootstrap))
+        // Bootstrap keys are written by `bootstrap` alone.
+        .bind(0i64)
         .bind(customer)
         .execute(&mut *tx)
         .await?;
@@ -446,7 +454,7 @@ impl Keys {
             created_at_us,
             expires_at_us,
             revoked_at_us: None,
-            bootstrap,
+            bootstrap: false,
             customer_id: customer.map(str::to_owned),
         };
         let entry = Entry::new(record.clone(), roles.to_vec(), hash);
@@ -534,14 +542,12 @@ impl Keys {
                 "GUREUM_SERVICE_KEY must not look like a stored key (gureum_…)".to_owned(),
             ));
         }
-        let principal = Arc::new(Principal {
-            id: format!("key:{SERVICE_KEY_ID}"),
-            name: "Gureum services (GUREUM_SERVICE_KEY)".to_owned(),
-            roles: vec![Role::Service],
-            permissions: permissions_of(&[Role::Service]),
-            bootstrap: false,
-            customer: None,
-        });
+        let principal = Principal::fixed(
+            SERVICE_KEY_ID,
+            "Gureum services (GUREUM_SERVICE_KEY)",
+            Role::Service,
+            false,
+        );
         *self.service.write().unwrap_or_else(|e| e.into_inner()) = Some((digest(key), principal));
         Ok(())
     }
@@ -568,14 +574,12 @@ impl Keys {
                     "GUREUM_ADMIN_KEY must not look like a stored key (gureum_…); use any other random value".to_owned(),
                 ));
             }
-            let principal = Arc::new(Principal {
-                id: format!("key:{ENV_KEY_ID}"),
-                name: "bootstrap admin (GUREUM_ADMIN_KEY)".to_owned(),
-                roles: vec![Role::Admin],
-                permissions: permissions_of(&[Role::Admin]),
-                bootstrap: true,
-                customer: None,
-            });
+            let principal = Principal::fixed(
+                ENV_KEY_ID,
+                "bootstrap admin (GUREUM_ADMIN_KEY)",
+                Role::Admin,
+                true,
+            );
             *self.environment.write().unwrap_or_else(|e| e.into_inner()) =
                 Some((digest(key), principal));
             return Ok(Bootstrapped::Environment);
@@ -635,6 +639,12 @@ pub enum Bootstrapped {
 }
 
 /// The id of a well-formed `gureum_<id>_<secret>` key.
+/// Whether `text` is 1 to `max_bytes` visible ASCII characters (what an id must be to go in
+/// a header, a log line or a database key as it is).
+pub(crate) fn visible_ascii(text: &str, max_bytes: usize) -> bool {
+    !text.is_empty() && text.len() <= max_bytes && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
 pub fn parse_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(KEY_PREFIX)?;
     let (id, secret) = (rest.get(..ID_HEX)?, rest.get(ID_HEX..)?);

@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
 use crate::access::{Role, permissions_of};
-use crate::keys::Principal;
+use crate::keys::{CUSTOMER_ID_BYTES_MAX, Principal, visible_ascii};
 
 /// The largest clock skew accepted, in seconds.
 pub const LEEWAY_SECONDS_MAX: u64 = 300;
@@ -365,13 +365,10 @@ impl Oidc {
                 return None;
             }
         }
-        let subject = claims.sub.as_deref()?;
-        if subject.is_empty()
-            || subject.len() > SUBJECT_CHARS_MAX
-            || !subject.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return None;
-        }
+        let subject = claims
+            .sub
+            .as_deref()
+            .filter(|s| visible_ascii(s, SUBJECT_CHARS_MAX))?;
         let exp = claims.rest.get("exp").and_then(|v| v.as_u64())?;
         let mut roles = roles_in(&claims.rest, &self.config.roles_claim);
         // A customer's token names its customer, and then holds that role alone; without
@@ -380,9 +377,7 @@ impl Oidc {
             .rest
             .get(&self.config.customer_claim)
             .and_then(|v| v.as_str())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
+            .filter(|id| visible_ascii(id, CUSTOMER_ID_BYTES_MAX))
             .map(str::to_owned);
         let customer = match (roles.contains(&Role::Customer), customer) {
             (true, Some(id)) => {
@@ -434,10 +429,7 @@ impl Oidc {
             sub: String,
         }
         let claims: Subject = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
-        (!claims.sub.is_empty()
-            && claims.sub.len() <= SUBJECT_CHARS_MAX
-            && claims.sub.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| format!("oidc:{}", claims.sub))
+        visible_ascii(&claims.sub, SUBJECT_CHARS_MAX).then(|| format!("oidc:{}", claims.sub))
     }
 }
 

@@ -39,6 +39,18 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name lists and logs show (`low`, `medium`, `high`, `critical`; as serialized).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// A detector's window and threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
