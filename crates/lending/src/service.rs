@@ -685,17 +685,28 @@ const KEYED_TABLES: [&str; 2] = ["evaluations", "applications"];
 /// only if it still holds the key that was read. For `gureum keys rotate --service lending`.
 pub async fn rewrap_batch(store: &Store, vault: &Vault) -> Result<u64, LendingError> {
     let current = vault.current_master_key_id()?;
-    let mut done = 0;
-    let mut tx = store.begin().await?;
+    // Read first, outside the transaction: on SQLite a transaction that reads and then
+    // writes fails at once ("database is locked") when the running service wrote in
+    // between, where one that only writes waits its turn. The updates below are conditional,
+    // so nothing read here is trusted blindly.
+    let mut batches = Vec::with_capacity(KEYED_TABLES.len());
     for table in KEYED_TABLES {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, master_key_id, wrapped_key FROM {table} WHERE master_key_id <> $1 ORDER BY id LIMIT $2"
         )))
         .bind(&current)
         .bind(i64::from(customers::service::REWRAP_BATCH))
-        .fetch_all(&mut *tx)
+        .fetch_all(store.reader())
         .await?;
-        for row in &rows {
+        batches.push((table, rows));
+    }
+    if batches.iter().all(|(_, rows)| rows.is_empty()) {
+        return Ok(0);
+    }
+    let mut done = 0;
+    let mut tx = store.begin().await?;
+    for (table, rows) in &batches {
+        for row in rows {
             let owner: String = row.try_get("id")?;
             let wrapped = WrappedKey {
                 master_key_id: row.try_get("master_key_id")?,
