@@ -311,16 +311,43 @@ pub struct Engine {
     rules: rules::Compiled,
     /// What short values matched, by kind of place: an API's requests repeat the same keys,
     /// header values and codes request after request, and the rules are pure, so a value
-    /// inspected once need not be inspected again. Bounded: cleared when full.
+    /// inspected once need not be inspected again.
     memo: std::sync::RwLock<Memo>,
 }
 
 /// A value's kind of place and text → the indices of the rules it matched.
-type Memo = ahash::HashMap<(TargetKind, Box<str>), Box<[u16]>>;
+type Remembered = ahash::HashMap<(TargetKind, Box<str>), Box<[u16]>>;
+
+/// Two generations of remembered values, bounded: when the current one is full it becomes the
+/// previous one (the one before is dropped), and a value found only in the previous one moves
+/// back into the current. Values seen once (ids, memos) age out; the keys and headers every
+/// request repeats never do — clearing everything at once made the request after each clear
+/// inspect them all again.
+#[derive(Default)]
+struct Memo {
+    current: Remembered,
+    previous: Remembered,
+}
+
+impl Memo {
+    fn get(&self, key: &dyn MemoKey) -> (Option<&[u16]>, bool) {
+        match self.current.get(key) {
+            Some(found) => (Some(found), true),
+            None => (self.previous.get(key).map(|f| &**f), false),
+        }
+    }
+
+    fn insert(&mut self, kind: TargetKind, value: &str, matched: Box<[u16]>) {
+        if self.current.len() >= MEMO_ENTRIES_MAX {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert((kind, value.into()), matched);
+    }
+}
 
 /// Values up to this many bytes are remembered.
 const MEMO_VALUE_BYTES_MAX: usize = 128;
-/// At most this many values are remembered (then the memo starts again).
+/// At most this many values are remembered per generation.
 const MEMO_ENTRIES_MAX: usize = 4096;
 
 impl Engine {
@@ -391,27 +418,25 @@ impl Engine {
                     .check(target, &mut |index| record(index, &|| target.location()));
                 continue;
             }
-            let remembered = self
-                .memo
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&(target.kind, value) as &dyn MemoKey)
-                .cloned();
+            let key = (target.kind, value);
+            let (remembered, current) = {
+                let memo = self.memo.read().unwrap_or_else(|e| e.into_inner());
+                let (found, current) = memo.get(&key as &dyn MemoKey);
+                (found.map(Box::<[u16]>::from), current)
+            };
             let matched = match remembered {
                 Some(matched) => matched,
                 None => {
                     let mut found = Vec::new();
                     self.rules
                         .check(target, &mut |index| found.push(index as u16));
-                    let found: Box<[u16]> = found.into();
-                    let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
-                    if memo.len() >= MEMO_ENTRIES_MAX {
-                        memo.clear();
-                    }
-                    memo.insert((target.kind, value.into()), found.clone());
-                    found
+                    found.into()
                 }
             };
+            if !current {
+                let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
+                memo.insert(target.kind, value, matched.clone());
+            }
             for index in matched.iter() {
                 record(usize::from(*index), &|| target.location());
             }

@@ -301,11 +301,15 @@ pub fn index_of(id: &str) -> Option<usize> {
 
 /// The rules active at one paranoia level, with their patterns compiled per view.
 pub struct Compiled {
-    /// Per view: its patterns' set and their rules.
-    views: Vec<(View, Set)>,
+    plain: Set,
+    html: Set,
+    cmd: Set,
     /// The plain and HTML views' patterns together, for values in which decoding HTML
     /// references changes nothing (most): one scan instead of two.
     plain_and_html: Set,
+    /// All three views' patterns, for values that are also their own command line (no
+    /// quoting tricks): one scan instead of three.
+    every_view: Set,
     functions: Vec<(usize, Predicate)>,
     sqli: Option<usize>,
     xss: Option<usize>,
@@ -316,12 +320,17 @@ impl Compiled {
     pub fn new(paranoia: u8) -> Compiled {
         let active = |r: &&Rule| r.paranoia <= paranoia;
         let compile = |views: &[View]| {
-            let (patterns, indices): (Vec<&str>, Vec<usize>) = RULES
+            let (patterns, indices): (Vec<String>, Vec<usize>) = RULES
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| active(r))
                 .filter_map(|(i, r)| match r.check {
-                    Check::Pattern(v, p) if views.contains(&v) => Some((p, i)),
+                    // The command-line view keeps the value's case; its rules ignore ASCII
+                    // case (see `decode::cmd_line`).
+                    Check::Pattern(View::Cmd, p) if views.contains(&View::Cmd) => {
+                        Some((format!("(?i){p}"), i))
+                    }
+                    Check::Pattern(v, p) if views.contains(&v) => Some((p.to_owned(), i)),
                     _ => None,
                 })
                 .unzip();
@@ -337,11 +346,6 @@ impl Compiled {
                 rules: indices,
             }
         };
-        let views = [View::Plain, View::Html, View::Cmd]
-            .into_iter()
-            .map(|view| (view, compile(&[view])))
-            .collect();
-        let plain_and_html = compile(&[View::Plain, View::Html]);
         let position = |check: fn(&Check) -> bool| {
             RULES
                 .iter()
@@ -357,8 +361,11 @@ impl Compiled {
             })
             .collect();
         Compiled {
-            views,
-            plain_and_html,
+            plain: compile(&[View::Plain]),
+            html: compile(&[View::Html]),
+            cmd: compile(&[View::Cmd]),
+            plain_and_html: compile(&[View::Plain, View::Html]),
+            every_view: compile(&[View::Plain, View::Html, View::Cmd]),
             functions,
             sqli: position(|c| matches!(c, Check::Sqli)),
             xss: position(|c| matches!(c, Check::Xss)),
@@ -395,17 +402,19 @@ impl Compiled {
                 }
             }
         };
-        for (view, set) in &self.views {
-            match view {
-                View::Plain => {}
-                View::Html => match decode::html(value) {
-                    std::borrow::Cow::Borrowed(_) => scan(&self.plain_and_html, value),
-                    std::borrow::Cow::Owned(decoded) => {
-                        scan(&self.views[0].1, value);
-                        scan(set, &decoded);
-                    }
-                },
-                View::Cmd => scan(set, &decode::cmd_line(value)),
+        // Each view's rules over that view of the value, in as few scans as the views that
+        // differ from the value allow.
+        use std::borrow::Cow::{Borrowed, Owned};
+        match (decode::html(value), decode::cmd_line(value)) {
+            (Borrowed(_), Borrowed(_)) => scan(&self.every_view, value),
+            (Borrowed(_), Owned(cmd)) => {
+                scan(&self.plain_and_html, value);
+                scan(&self.cmd, &cmd);
+            }
+            (Owned(html), cmd) => {
+                scan(&self.plain, value);
+                scan(&self.html, &html);
+                scan(&self.cmd, &cmd);
             }
         }
         for &(i, function) in &self.functions {
@@ -432,12 +441,11 @@ impl Compiled {
     }
 
     fn is_sqli(&self, value: &[u8]) -> bool {
-        let result = libinjectionrs::detect_sqli(value);
-        result.is_injection()
-            && (self.paranoia > 1
-                || result
-                    .fingerprint
-                    .is_none_or(|f| !WEAK_SQLI.contains(&f.to_string().as_str())))
+        // `libinjectionrs::detect_sqli` is this and then the fingerprint computed once more
+        // (a third of its time); after `detect` the state holds the fingerprint that matched.
+        let mut state = libinjectionrs::SqliState::new(value, libinjectionrs::SqliFlags::FLAG_NONE);
+        state.detect()
+            && (self.paranoia > 1 || !WEAK_SQLI.contains(&state.fingerprint_string().as_str()))
     }
 }
 

@@ -119,6 +119,18 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// Pushes what the JSON document `text` holds; when it is not JSON, pushes nothing and
+    /// says so.
+    fn json_or_drop(&mut self, text: &'a str) -> bool {
+        let (targets, used, truncated) = (self.targets.len(), self.used, self.truncated);
+        if json(self, text).is_ok() {
+            return true;
+        }
+        self.targets.truncate(targets);
+        (self.used, self.truncated) = (used, truncated);
+        false
+    }
+
     /// `name=value&…` pairs (a query or a form body).
     fn pairs(&mut self, s: &'a str, place: &'static str) {
         for pair in s.split('&').filter(|p| !p.is_empty()) {
@@ -236,9 +248,8 @@ fn body<'a>(c: &mut Collector<'a>, request: &Request<'a>) {
     if content_type.starts_with("application/octet-stream") {
         if let Ok(text) = std::str::from_utf8(request.body)
             && text.trim_start().starts_with(['{', '['])
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
         {
-            json(c, &value, &mut String::new(), 0);
+            c.json_or_drop(text);
         }
         return;
     }
@@ -254,14 +265,13 @@ fn body<'a>(c: &mut Collector<'a>, request: &Request<'a>) {
     let trimmed = text.trim_start();
     if content_type.contains("json") || (content_type.is_empty() && trimmed.starts_with(['{', '[']))
     {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => json(c, &value, &mut String::new(), 0),
-            Err(_) => c.push(
+        if !c.json_or_drop(text) {
+            c.push(
                 TargetKind::Arg,
                 "body",
                 Cow::Borrowed(""),
                 Cow::Borrowed(text),
-            ),
+            );
         }
     } else if content_type.starts_with("multipart/form-data") {
         multipart(c, text, &content_type);
@@ -281,50 +291,156 @@ fn body<'a>(c: &mut Collector<'a>, request: &Request<'a>) {
     }
 }
 
-fn json<'a>(c: &mut Collector<'a>, value: &serde_json::Value, pointer: &mut String, depth: usize) {
-    use serde_json::Value;
-    if depth > JSON_DEPTH_MAX {
-        c.truncated = true;
-        return;
+/// Walks a JSON body as it is parsed, pushing each string, number and key (no tree is built,
+/// and strings without escapes are borrowed from the body). `Err` when it is not JSON; the
+/// caller then drops what was pushed.
+fn json<'a>(c: &mut Collector<'a>, text: &'a str) -> Result<(), serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    Walk {
+        c,
+        pointer: &mut String::new(),
+        depth: 0,
     }
-    match value {
-        Value::String(s) => c.push(
+    .deserialize(&mut de)?;
+    de.end()
+}
+
+/// One JSON value at `pointer`, `depth` levels down.
+struct Walk<'c, 'a> {
+    c: &'c mut Collector<'a>,
+    pointer: &'c mut String,
+    depth: usize,
+}
+
+impl<'c, 'a> Walk<'c, 'a> {
+    fn push(self, value: Cow<'a, str>) {
+        self.c.push(
             TargetKind::Arg,
             "json",
-            Cow::Owned(pointer.clone()),
-            Cow::Owned(s.clone()),
-        ),
-        Value::Number(n) => c.push(
-            TargetKind::Arg,
-            "json",
-            Cow::Owned(pointer.clone()),
-            Cow::Owned(n.to_string()),
-        ),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                json(c, item, pointer, depth + 1);
-                pointer.truncate(len);
+            Cow::Owned(self.pointer.clone()),
+            value,
+        );
+    }
+
+    /// The value under `self.pointer` + `/segment`.
+    fn child<R>(&mut self, segment: &str, f: impl FnOnce(Walk<'_, 'a>) -> R) -> R {
+        let len = self.pointer.len();
+        self.pointer.push('/');
+        for ch in segment.chars() {
+            match ch {
+                '~' => self.pointer.push_str("~0"),
+                '/' => self.pointer.push_str("~1"),
+                ch => self.pointer.push(ch),
             }
         }
-        Value::Object(fields) => {
-            for (key, item) in fields {
-                c.push(
-                    TargetKind::ArgName,
-                    "json-key",
-                    Cow::Owned(pointer.clone()),
-                    Cow::Owned(key.clone()),
-                );
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                json(c, item, pointer, depth + 1);
-                pointer.truncate(len);
+        let out = f(Walk {
+            c: self.c,
+            pointer: self.pointer,
+            depth: self.depth + 1,
+        });
+        self.pointer.truncate(len);
+        out
+    }
+}
+
+impl<'de, 'c> serde::de::DeserializeSeed<'de> for Walk<'c, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        if self.depth > JSON_DEPTH_MAX {
+            self.c.truncated = true;
+            <serde::de::IgnoredAny as serde::Deserialize>::deserialize(de)?;
+            return Ok(());
+        }
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de, 'c> serde::de::Visitor<'de> for Walk<'c, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.push(Cow::Owned(n.to_string()));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.push(Cow::Owned(n.to_string()));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        self.push(Cow::Owned(n.to_string()));
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<(), E> {
+        self.push(Cow::Borrowed(s));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.push(Cow::Owned(s.to_owned()));
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut items: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let found = self.child(&i.to_string(), |walk| items.next_element_seed(walk))?;
+            if found.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = fields.next_key()? {
+            self.c.push(
+                TargetKind::ArgName,
+                "json-key",
+                Cow::Owned(self.pointer.clone()),
+                key.clone(),
+            );
+            self.child(&key, |walk| fields.next_value_seed(walk))?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON object's key, borrowed from the body when it holds no escape.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
             }
         }
-        Value::Bool(_) | Value::Null => {}
+        de.deserialize_str(KeyVisitor)
     }
 }
 
