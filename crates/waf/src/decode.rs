@@ -176,10 +176,10 @@ fn cmd_line_unchanged(s: &str) -> bool {
                 return false;
             }
             // A space stays only with something before it and a word after it.
-            b' ' => {
-                if i == 0 || matches!(bytes.get(i + 1), None | Some(b' ' | b'/' | b'(' | b';')) {
-                    return false;
-                }
+            b' ' if i == 0
+                || matches!(bytes.get(i + 1), None | Some(b' ' | b'/' | b'(' | b';')) =>
+            {
+                return false;
             }
             _ => {}
         }
