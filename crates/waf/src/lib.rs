@@ -313,6 +313,11 @@ pub struct Engine {
     /// header values and codes request after request, and the rules are pure, so a value
     /// inspected once need not be inspected again.
     memo: std::sync::RwLock<Memo>,
+    /// The values seen once, by hash: a value enters the memo on its second sighting, so the
+    /// ids, memos and trace ids seen only once cost no allocation and no write lock (and do not
+    /// push the repeated ones out).
+    seen_once: Box<[std::sync::atomic::AtomicU64]>,
+    hasher: ahash::RandomState,
 }
 
 /// A value's kind of place and text → the indices of the rules it matched.
@@ -349,6 +354,9 @@ impl Memo {
 const MEMO_VALUE_BYTES_MAX: usize = 128;
 /// At most this many values are remembered per generation.
 const MEMO_ENTRIES_MAX: usize = 4096;
+/// Slots of [`Engine::seen_once`] (a power of two); a later value of the same slot forgets
+/// the earlier one.
+const SEEN_ONCE_SLOTS: usize = 16 * 1024;
 
 impl Engine {
     /// Compiles the rules that run at `config.paranoia`.
@@ -369,12 +377,26 @@ impl Engine {
             config,
             rules,
             memo: std::sync::RwLock::default(),
+            seen_once: (0..SEEN_ONCE_SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            hasher: ahash::RandomState::new(),
         })
     }
 
     /// The configuration it runs.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether `key` was seen (and not forgotten) since it last missed the memo; notes it
+    /// as seen otherwise.
+    fn seen_before(&self, key: &(TargetKind, &str)) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Never 0, which an empty slot holds.
+        let tag = self.hasher.hash_one(key) | 1;
+        let slot = &self.seen_once[(tag >> 1) as usize % SEEN_ONCE_SLOTS];
+        slot.swap(tag, Relaxed) == tag
     }
 
     /// Inspects one request.
@@ -405,17 +427,24 @@ impl Engine {
                 record(index, &|| "request".to_owned());
             }
         }
-        // The same text in the same kind of place matches the same rules: inspect it once
-        // (keys repeat in every object of a JSON array).
-        let mut inspected: ahash::HashSet<(TargetKind, &str)> = ahash::HashSet::default();
+        // The same text in the same kind of place matches the same rules: inspect it once.
+        // Short values the memo answers (keys repeat in every object of a JSON array); long
+        // ones seen already in this request are skipped here.
+        let mut long_seen: Option<ahash::HashSet<(TargetKind, &str)>> = None;
         for target in &extracted.targets {
-            if !inspected.insert((target.kind, &target.value)) {
+            let value: &str = &target.value;
+            let location = || extracted.location(target);
+            if rules::inert(value) {
                 continue;
             }
-            let value: &str = &target.value;
             if value.len() > MEMO_VALUE_BYTES_MAX {
-                self.rules
-                    .check(target, &mut |index| record(index, &|| target.location()));
+                if long_seen
+                    .get_or_insert_default()
+                    .insert((target.kind, value))
+                {
+                    self.rules
+                        .check(target, &mut |index| record(index, &location));
+                }
                 continue;
             }
             let key = (target.kind, value);
@@ -424,21 +453,22 @@ impl Engine {
                 let (found, current) = memo.get(&key as &dyn MemoKey);
                 (found.map(Box::<[u16]>::from), current)
             };
-            let matched = match remembered {
-                Some(matched) => matched,
+            let (matched, remember) = match remembered {
+                // Found in the previous generation: it repeats, so it moves to the current.
+                Some(matched) => (matched, !current),
                 None => {
                     let mut found = Vec::new();
                     self.rules
                         .check(target, &mut |index| found.push(index as u16));
-                    found.into()
+                    (found.into(), self.seen_before(&key))
                 }
             };
-            if !current {
+            if remember {
                 let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
                 memo.insert(target.kind, value, matched.clone());
             }
             for index in matched.iter() {
-                record(usize::from(*index), &|| target.location());
+                record(usize::from(*index), &location);
             }
         }
         hits.sort_by_key(|(i, _)| *i);
@@ -461,5 +491,82 @@ impl Engine {
             inspected_bytes: extracted.inspected_bytes,
             truncated: extracted.truncated,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspect_json(engine: &Engine, body: &str) -> Verdict {
+        engine.inspect(&Request {
+            method: "POST",
+            target: "/v1/x",
+            headers: &[("content-type", "application/json")],
+            body: body.as_bytes(),
+        })
+    }
+
+    fn remembered(engine: &Engine, value: &str) -> bool {
+        let memo = engine.memo.read().unwrap();
+        memo.get(&(TargetKind::Arg, value) as &dyn MemoKey)
+            .0
+            .is_some()
+    }
+
+    /// A value enters the memo on its second sighting; what it remembers gives the same
+    /// verdict as inspecting afresh, attacks included.
+    #[test]
+    fn the_memo_keeps_what_repeats_and_answers_as_inspection_would() {
+        let engine = Engine::new(Config::default()).unwrap();
+        for value in ["plain memo", "1' OR '1'='1"] {
+            let body = format!(r#"{{"memo": "{value}"}}"#);
+            let first = inspect_json(&engine, &body);
+            assert!(!remembered(&engine, value), "{value} remembered at once");
+            let second = inspect_json(&engine, &body);
+            assert!(
+                remembered(&engine, value),
+                "{value} not remembered when repeated"
+            );
+            let third = inspect_json(&engine, &body);
+            assert_eq!(first, second);
+            assert_eq!(first, third);
+        }
+        assert!(!inspect_json(&engine, r#"{"memo": "plain memo"}"#).attack);
+        let attack = inspect_json(&engine, r#"{"memo": "1' OR '1'='1"}"#);
+        assert!(attack.blocked);
+        assert_eq!(attack.matches[0].location, "json:/memo");
+        // Values seen once never fill the memo.
+        for n in 0..10_000 {
+            inspect_json(&engine, &format!(r#"{{"memo": "transfer #{n}"}}"#));
+        }
+        let memo = engine.memo.read().unwrap();
+        assert!(
+            memo.current.len() + memo.previous.len() <= 4,
+            "{} remembered",
+            memo.current.len() + memo.previous.len()
+        );
+    }
+
+    /// The body is walked as it parses: escaped strings and keys are decoded, pointers escape
+    /// `~` and `/`, an invalid document is inspected whole, nothing of it taken twice.
+    #[test]
+    fn json_bodies_are_walked_with_their_pointers() {
+        let engine = Engine::new(Config::default()).unwrap();
+        let v = inspect_json(
+            &engine,
+            r#"{"a/b": {"c~d": ["ok", "\u003cscript\u003ealert(1)\u003c/script\u003e"]}}"#,
+        );
+        assert!(v.blocked);
+        assert_eq!(v.matches[0].location, "json:/a~1b/c~0d/1");
+        let v = inspect_json(&engine, r#"{"x\"y": 1, "n": "1' OR '1'='1"}"#);
+        assert_eq!(v.matches[0].location, "json:/n");
+        // Not JSON: the whole body is one value, and what parsed before the error is not
+        // inspected (nor counted) twice.
+        let body = r#"{"n": "O'Brien", "m": "<script>alert(1)</script>"#;
+        let v = inspect_json(&engine, body);
+        assert!(v.blocked);
+        assert_eq!(v.matches[0].location, "body");
+        assert_eq!(v.inspected_bytes, body.len() + "/v1/x".len());
     }
 }
