@@ -431,44 +431,56 @@ impl Engine {
         // Short values the memo answers (keys repeat in every object of a JSON array); long
         // ones seen already in this request are skipped here.
         let mut long_seen: Option<ahash::HashSet<(TargetKind, &str)>> = None;
-        for target in &extracted.targets {
+        // Short values: answered by the memo under one read lock; what it does not know is
+        // inspected after, and what is to be remembered is written under one write lock.
+        let mut unknown: Vec<&Target<'_>> = Vec::new();
+        let mut remember: Vec<(TargetKind, &str, Box<[u16]>)> = Vec::new();
+        {
+            let memo = self.memo.read().unwrap_or_else(|e| e.into_inner());
+            for target in &extracted.targets {
+                let value: &str = &target.value;
+                if rules::inert(value) {
+                    continue;
+                }
+                if value.len() > MEMO_VALUE_BYTES_MAX {
+                    if long_seen
+                        .get_or_insert_default()
+                        .insert((target.kind, value))
+                    {
+                        unknown.push(target);
+                    }
+                    continue;
+                }
+                match memo.get(&(target.kind, value) as &dyn MemoKey) {
+                    (None, _) => unknown.push(target),
+                    (Some(matched), current) => {
+                        for &index in matched {
+                            record(usize::from(index), &|| extracted.location(target));
+                        }
+                        // Found in the previous generation: it repeats, so it moves on.
+                        if !current {
+                            remember.push((target.kind, value, matched.into()));
+                        }
+                    }
+                }
+            }
+        }
+        for target in unknown {
             let value: &str = &target.value;
-            let location = || extracted.location(target);
-            if rules::inert(value) {
-                continue;
+            let mut found = Vec::new();
+            self.rules
+                .check(target, &mut |index| found.push(index as u16));
+            for &index in &found {
+                record(usize::from(index), &|| extracted.location(target));
             }
-            if value.len() > MEMO_VALUE_BYTES_MAX {
-                if long_seen
-                    .get_or_insert_default()
-                    .insert((target.kind, value))
-                {
-                    self.rules
-                        .check(target, &mut |index| record(index, &location));
-                }
-                continue;
+            if value.len() <= MEMO_VALUE_BYTES_MAX && self.seen_before(&(target.kind, value)) {
+                remember.push((target.kind, value, found.into()));
             }
-            let key = (target.kind, value);
-            let (remembered, current) = {
-                let memo = self.memo.read().unwrap_or_else(|e| e.into_inner());
-                let (found, current) = memo.get(&key as &dyn MemoKey);
-                (found.map(Box::<[u16]>::from), current)
-            };
-            let (matched, remember) = match remembered {
-                // Found in the previous generation: it repeats, so it moves to the current.
-                Some(matched) => (matched, !current),
-                None => {
-                    let mut found = Vec::new();
-                    self.rules
-                        .check(target, &mut |index| found.push(index as u16));
-                    (found.into(), self.seen_before(&key))
-                }
-            };
-            if remember {
-                let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
-                memo.insert(target.kind, value, matched.clone());
-            }
-            for index in matched.iter() {
-                record(usize::from(*index), &location);
+        }
+        if !remember.is_empty() {
+            let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
+            for (kind, value, matched) in remember {
+                memo.insert(kind, value, matched);
             }
         }
         hits.sort_by_key(|(i, _)| *i);
