@@ -190,7 +190,7 @@ pub fn extract<'a>(request: &Request<'a>, budget: usize) -> Extracted<'a> {
     let mut c = Collector {
         // About one value per 16 bytes of body: one allocation, not a growing vector's many.
         targets: Vec::with_capacity(8 + request.headers.len() * 2 + request.body.len() / 16),
-        pointers: String::new(),
+        pointers: String::with_capacity((request.body.len() / 2).min(64 << 10)),
         budget,
         used: 0,
         truncated: false,
@@ -213,11 +213,16 @@ pub fn extract<'a>(request: &Request<'a>, budget: usize) -> Extracted<'a> {
     let mut content_lengths = 0;
     let mut transfer_encoding = None;
     for &(name, value) in request.headers {
-        let lower = name.to_ascii_lowercase();
+        // (HTTP/2 and the `http` crate's names are lower case already: no copy then.)
+        let lower: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
         if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
             framing.push("921140");
         }
-        match lower.as_str() {
+        match &*lower {
             "content-length" => content_lengths += 1,
             "transfer-encoding" => transfer_encoding = Some(value),
             "cookie" => {
@@ -242,20 +247,20 @@ pub fn extract<'a>(request: &Request<'a>, budget: usize) -> Extracted<'a> {
                 c.push(
                     TargetKind::FileName,
                     "header",
-                    Cow::Owned(lower.clone()),
+                    lower.clone(),
                     Cow::Borrowed(value),
                 );
             }
             _ => {}
         }
-        let kind = if USER_TEXT_HEADERS.contains(&lower.as_str()) {
+        let kind = if USER_TEXT_HEADERS.contains(&&*lower) {
             TargetKind::UserText
-        } else if STRUCTURAL_HEADERS.contains(&lower.as_str()) {
+        } else if STRUCTURAL_HEADERS.contains(&&*lower) {
             continue;
         } else {
             TargetKind::Header
         };
-        c.push(kind, "header", Cow::Owned(lower), decode::url(value, false));
+        c.push(kind, "header", lower, decode::url(value, false));
     }
     if content_lengths > 1 || (content_lengths > 0 && transfer_encoding.is_some()) {
         framing.push("921170");
@@ -414,8 +419,8 @@ impl<'de, 'c> serde::de::Visitor<'de> for Walk<'c, 'de> {
         Ok(())
     }
 
-    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
-        self.push(Cow::Owned(n.to_string()));
+    /// Digits only: no rule can match (`rules::inert`), so there is nothing to take.
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
 
@@ -425,7 +430,10 @@ impl<'de, 'c> serde::de::Visitor<'de> for Walk<'c, 'de> {
     }
 
     fn visit_f64<E>(self, n: f64) -> Result<(), E> {
-        self.push(Cow::Owned(n.to_string()));
+        // As serde_json writes it (shortest form, exponent when long).
+        if let Some(n) = serde_json::Number::from_f64(n) {
+            self.push(Cow::Owned(n.to_string()));
+        }
         Ok(())
     }
 
