@@ -48,6 +48,8 @@ pub struct GateConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Whether findings block their address or principal for a while.
     pub response: crate::blocks::ResponseConfig,
+    /// The proxies in front whose `X-Forwarded-For` names the client (see `proxies`).
+    pub trusted_proxies: crate::proxies::TrustedProxies,
 }
 
 impl Default for GateConfig {
@@ -59,6 +61,7 @@ impl Default for GateConfig {
             tls: false,
             limits: crate::limits::LimitsConfig::default(),
             response: crate::blocks::ResponseConfig::default(),
+            trusted_proxies: crate::proxies::TrustedProxies::default(),
         }
     }
 }
@@ -219,7 +222,7 @@ struct Seen {
 }
 
 /// The middleware: see the module's documentation.
-pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+pub async fn pass(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let at_us = store::sql::now_us();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -233,7 +236,10 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(USER_AGENT_CHARS_MAX).collect::<String>());
     let trace_id = kernel::http::trace_parent(request.headers()).map(|t| audit::hex(&t.trace_id));
-    let client = client_of(request.extensions());
+    let client = gate.client_of(&request);
+    request
+        .extensions_mut()
+        .insert(ClientAddress(client.clone()));
     // HEAD is served by the GET route, so it needs what GET needs.
     let method_name = if method == axum::http::Method::HEAD {
         "GET"
@@ -282,11 +288,44 @@ pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     response
 }
 
-/// The client's address as the gate records it: the connection's peer (`unknown` without one).
-pub(crate) fn client_of(extensions: &axum::http::Extensions) -> String {
+/// The client's address the gate settled on (see [`Gate::client_of`]), in a request's
+/// extensions for the handlers behind it.
+#[derive(Clone, Debug)]
+pub struct ClientAddress(pub String);
+
+/// The client's address as the gate recorded it ([`ClientAddress`]), else the connection's
+/// peer; `unknown` without either.
+pub fn client_of(extensions: &axum::http::Extensions) -> String {
+    if let Some(ClientAddress(address)) = extensions.get::<ClientAddress>() {
+        return address.clone();
+    }
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+impl Gate {
+    /// Where `request` came from: the connection's peer, or — when the peer is a trusted
+    /// proxy — the first address in `X-Forwarded-For`, from the right, that is not one.
+    fn client_of(&self, request: &Request) -> String {
+        let Some(peer) = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return "unknown".to_owned();
+        };
+        let forwarded: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.config
+            .trusted_proxies
+            .client(peer, forwarded.into_iter())
+            .to_string()
+    }
 }
 
 /// Hands the record to the threat detectors; logs each finding they open (kind, severity,
@@ -320,6 +359,14 @@ fn respond(gate: &Gate, finding: &guard::Finding, now_us: i64) {
         return;
     }
     let subject = match (&finding.address, &finding.principal) {
+        // A trusted proxy is many clients: blocking it would shut them all out.
+        (Some(address), _)
+            if address
+                .parse()
+                .is_ok_and(|ip| gate.config.trusted_proxies.trusts(ip)) =>
+        {
+            return;
+        }
         (Some(address), _) => crate::blocks::address(address),
         (None, Some(principal)) => {
             let exempt = principal == &format!("key:{}", crate::keys::SERVICE_KEY_ID)
@@ -359,9 +406,14 @@ async fn admit(
     headers.remove(PRINCIPAL_HEADER);
     headers.remove(PERMISSIONS_HEADER);
     headers.remove(CUSTOMER_HEADER);
-    // Where a request came from is the connection's peer (or, in the split shape, what the
-    // edge appends): never what the client wrote.
+    // Where a request came from is what the gate settled on (the peer, or what trusted
+    // proxies say), never what the client wrote: the services read it from here.
     headers.remove("x-forwarded-for");
+    if let Ok(value) = axum::http::HeaderValue::from_str(client)
+        && client != "unknown"
+    {
+        headers.insert("x-forwarded-for", value);
+    }
     let path = request.uri().path();
     let access = match route {
         Some(route) => route.access,

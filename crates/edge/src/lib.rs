@@ -12,6 +12,8 @@
 //!   authentications).
 //! - [`blocks`]: the optional automatic response — an address or principal blocked for a
 //!   while after a finding.
+//! - [`proxies`]: trusted proxies — the client's address from `X-Forwarded-For` when a load
+//!   balancer or an ingress stands in front.
 //! - [`api`]: `/v1/auth/…` (who am I; create, list and revoke keys) and `/v1/audit/events`.
 //!
 //! Services behind the edge never authenticate: they read the principal and its permissions
@@ -25,8 +27,10 @@ pub mod gate;
 pub mod keys;
 pub mod limits;
 pub mod oidc;
+pub mod proxies;
 
 pub use access::{Access, Grant, Role};
 pub use gate::{Gate, GateConfig};
 pub use keys::{Bootstrapped, Keys, Principal};
 pub use oidc::{JwksSource, Oidc, OidcConfig};
+pub use proxies::TrustedProxies;

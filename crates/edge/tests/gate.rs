@@ -375,6 +375,115 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
     }
 }
 
+/// GET `path` with `key` from the peer `peer` carrying `X-Forwarded-For: forwarded`; the
+/// status, the problem's code and the `X-Forwarded-For` the route saw.
+async fn via(
+    app: &Router,
+    key: &str,
+    peer: &str,
+    forwarded: &str,
+    path: &str,
+) -> (u16, String, Option<String>) {
+    let mut request = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-forwarded-for", forwarded)
+        .body(Body::empty())
+        .unwrap();
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    (
+        status,
+        body["code"].as_str().unwrap_or("").to_owned(),
+        body["forwarded"].as_str().map(str::to_owned),
+    )
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = GateConfig::default();
+    config.response.enabled = true;
+    config.response.block_for = Duration::from_secs(60);
+    config.trusted_proxies = edge::TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+    let (gate, admin) = gate(dir.path(), config).await;
+    let by = gate
+        .keys()
+        .authenticate(&admin, store::sql::now_us())
+        .unwrap();
+    let teller = gate
+        .keys()
+        .create(&by, "teller", &["teller".to_owned()], None, None)
+        .await
+        .unwrap()
+        .key;
+    let app = gate.protect(router());
+    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+    let benign = "/v1/ledger/accounts/1";
+
+    // The service sees the client the proxy named, not the proxy and not what the client
+    // wrote left of it.
+    let seen = via(
+        &app,
+        &teller,
+        "10.0.0.5",
+        "203.0.113.66, 198.51.100.7",
+        benign,
+    )
+    .await;
+    assert_eq!(seen, (200, String::new(), Some("198.51.100.7".to_owned())));
+    // A firewall burst from one client behind the proxy blocks that client alone.
+    for _ in 0..5 {
+        let (_, code, _) = via(&app, &teller, "10.0.0.5", "198.51.100.7", attack).await;
+        assert_eq!(code, "waf-blocked");
+    }
+    let (status, code, _) = via(&app, &teller, "10.0.0.5", "198.51.100.7", benign).await;
+    assert_eq!((status, code.as_str()), (403, "temporarily_blocked"));
+    assert_eq!(
+        via(&app, &teller, "10.0.0.5", "198.51.100.8", benign)
+            .await
+            .0,
+        200
+    );
+    let subjects: Vec<String> = gate
+        .blocks()
+        .list(store::sql::now_us())
+        .into_iter()
+        .map(|b| b.subject)
+        .collect();
+    assert_eq!(subjects, vec!["address:198.51.100.7".to_owned()]);
+    // A peer that is no proxy cannot name another client: its own address is the one seen.
+    let seen = via(&app, &teller, "203.0.113.9", "198.51.100.8", benign).await;
+    assert_eq!(seen, (200, String::new(), Some("203.0.113.9".to_owned())));
+    // Attacks from the proxy itself (no client named) are findings, never a block of it.
+    for _ in 0..6 {
+        let (_, code, _) = via(&app, &admin, "10.0.0.6", "10.0.0.6", attack).await;
+        assert_eq!(code, "waf-blocked");
+    }
+    assert!(
+        gate.findings()
+            .iter()
+            .any(|f| f.kind == "waf_burst" && f.address.as_deref() == Some("10.0.0.6"))
+    );
+    assert_eq!(
+        via(&app, &admin, "10.0.0.6", "10.0.0.6", benign).await.0,
+        200
+    );
+    assert!(
+        !gate
+            .blocks()
+            .list(store::sql::now_us())
+            .iter()
+            .any(|b| b.subject.contains("10.0.0.6"))
+    );
+}
+
 #[tokio::test]
 async fn with_the_response_off_findings_only_report() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 //! `/v1/ledger/…` goes to the ledger's nodes, `/v1/customers…`, `/v1/products…`,
 //! `/v1/deposits…`, `/v1/contracts…`, `/v1/loans…` and `/v1/credit…` (lending) to those
 //! services' replicas (any of them serves). The
-//! client's address is appended to `X-Forwarded-For`. `/v1/openapi.json` is answered here: one document for every
+//! client's address (the peer's, or what trusted proxies say) goes in `X-Forwarded-For`. `/v1/openapi.json` is answered here: one document for every
 //! service behind the edge.
 //!
 //! Every request passes the gate first (`edge::Gate`, as in `gureum up`): authentication,
@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -193,11 +193,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
     axum::Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
-async fn route(
-    State(edge): State<Edge>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
+async fn route(State(edge): State<Edge>, request: Request) -> Response {
     let path = request.uri().path();
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
     let services = [
@@ -250,16 +246,9 @@ async fn route(
                 outgoing = outgoing.header(name, value);
             }
         }
-        // The services learn where a request came from (the last entry is the edge's view).
-        let forwarded = match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(earlier) => format!("{earlier}, {}", client.ip()),
-            None => client.ip().to_string(),
-        };
-        outgoing = outgoing.header("x-forwarded-for", forwarded);
+        // The services learn where a request came from: the address the gate settled on (it
+        // dropped the client's own `X-Forwarded-For`).
+        outgoing = outgoing.header("x-forwarded-for", edge::gate::client_of(&parts.extensions));
         match outgoing.body(body.clone()).send().await {
             Ok(answer) => {
                 let status = answer.status();

@@ -65,8 +65,10 @@
 //! leeway_seconds = 60          # default; at most 300
 //! ```
 //!
-//! `[edge]` also takes `block_on_findings = true` (block an address or key for
-//! `block_minutes`, default 15, after a finding of a blocking kind; see docs/SECURITY.md), and
+//! `[edge]` also takes `trusted_proxies = ["10.0.0.0/8"]` (the load balancers or ingresses in
+//! front, whose `X-Forwarded-For` names the client), `block_on_findings = true` (block an
+//! address or key for `block_minutes`, default 15, after a finding of a blocking kind; see
+//! docs/SECURITY.md), and
 //! `[edge.limits]`: `redis_url` (every replica's buckets in one Redis; `GUREUM_REDIS_URL`
 //! wins), `principal_per_second`, `principal_burst`, `failures_per_second`, `failures_burst`.
 //!
@@ -331,6 +333,10 @@ pub struct EdgeConfig {
     pub block_on_findings: bool,
     /// How long such a block lasts after the finding's last event (default 15).
     pub block_minutes: Option<u64>,
+    /// The load balancers' or ingresses' addresses or networks in front of the edge, whose
+    /// `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// `[edge.limits]`: rate limits, shared by the replicas in Redis.
     #[serde(default)]
     pub limits: LimitsSection,
@@ -639,6 +645,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             door.plain_http = edge.plain_http;
             door.oidc = edge.oidc.as_ref().map(OidcSection::config);
             door.gate.response.enabled = edge.block_on_findings;
+            door.gate.trusted_proxies = edge::TrustedProxies::parse(&edge.trusted_proxies)?;
             let limits = &mut door.gate.limits;
             let set = |value: Option<f64>, slot: &mut f64| {
                 if let Some(v) = value {

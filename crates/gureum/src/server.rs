@@ -74,11 +74,20 @@ pub struct DoorArgs {
     /// How long such a block lasts after the finding's last event, in minutes.
     #[arg(long, env = "GUREUM_BLOCK_MINUTES", default_value_t = 15)]
     block_minutes: u64,
+    /// A load balancer's or ingress's address or network (repeatable; comma-separated in the
+    /// environment): from such a peer the client's address is read from `X-Forwarded-For`.
+    #[arg(
+        long = "trusted-proxy",
+        env = "GUREUM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
 }
 
 impl DoorArgs {
-    /// Puts the options on `door`.
-    fn apply(self, door: &mut Door) {
+    /// Puts the options on `door`; fails on a trusted proxy that is no address or network.
+    fn apply(self, door: &mut Door) -> Result<(), Error> {
+        door.gate.trusted_proxies = edge::TrustedProxies::parse(&self.trusted_proxies)?;
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             door.tls = Some(crate::tls::TlsFiles { cert, key });
         }
@@ -94,6 +103,7 @@ impl DoorArgs {
             oidc.customer_claim = self.oidc_customer_claim;
             door.oidc = Some(oidc);
         }
+        Ok(())
     }
 }
 
@@ -109,7 +119,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, Error> {
         lending: Some(LendingSetup::embedded(&args.data_dir)),
     };
     let mut door = Door::embedded(&args.data_dir);
-    args.door.apply(&mut door);
+    args.door.apply(&mut door)?;
     crate::tls::check_plain(args.listen, door.tls.as_ref(), door.plain_http)?;
     run_ledger_with_file_journal(&args.data_dir, args.listen, events, services, Some(door))
 }
