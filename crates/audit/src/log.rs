@@ -71,6 +71,22 @@ pub struct AuditLog {
     store: Store,
 }
 
+/// The newest entry's number and hash.
+const HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+/// [`HEAD`]'s row as the entry's number and hash.
+fn head_of(row: Option<sqlx::any::AnyRow>) -> Result<Option<(i64, [u8; 32])>, AuditError> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get(0)?;
+    let hash: Vec<u8> = row.try_get(1)?;
+    Ok(Some((
+        seq,
+        hash.try_into().map_err(|_| AuditError::Corrupt(seq))?,
+    )))
+}
+
 impl AuditLog {
     /// Opens the log in `store`, applying its migrations.
     pub async fn open(store: Store) -> Result<AuditLog, AuditError> {
@@ -97,17 +113,8 @@ impl AuditLog {
                     .await?;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev) = match head {
-            Some(row) => {
-                let seq: i64 = row.try_get(0)?;
-                let hash: Vec<u8> = row.try_get(1)?;
-                (seq, hash.try_into().map_err(|_| AuditError::Corrupt(seq))?)
-            }
-            None => (0, GENESIS),
-        };
+        let head = sqlx::query(HEAD).fetch_optional(&mut *tx).await?;
+        let (mut seq, mut prev) = head_of(head)?.unwrap_or((0, GENESIS));
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
                 "INSERT INTO audit_events (seq, at_us, principal, action, outcome, kind, body, \
@@ -271,16 +278,11 @@ impl AuditLog {
 
     /// The newest entry's number and hash (`None` while the log is empty).
     pub async fn head(&self) -> Result<Option<(i64, [u8; 32])>, AuditError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(self.store.reader())
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let seq: i64 = row.try_get(0)?;
-        let hash: Vec<u8> = row.try_get(1)?;
-        let hash = hash.try_into().map_err(|_| AuditError::Corrupt(seq))?;
-        Ok(Some((seq, hash)))
+        head_of(
+            sqlx::query(HEAD)
+                .fetch_optional(self.store.reader())
+                .await?,
+        )
     }
 
     /// Checks the entries appended after what `verifier` checked last, and that none it

@@ -293,7 +293,7 @@ pub struct ApiKeys {
 async fn create(
     State(gate): State<Arc<crate::Gate>>,
     principal: Option<Extension<Arc<Principal>>>,
-    request: axum::http::request::Parts,
+    client: Option<Extension<crate::gate::ClientAddress>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let keys = gate.keys();
@@ -321,7 +321,9 @@ async fn create(
     );
     gate.granted(
         &by,
-        &crate::gate::client_of(&request.extensions),
+        client
+            .as_ref()
+            .map_or("unknown", |Extension(c)| c.0.as_str()),
         &format!("key:{}", made.record.id),
         &made.record.roles,
     );
