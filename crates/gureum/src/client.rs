@@ -294,6 +294,19 @@ struct Client {
     server: String,
 }
 
+/// Why `server` could not be reached, with every cause (a refused connection, a certificate
+/// the system does not trust — `SSL_CERT_FILE` names a private CA's — …): reqwest's own message
+/// says only that sending failed.
+pub fn unreachable(server: &str, error: &reqwest::Error) -> String {
+    let mut message = format!("cannot reach {server}: {error}");
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        message.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    message
+}
+
 impl Client {
     async fn post(&self, path: &str, body: &Value) -> Result<Value, Error> {
         let response = self
@@ -303,7 +316,7 @@ impl Client {
             .body(serde_json::to_vec(body)?)
             .send()
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.server))?;
+            .map_err(|e| unreachable(&self.server, &e))?;
         answer(response).await
     }
 
@@ -313,7 +326,7 @@ impl Client {
             .get(format!("{}{path}", self.server))
             .send()
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.server))?;
+            .map_err(|e| unreachable(&self.server, &e))?;
         answer(response).await
     }
 }

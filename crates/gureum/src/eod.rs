@@ -87,7 +87,7 @@ async fn close(
         .json(&serde_json::json!({"date": date.to_string()}))
         .send()
         .await
-        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        .map_err(|e| crate::client::unreachable(server, &e))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
