@@ -433,11 +433,14 @@ impl Engine {
         let mut long_seen: Option<ahash::HashSet<(TargetKind, &str)>> = None;
         // Short values: answered by the memo under one read lock; what it does not know is
         // inspected after, and what is to be remembered is written under one write lock.
-        let mut unknown: Vec<&Target<'_>> = Vec::new();
+        let mut unknown: Vec<(usize, &Target<'_>)> = Vec::new();
         let mut remember: Vec<(TargetKind, &str, Box<[u16]>)> = Vec::new();
+        // The rules each target matched, recorded in the targets' order after (so a match's
+        // location is the first place it matched, whether remembered or inspected).
+        let mut answers: Vec<(usize, Box<[u16]>)> = Vec::new();
         {
             let memo = self.memo.read().unwrap_or_else(|e| e.into_inner());
-            for target in &extracted.targets {
+            for (at, target) in extracted.targets.iter().enumerate() {
                 let value: &str = &target.value;
                 if rules::inert(value) {
                     continue;
@@ -447,15 +450,15 @@ impl Engine {
                         .get_or_insert_default()
                         .insert((target.kind, value))
                     {
-                        unknown.push(target);
+                        unknown.push((at, target));
                     }
                     continue;
                 }
                 match memo.get(&(target.kind, value) as &dyn MemoKey) {
-                    (None, _) => unknown.push(target),
+                    (None, _) => unknown.push((at, target)),
                     (Some(matched), current) => {
-                        for &index in matched {
-                            record(usize::from(index), &|| extracted.location(target));
+                        if !matched.is_empty() {
+                            answers.push((at, matched.into()));
                         }
                         // Found in the previous generation: it repeats, so it moves on.
                         if !current {
@@ -465,16 +468,25 @@ impl Engine {
                 }
             }
         }
-        for target in unknown {
+        for (at, target) in unknown {
             let value: &str = &target.value;
             let mut found = Vec::new();
             self.rules
                 .check(target, &mut |index| found.push(index as u16));
-            for &index in &found {
-                record(usize::from(index), &|| extracted.location(target));
-            }
+            let found: Box<[u16]> = found.into();
             if value.len() <= MEMO_VALUE_BYTES_MAX && self.seen_before(&(target.kind, value)) {
-                remember.push((target.kind, value, found.into()));
+                remember.push((target.kind, value, found.clone()));
+            }
+            if !found.is_empty() {
+                answers.push((at, found));
+            }
+        }
+        answers.sort_by_key(|(at, _)| *at);
+        for (at, matched) in &answers {
+            for &index in matched.iter() {
+                record(usize::from(index), &|| {
+                    extracted.location(&extracted.targets[*at])
+                });
             }
         }
         if !remember.is_empty() {
@@ -580,5 +592,19 @@ mod tests {
         assert!(v.blocked);
         assert_eq!(v.matches[0].location, "body");
         assert_eq!(v.inspected_bytes, body.len() + "/v1/x".len());
+    }
+
+    /// A match's location is the first place it matched, whether that value was remembered
+    /// or inspected afresh.
+    #[test]
+    fn a_match_is_located_where_it_matched_first() {
+        let engine = Engine::new(Config::default()).unwrap();
+        let known = r#"{"b": "1' OR '1'='1"}"#;
+        inspect_json(&engine, known);
+        inspect_json(&engine, known);
+        assert!(remembered(&engine, "1' OR '1'='1"));
+        let v = inspect_json(&engine, r#"{"a": "1' OR '2'='2", "b": "1' OR '1'='1"}"#);
+        let sqli = v.matches.iter().find(|m| m.rule == "942100").unwrap();
+        assert_eq!(sqli.location, "json:/a");
     }
 }
