@@ -280,14 +280,23 @@ async fn a_key_past_its_rate_and_an_address_that_keeps_failing_wait() {
     assert_eq!(get(key).await, (429, Some("10".to_owned())));
 }
 
-/// GET `path` with `key` from `address`; the status, `Retry-After` and the problem's code.
-async fn from(app: &Router, key: &str, address: &str, path: &str) -> (u16, Option<String>, String) {
+/// GET `path` with `key` from the peer `peer`, with `X-Forwarded-For: forwarded` if given;
+/// the status, `Retry-After` and the body.
+async fn ask(
+    app: &Router,
+    key: &str,
+    peer: &str,
+    forwarded: Option<&str>,
+    path: &str,
+) -> (u16, Option<String>, serde_json::Value) {
     let mut request = Request::builder()
         .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::empty())
-        .unwrap();
-    let peer: std::net::SocketAddr = format!("{address}:40000").parse().unwrap();
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
     request
         .extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
@@ -298,21 +307,41 @@ async fn from(app: &Router, key: &str, address: &str, path: &str) -> (u16, Optio
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or_default();
+    (status, retry, body)
+}
+
+/// GET `path` with `key` from `address`; the status, `Retry-After` and the problem's code.
+async fn from(app: &Router, key: &str, address: &str, path: &str) -> (u16, Option<String>, String) {
+    let (status, retry, body) = ask(app, key, address, None, path).await;
+    let code = body["code"].as_str().unwrap_or("").to_owned();
+    (status, retry, code)
+}
+
+/// GET `path` with `key` from the peer `peer` carrying `X-Forwarded-For: forwarded`; the
+/// status, the problem's code and the `X-Forwarded-For` the route saw.
+async fn via(
+    app: &Router,
+    key: &str,
+    peer: &str,
+    forwarded: &str,
+    path: &str,
+) -> (u16, String, Option<String>) {
+    let (status, _, body) = ask(app, key, peer, Some(forwarded), path).await;
     (
         status,
-        retry,
         body["code"].as_str().unwrap_or("").to_owned(),
+        body["forwarded"].as_str().map(str::to_owned),
     )
 }
 
-#[tokio::test]
-async fn with_the_response_on_findings_block_their_address_or_key_until_lifted() {
-    let dir = tempfile::tempdir().unwrap();
+/// A gate whose findings block (for 60 s), trusting `proxies`; its admin key and a teller's.
+async fn responding_gate(dir: &std::path::Path, proxies: &[&str]) -> (Arc<Gate>, String, String) {
     let mut config = GateConfig::default();
     config.response.enabled = true;
     config.response.block_for = Duration::from_secs(60);
-    let (gate, admin) = gate(dir.path(), config).await;
+    config.trusted_proxies = edge::TrustedProxies::parse(proxies).unwrap();
+    let (gate, admin) = gate(dir, config).await;
     let by = gate
         .keys()
         .authenticate(&admin, store::sql::now_us())
@@ -323,6 +352,13 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
         .await
         .unwrap()
         .key;
+    (gate, admin, teller)
+}
+
+#[tokio::test]
+async fn with_the_response_on_findings_block_their_address_or_key_until_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, admin, teller) = responding_gate(dir.path(), &[]).await;
     let app = gate.protect(router());
     let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
@@ -375,54 +411,10 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
     }
 }
 
-/// GET `path` with `key` from the peer `peer` carrying `X-Forwarded-For: forwarded`; the
-/// status, the problem's code and the `X-Forwarded-For` the route saw.
-async fn via(
-    app: &Router,
-    key: &str,
-    peer: &str,
-    forwarded: &str,
-    path: &str,
-) -> (u16, String, Option<String>) {
-    let mut request = Request::builder()
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-forwarded-for", forwarded)
-        .body(Body::empty())
-        .unwrap();
-    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
-    request
-        .extensions_mut()
-        .insert(axum::extract::ConnectInfo(peer));
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    (
-        status,
-        body["code"].as_str().unwrap_or("").to_owned(),
-        body["forwarded"].as_str().map(str::to_owned),
-    )
-}
-
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_blocked() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = GateConfig::default();
-    config.response.enabled = true;
-    config.response.block_for = Duration::from_secs(60);
-    config.trusted_proxies = edge::TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
-    let (gate, admin) = gate(dir.path(), config).await;
-    let by = gate
-        .keys()
-        .authenticate(&admin, store::sql::now_us())
-        .unwrap();
-    let teller = gate
-        .keys()
-        .create(&by, "teller", &["teller".to_owned()], None, None)
-        .await
-        .unwrap()
-        .key;
+    let (gate, admin, teller) = responding_gate(dir.path(), &["10.0.0.0/8"]).await;
     let app = gate.protect(router());
     let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
