@@ -1839,10 +1839,10 @@ const STATE_MAX_BYTES: usize = 1 << 20;
 /// [`STATE_DICTIONARY`] (about a quarter of the JSON; deflate without a dictionary gave
 /// half). Every end of day rewrites every loan's row, so its size is most of what end of day
 /// writes; LZ4 rather than deflate because deflate's set-up (some 300 KiB of tables cleared
-/// for each state of about 1 KiB) was a fifth of end of day's CPU. Compressing before sealing shows the
-/// compressed length to whoever reads the table (a length side channel needs text the
-/// observer chooses beside a secret: the only free text in a state is collectors' contact
-/// notes, written by staff who may read the whole loan anyway).
+/// for each state of about 1 KiB) was a fifth of end of day's CPU. Compressing before
+/// sealing shows the compressed length to whoever reads the table (a length side channel
+/// needs text the observer chooses beside a secret: the only free text in a state is
+/// collectors' contact notes, written by staff who may read the whole loan anyway).
 fn state_bytes<T: Serialize>(state: &T) -> Vec<u8> {
     let json = to_json(state);
     let len = u32::try_from(json.len()).expect("a loan's state is far below 4 GiB");
@@ -2114,12 +2114,8 @@ mod tests {
     fn the_state_dictionary_is_pinned() {
         // States sealed under `STATE_LZ4` read only with these exact bytes: a changed
         // dictionary needs a new format byte, not an edit.
-        let digest: String = Sha256::digest(STATE_DICTIONARY)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         assert_eq!(
-            digest,
+            kernel::hex(&Sha256::digest(STATE_DICTIONARY)),
             "3c789c41b152217056ba282b8d8ee939460449d42893a99e23bd866d8c752b19"
         );
     }
