@@ -1102,7 +1102,8 @@ impl Lending {
         // N+2, so a page costs the writer one transaction, and the writer never waits on the
         // planning.
         let mut after = String::new();
-        let mut rows = mark_page(self.store.writer(), &marker, date, &after).await?;
+        mark_page(self.store.writer(), &marker, date, &after).await?;
+        let mut rows = marked_page(&self.store, &marker, &after).await?;
         last_id(&rows, &mut after)?;
         let mut prepared: Option<Vec<Planned>> = None;
         while !rows.is_empty() || prepared.is_some() {
@@ -1132,7 +1133,10 @@ impl Lending {
                         Err(_) => return Err(LendingError::Busy),
                     },
                 },
-                None => mark_page(self.store.writer(), &marker, date, &after).await?,
+                None => {
+                    mark_page(self.store.writer(), &marker, date, &after).await?;
+                    marked_page(&self.store, &marker, &after).await?
+                }
             };
             last_id(&rows, &mut after)?;
             if let Some(planned) = planned {
@@ -1958,8 +1962,9 @@ async fn commit_page(
         }
     }
     outbox::record_many(&mut tx, SERVICE, notices, now).await?;
-    let marked = mark_page(&mut *tx, &next.marker, next.date, &next.after).await?;
+    mark_page(&mut *tx, &next.marker, next.date, &next.after).await?;
     tx.commit().await?;
+    let marked = marked_page(&store, &next.marker, &next.after).await?;
     Ok((report, marked))
 }
 
@@ -1970,30 +1975,51 @@ struct NextPage {
     after: String,
 }
 
-/// Marks the next page of loans (by id, after `after`) still to close `date` and not pending,
-/// and answers their rows as marked.
+/// Marks the next page of loans (by id, after `after`) still to close `date` and not pending.
+/// [`marked_page`] reads them once the mark is committed.
 async fn mark_page<'e, E>(
     executor: E,
     marker: &[u8],
     date: Date,
     after: &str,
-) -> Result<Vec<sqlx::any::AnyRow>, LendingError>
+) -> Result<(), LendingError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE loans SET pending = $1, version = version + 1, updated_at_us = $2 \
          WHERE id IN (SELECT id FROM loans WHERE status IN {SERVICED} \
          AND (closed_through IS NULL OR closed_through < $3) AND pending IS NULL AND id > $4 \
-         ORDER BY id LIMIT $5) RETURNING {}",
-        loan_columns!()
+         ORDER BY id LIMIT $5)"
     )))
     .bind(marker)
     .bind(now_us())
     .bind(date.to_string())
     .bind(after)
     .bind(EOD_PAGE)
-    .fetch_all(executor)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The loans after `after` marked `marker` (this end of day's), in id order, a page at most —
+/// the page [`mark_page`] marked, and any a cut-off run of the same date left marked (their
+/// step is recomputed from the committed state like any other). Read on a reader connection
+/// rather than returned by the marking statement: SQLite hands each returned row over from
+/// its worker thread one by one, and the writer's thread sets end of day's pace.
+async fn marked_page(
+    store: &Store,
+    marker: &[u8],
+    after: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, LendingError> {
+    Ok(sqlx::query(concat!(
+        select_loan!(),
+        " WHERE id > $1 AND pending = $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(after)
+    .bind(marker)
+    .bind(EOD_PAGE)
+    .fetch_all(store.reader())
     .await?)
 }
 
