@@ -1102,8 +1102,7 @@ impl Lending {
         // N+2, so a page costs the writer one transaction, and the writer never waits on the
         // planning.
         let mut after = String::new();
-        mark_page(self.store.writer(), &marker, date, &after).await?;
-        let mut rows = marked_page(&self.store, &marker, &after).await?;
+        let mut rows = self.mark_next_page(&marker, date, &after).await?;
         last_id(&rows, &mut after)?;
         let mut prepared: Option<Vec<Planned>> = None;
         while !rows.is_empty() || prepared.is_some() {
@@ -1133,10 +1132,7 @@ impl Lending {
                         Err(_) => return Err(LendingError::Busy),
                     },
                 },
-                None => {
-                    mark_page(self.store.writer(), &marker, date, &after).await?;
-                    marked_page(&self.store, &marker, &after).await?
-                }
+                None => self.mark_next_page(&marker, date, &after).await?,
             };
             last_id(&rows, &mut after)?;
             if let Some(planned) = planned {
@@ -1194,6 +1190,17 @@ impl Lending {
         .execute(self.store.writer())
         .await?;
         Ok(report)
+    }
+
+    /// Marks the next page after `after` outside a page's commit, and reads it back.
+    async fn mark_next_page(
+        &self,
+        marker: &[u8],
+        date: Date,
+        after: &str,
+    ) -> Result<Vec<sqlx::any::AnyRow>, LendingError> {
+        mark_page(self.store.writer(), marker, date, after).await?;
+        marked_page(&self.store, marker, after).await
     }
 
     /// One marked page, planned and sealed on every core and posted in batches that never
