@@ -1903,7 +1903,6 @@ fn to_json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("loan state serializes")
 }
 
-/// `lending.loan.<verb>`: ids, dates and statuses — never an amount or a rate.
 /// A prepared page's steps committed in multi-row statements with their notices, in one
 /// transaction; what it brought through (a row a finisher committed first is left to it).
 async fn commit_page(
@@ -1912,13 +1911,39 @@ async fn commit_page(
     next: NextPage,
     trace: Option<TraceParent>,
 ) -> Result<(EodReport, Vec<sqlx::any::AnyRow>), LendingError> {
+    // Almost always every row is still at the version this run marked, and the statements'
+    // counts say so without returning the ids (a thousand rows a page handed over one by one
+    // on the writer's thread). When a count falls short — a finisher committed one of the
+    // loans first — the transaction is dropped and the page committed again, the statements
+    // now saying which rows they took.
+    let committed = match commit_steps(&store, &done, &next, trace, false).await? {
+        Some(page) => page,
+        None => commit_steps(&store, &done, &next, trace, true)
+            .await?
+            .ok_or(LendingError::Busy)?,
+    };
+    let marked = marked_page(&store, &next.marker, &next.after).await?;
+    Ok((committed, marked))
+}
+
+/// Commits `done`'s rows still at the version this run marked, their notices, and the mark of
+/// `next`, in one transaction. Without `returning`, only when every row is (else `None`,
+/// nothing written); with it, whichever rows are, the statements returning their ids.
+async fn commit_steps(
+    store: &Store,
+    done: &[Planned],
+    next: &NextPage,
+    trace: Option<TraceParent>,
+    returning: bool,
+) -> Result<Option<EodReport>, LendingError> {
     let mut report = EodReport::default();
     let now = now_us();
     let mut tx = store.begin().await?;
     let mut committed = std::collections::HashSet::new();
+    let mut updated = 0u64;
     for chunk in done.chunks(COMMIT_ROWS) {
-        // Only the rows still at the version this run marked are updated, and the statement
-        // says which: a row a finisher committed first is its, with its notices.
+        // Only the rows still at the version this run marked are updated: a row a finisher
+        // committed first is its, with its notices.
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = i * 5 + 1;
@@ -1936,8 +1961,9 @@ async fn commit_page(
             "WITH v (id, version, status, closed_through, sealed) AS (VALUES {}) \
              UPDATE loans SET sealed = v.sealed, status = v.status, closed_through = v.closed_through, \
              pending = NULL, version = loans.version + 1, updated_at_us = $1 \
-             FROM v WHERE loans.id = v.id AND loans.version = v.version RETURNING loans.id",
-            values.join(", ")
+             FROM v WHERE loans.id = v.id AND loans.version = v.version{}",
+            values.join(", "),
+            if returning { " RETURNING loans.id" } else { "" }
         )))
         .bind(now);
         for step in chunk {
@@ -1948,13 +1974,21 @@ async fn commit_page(
                 .bind(step.pending.closed_through())
                 .bind(&step.sealed_next);
         }
-        for id in query.fetch_all(&mut *tx).await? {
-            committed.insert(id.try_get::<String, _>(0)?);
+        if returning {
+            for id in query.fetch_all(&mut *tx).await? {
+                committed.insert(id.try_get::<String, _>(0)?);
+            }
+        } else {
+            updated += query.execute(&mut *tx).await?.rows_affected();
         }
     }
+    // A page's ids are distinct and each names one row, so a full count means every row.
+    if !returning && updated != done.len() as u64 {
+        return Ok(None);
+    }
     let mut notices = Vec::new();
-    for step in &done {
-        if !committed.contains(&step.record.id) {
+    for step in done {
+        if returning && !committed.contains(&step.record.id) {
             continue;
         }
         report.loans += 1;
@@ -1971,8 +2005,7 @@ async fn commit_page(
     outbox::record_many(&mut tx, SERVICE, notices, now).await?;
     mark_page(&mut *tx, &next.marker, next.date, &next.after).await?;
     tx.commit().await?;
-    let marked = marked_page(&store, &next.marker, &next.after).await?;
-    Ok((report, marked))
+    Ok(Some(report))
 }
 
 /// The page [`commit_page`] marks in its transaction: the next after `after`.
@@ -2053,7 +2086,8 @@ async fn loan_event(
     Ok(())
 }
 
-/// The event `lending.loan.<verb>` of loan `id`.
+/// The event `lending.loan.<verb>` of loan `id`: ids, dates and statuses — never an amount or
+/// a rate.
 fn loan_notice(verb: &str, id: &str, data: Value, trace: Option<TraceParent>) -> NewEvent {
     NewEvent {
         event_type: format!("lending.loan.{verb}"),
@@ -2187,5 +2221,120 @@ mod tests {
             );
         }
         assert!(matches!(state_from(b"not json"), Err(VaultError::Format)));
+    }
+
+    /// Loans `ids` stored at version 1 and marked `marker` for end of day.
+    async fn marked_loans(store: &Store, ids: &[&str], marker: &[u8]) -> Vec<Planned> {
+        let mut planned = Vec::new();
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO loans (id, application_id, customer_id, product_code, \
+                 product_version, account_id, status, version, master_key_id, wrapped_key, \
+                 sealed, pending, created_at_us, updated_at_us) \
+                 VALUES ($1, $2, 'c-1', 'PERSONAL', 3, 'acct-1', 'current', 1, 'k', $3, $4, $5, 0, 0)",
+            )
+            .bind(*id)
+            .bind(format!("app-{id}"))
+            .bind(b"wrapped".to_vec())
+            .bind(b"before".to_vec())
+            .bind(marker.to_vec())
+            .execute(store.writer())
+            .await
+            .unwrap();
+            let record = LoanRecord {
+                id: (*id).to_owned(),
+                application_id: format!("app-{id}"),
+                customer_id: "c-1".into(),
+                account_id: "acct-1".into(),
+                contract_id: None,
+                status: "current".into(),
+                state: state(),
+                pending: true,
+                version: 1,
+                created_at_us: 0,
+            };
+            planned.push(Planned {
+                pending: Pending::unchanged(&record),
+                record,
+                counts: DayCounts {
+                    days: 1,
+                    billed: 0,
+                    status_changes: 0,
+                },
+                sealed_next: b"after".to_vec(),
+            });
+        }
+        planned
+    }
+
+    /// Each loan's (version, sealed, whether still pending).
+    async fn rows(store: &Store, ids: &[&str]) -> Vec<(i64, Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        for id in ids {
+            let row = sqlx::query("SELECT version, sealed, pending FROM loans WHERE id = $1")
+                .bind(*id)
+                .fetch_one(store.reader())
+                .await
+                .unwrap();
+            let pending: Option<Vec<u8>> = row.try_get(2).unwrap();
+            out.push((
+                row.try_get(0).unwrap(),
+                row.try_get(1).unwrap(),
+                pending.is_some(),
+            ));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_page_commits_only_the_loans_still_at_the_version_it_marked() {
+        for backend in store::testing::BACKENDS {
+            let db = store::testing::TestDb::new(backend).await;
+            let store = db.open().await;
+            store.migrate(&crate::service::MIGRATIONS).await.unwrap();
+            let date = time::macros::date!(2026 - 07 - 01);
+            let marker = eod_marker(date);
+            let next = |after: &str| NextPage {
+                marker: marker.clone(),
+                date,
+                after: after.to_owned(),
+            };
+
+            // Every loan still as marked: all of the page commits.
+            let page = marked_loans(&store, &["l-1", "l-2"], &marker).await;
+            let (report, marked) = commit_page(store.clone(), page, next("l-2"), None)
+                .await
+                .unwrap();
+            assert_eq!((report.loans, report.days), (2, 2));
+            assert!(marked.is_empty());
+            assert_eq!(
+                rows(&store, &["l-1", "l-2"]).await,
+                vec![(2, b"after".to_vec(), false), (2, b"after".to_vec(), false)]
+            );
+
+            // One loan of the next page was finished by someone else first: the page commits
+            // the others, once, and leaves that one as it found it.
+            let page = marked_loans(&store, &["l-3", "l-4", "l-5"], &marker).await;
+            sqlx::query(
+                "UPDATE loans SET version = 2, sealed = $1, pending = NULL WHERE id = 'l-4'",
+            )
+            .bind(b"theirs".to_vec())
+            .execute(store.writer())
+            .await
+            .unwrap();
+            let (report, _) = commit_page(store.clone(), page, next("l-5"), None)
+                .await
+                .unwrap();
+            assert_eq!((report.loans, report.days), (2, 2));
+            assert_eq!(
+                rows(&store, &["l-3", "l-4", "l-5"]).await,
+                vec![
+                    (2, b"after".to_vec(), false),
+                    (2, b"theirs".to_vec(), false),
+                    (2, b"after".to_vec(), false)
+                ]
+            );
+            db.cleanup().await;
+        }
     }
 }
