@@ -6,6 +6,7 @@
 //! starts, so the figures measure the ledger, not the generator.
 
 use crate::Error;
+use http_body_util::{BodyExt, Full};
 use ledger::engine::{Engine, EngineConfig};
 use ledger::{Account, AccountEvent, Transfer, TransferEvent};
 use serde::Serialize;
@@ -279,7 +280,7 @@ async fn drive<T, F, Fut>(
 ) -> Result<(Duration, Vec<Duration>, u64), Error>
 where
     T: Send + 'static,
-    F: Fn(T) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, T) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<u64, Error>> + Send,
 {
     let count = items.len();
@@ -305,7 +306,7 @@ where
                     due += i;
                 }
                 let sent = Instant::now();
-                not_ok += send(item).await?;
+                not_ok += send(client, item).await?;
                 latencies.push(sent.elapsed());
             }
             Ok::<_, Error>((latencies, not_ok))
@@ -419,7 +420,7 @@ fn load(
             }
         }
         let e = engine.clone();
-        drive(batches, args.clients, pacing(args), move |batch| {
+        drive(batches, args.clients, pacing(args), move |_, batch| {
             let e = e.clone();
             async move {
                 let results = e.create_transfers(batch).await?;
@@ -616,26 +617,51 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
         Encoding::Json => "application/json",
         Encoding::Binary => ledger::api::BINARY_CONTENT_TYPE,
     };
+    let count_ok = move |bytes: &[u8]| match encoding {
+        Encoding::Json => bytes
+            .windows(13)
+            .filter(|w| w == b"\"result\":\"ok\"")
+            .count(),
+        Encoding::Binary => bytes.chunks_exact(2).filter(|c| c == &[0, 0]).count(),
+    };
     let (elapsed, latencies, not_ok) =
-        drive(bodies, args.clients, pacing(args), move |(len, body)| {
-            let request = client
-                .post(&endpoint)
-                .header("content-type", content_type)
-                .body(body);
-            async move {
-                let response = request.send().await?.error_for_status()?;
-                let bytes = response.bytes().await?;
-                let ok = match encoding {
-                    Encoding::Json => bytes
-                        .windows(13)
-                        .filter(|w| w == b"\"result\":\"ok\"")
-                        .count(),
-                    Encoding::Binary => bytes.chunks_exact(2).filter(|c| c == &[0, 0]).count(),
-                };
-                Ok(len.saturating_sub(ok) as u64)
+        match Connections::open(&url, args.clients, key.as_deref()).await? {
+            // Plain HTTP: each client its own HTTP/1.1 connection, nothing between it and the
+            // socket (a pooling client's bookkeeping on every request would take the cores the
+            // server shares with it).
+            Some(connections) => {
+                let connections = Arc::new(connections);
+                drive(
+                    bodies,
+                    args.clients,
+                    pacing(args),
+                    move |client, (len, body)| {
+                        let connections = connections.clone();
+                        async move {
+                            let bytes = connections
+                                .post(client, "/v1/ledger/transfers", content_type, body)
+                                .await?;
+                            Ok(len.saturating_sub(count_ok(&bytes)) as u64)
+                        }
+                    },
+                )
+                .await?
             }
-        })
-        .await?;
+            None => {
+                drive(bodies, args.clients, pacing(args), move |_, (len, body)| {
+                    let request = client
+                        .post(&endpoint)
+                        .header("content-type", content_type)
+                        .body(body);
+                    async move {
+                        let response = request.send().await?.error_for_status()?;
+                        let bytes = response.bytes().await?;
+                        Ok(len.saturating_sub(count_ok(&bytes)) as u64)
+                    }
+                })
+                .await?
+            }
+        };
     let mut report = Report {
         mode: "http",
         encoding: Some(encoding),
@@ -650,4 +676,82 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
     fill(&mut report, args, elapsed, latencies, not_ok);
     drop(child);
     Ok(report)
+}
+
+/// One HTTP/1.1 connection per benchmark client to a plain-HTTP server.
+struct Connections {
+    authority: hyper::header::HeaderValue,
+    authorization: Option<hyper::header::HeaderValue>,
+    senders: Vec<tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>>>,
+}
+
+impl Connections {
+    /// `clients` connections to `url`, or `None` when it is not plain `http://` (the
+    /// benchmark then goes through `reqwest`, which speaks TLS).
+    async fn open(
+        url: &str,
+        clients: usize,
+        key: Option<&str>,
+    ) -> Result<Option<Connections>, Error> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Ok(None);
+        };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let mut senders = Vec::with_capacity(clients);
+        for _ in 0..clients.max(1) {
+            let stream = tokio::net::TcpStream::connect(authority).await?;
+            stream.set_nodelay(true)?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "bench: a connection failed");
+                }
+            });
+            senders.push(tokio::sync::Mutex::new(sender));
+        }
+        let authorization = key
+            .map(|key| {
+                let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| "the API key holds characters a header cannot carry")?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
+            })
+            .transpose()?;
+        Ok(Some(Connections {
+            authority: hyper::header::HeaderValue::from_str(authority)
+                .map_err(|_| "the server's address is not a valid Host header")?,
+            authorization,
+            senders,
+        }))
+    }
+
+    /// POSTs `body` to `path` on client `client`'s connection; the response body if the
+    /// status is a success.
+    async fn post(
+        &self,
+        client: usize,
+        path: &str,
+        content_type: &'static str,
+        body: bytes::Bytes,
+    ) -> Result<bytes::Bytes, Error> {
+        let mut request = hyper::Request::post(path)
+            .header(hyper::header::HOST, self.authority.clone())
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(body))?;
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, authorization.clone());
+        }
+        let mut sender = self.senders[client % self.senders.len()].lock().await;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(format!("the server answered {status}").into());
+        }
+        Ok(bytes)
+    }
 }
