@@ -137,14 +137,20 @@ pub struct Blocks {
 #[utoipa::path(get, path = "/v1/guard/blocks", tag = "guard",
     responses((status = 200, body = Blocks), (status = 403, body = Problem)))]
 async fn blocks(State(gate): State<Arc<crate::Gate>>) -> axum::Json<Blocks> {
+    let now = store::sql::now_us();
+    // Every replica's, as of now; else what this one holds.
+    if let Err(e) = gate.blocks().sync(gate.keys().store(), now).await {
+        tracing::warn!(error = %e, "guard: cannot read the shared blocks; listing this edge's");
+    }
     axum::Json(Blocks {
-        blocks: gate.blocks().list(store::sql::now_us()),
+        blocks: gate.blocks().list(now),
     })
 }
 
 #[utoipa::path(delete, path = "/v1/guard/blocks/{subject}", tag = "guard",
     params(("subject" = String, Path, description = "`address:<ip>` or `principal:<id>`")),
-    responses((status = 204), (status = 404, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem), (status = 403, body = Problem),
+        (status = 503, body = Problem)))]
 async fn lift(
     State(gate): State<Arc<crate::Gate>>,
     principal: Option<Extension<Arc<Principal>>>,
@@ -152,7 +158,15 @@ async fn lift(
 ) -> Result<StatusCode, Problem> {
     let Extension(by) = principal.ok_or_else(no_principal)?;
     let Path(subject) = subject.map_err(|e| path_problem(e, "invalid_path"))?;
-    if !gate.blocks().lift(&subject, store::sql::now_us()) {
+    let lifted = gate
+        .blocks()
+        .lift_everywhere(gate.keys().store(), &subject, store::sql::now_us())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "guard: cannot lift a block in the database");
+            Problem::unavailable("the block could not be lifted; retry")
+        })?;
+    if !lifted {
         return Err(Problem::not_found(
             "block_not_found",
             format!("no block is in force for {subject}"),

@@ -8,12 +8,20 @@
 //! many addresses, bulk regulated reads, enumeration by a key) — never the services' key, and
 //! never a bootstrap admin key (locking the operator out is what an attacker would want; that
 //! key's use is reported as break-glass anyway). While the detector keeps seeing the attack,
-//! the block is extended. Blocks live in the edge process's memory; an admin lifts one with
-//! `DELETE /v1/guard/blocks/{subject}`.
+//! the block is extended. An admin lifts one with `DELETE /v1/guard/blocks/{subject}`.
+//!
+//! Every request is checked against the blocks in the edge process's memory. They are also
+//! kept in the edge's database ([`Blocks::sync`], with the findings every
+//! [`crate::findings::FLUSH_EVERY`]): each replica writes the blocks it began or extended and
+//! takes in every replica's, so a block one edge put in force holds at all of them within a
+//! few seconds, and outlives a restart. Lifting one deletes its row at once.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
+
+use sqlx::Row;
+use store::Store;
 
 /// Blocks held at most (expired ones are dropped first when full).
 pub const BLOCKS_MAX: usize = 100_000;
@@ -83,6 +91,8 @@ pub fn principal(id: &str) -> String {
 #[derive(Default)]
 pub struct Blocks {
     by_subject: RwLock<HashMap<String, Block>>,
+    /// Subjects this process blocked or extended since they were last written.
+    unsaved: Mutex<HashSet<String>>,
 }
 
 impl Blocks {
@@ -118,7 +128,10 @@ impl Blocks {
         if let Some(block) = blocks.get_mut(subject)
             && block.until_us > now_us
         {
-            block.until_us = block.until_us.max(until_us);
+            if until_us > block.until_us {
+                block.until_us = until_us;
+                self.note_unsaved(subject);
+            }
             return false;
         }
         if blocks.len() >= BLOCKS_MAX {
@@ -137,16 +150,97 @@ impl Blocks {
                 until_us,
             },
         );
+        self.note_unsaved(subject);
         true
     }
 
-    /// Lifts `subject`'s block; whether one was in force.
+    fn note_unsaved(&self, subject: &str) {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(subject.to_owned());
+    }
+
+    /// Writes the blocks this process began or extended since the last call to `store`, sweeps
+    /// the rows that ran out, and takes in every replica's blocks in force at `now_us` (a block
+    /// begun here while this ran is kept). On failure the unwritten blocks are tried again
+    /// next time.
+    pub async fn sync(&self, store: &Store, now_us: i64) -> Result<(), sqlx::Error> {
+        let subjects: Vec<String> =
+            std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        let changed: Vec<Block> = {
+            let blocks = self.by_subject.read().unwrap_or_else(|e| e.into_inner());
+            subjects
+                .iter()
+                .filter_map(|s| blocks.get(s).cloned())
+                .collect()
+        };
+        let stored = match save(store, &changed, now_us).await {
+            Ok(()) => load(store, now_us).await,
+            Err(e) => Err(e),
+        };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.unsaved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(subjects);
+                return Err(e);
+            }
+        };
+        // In `block`'s order: the blocks, then the unsaved subjects.
+        let mut blocks = self.by_subject.write().unwrap_or_else(|e| e.into_inner());
+        let unsaved = self.unsaved.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: HashMap<String, Block> =
+            stored.into_iter().map(|b| (b.subject.clone(), b)).collect();
+        // Begun or extended here since the write above: written next time, kept meanwhile.
+        for subject in unsaved.iter() {
+            if let Some(mine) = blocks.remove(subject) {
+                match next.get_mut(subject) {
+                    Some(theirs) if theirs.until_us >= mine.until_us => {}
+                    Some(theirs) => theirs.until_us = mine.until_us,
+                    None => {
+                        next.insert(subject.clone(), mine);
+                    }
+                }
+            }
+        }
+        *blocks = next;
+        Ok(())
+    }
+
+    /// Lifts `subject`'s block here; whether one was in force. See [`Blocks::lift_everywhere`].
     pub fn lift(&self, subject: &str, now_us: i64) -> bool {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subject);
         self.by_subject
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(subject)
             .is_some_and(|b| b.until_us > now_us)
+    }
+
+    /// Lifts `subject`'s block here and deletes it from `store`, so every replica drops it at
+    /// its next [`Blocks::sync`]; whether one was in force (here or in the store).
+    pub async fn lift_everywhere(
+        &self,
+        store: &Store,
+        subject: &str,
+        now_us: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let here = self.lift(subject, now_us);
+        let stored = sqlx::query("DELETE FROM guard_blocks WHERE subject = $1 AND until_us > $2")
+            .bind(subject)
+            .bind(now_us)
+            .execute(store.writer())
+            .await?
+            .rows_affected();
+        Ok(here || stored > 0)
     }
 
     /// The blocks in force at `now_us`, oldest first.
@@ -162,6 +256,57 @@ impl Blocks {
         list.sort_by(|a, b| (a.since_us, &a.subject).cmp(&(b.since_us, &b.subject)));
         list
     }
+}
+
+/// Writes `changed` (a block extends a stored one still in force, or replaces one that ran
+/// out) and sweeps the rows that ran out by `now_us`, in one transaction.
+async fn save(store: &Store, changed: &[Block], now_us: i64) -> Result<(), sqlx::Error> {
+    let mut tx = store.writer().begin().await?;
+    for b in changed {
+        sqlx::query(
+            "INSERT INTO guard_blocks (subject, kind, since_us, until_us) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (subject) DO UPDATE SET \
+             kind = CASE WHEN guard_blocks.until_us > $5 THEN guard_blocks.kind ELSE excluded.kind END, \
+             since_us = CASE WHEN guard_blocks.until_us > $5 THEN guard_blocks.since_us \
+             ELSE excluded.since_us END, \
+             until_us = CASE WHEN guard_blocks.until_us > excluded.until_us \
+             THEN guard_blocks.until_us ELSE excluded.until_us END",
+        )
+        .bind(&b.subject)
+        .bind(&b.kind)
+        .bind(b.since_us)
+        .bind(b.until_us)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM guard_blocks WHERE until_us <= $1")
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// The stored blocks in force at `now_us`, at most [`BLOCKS_MAX`].
+async fn load(store: &Store, now_us: i64) -> Result<Vec<Block>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT subject, kind, since_us, until_us FROM guard_blocks WHERE until_us > $1 \
+         ORDER BY until_us DESC LIMIT $2",
+    )
+    .bind(now_us)
+    .bind(BLOCKS_MAX as i64)
+    .fetch_all(store.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Block {
+                subject: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                since_us: r.try_get(2)?,
+                until_us: r.try_get(3)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -192,5 +337,68 @@ mod tests {
         assert!(blocks.block(&s, "enumeration", 100_000_000, 200_000_000));
         assert_eq!(blocks.list(100_000_000)[0].kind, "enumeration");
         assert!(blocks.list(200_000_000).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_block_one_edge_puts_in_force_holds_at_every_edge_until_it_is_lifted() {
+        for backend in store::testing::BACKENDS {
+            let db = store::testing::TestDb::new(backend).await;
+            let store = db.open().await;
+            store.migrate(&crate::keys::MIGRATIONS).await.unwrap();
+            let (a, b) = (Blocks::default(), Blocks::default());
+            let s = address("203.0.113.9");
+            let now = 1_000_000_000_000;
+            let minute = 60_000_000;
+
+            // Edge A blocks; after both share, edge B refuses the address too.
+            assert!(a.block(&s, "waf_burst", now, now + minute));
+            assert_eq!(b.check(&s, now), None);
+            a.sync(&store, now).await.unwrap();
+            b.sync(&store, now).await.unwrap();
+            assert_eq!(b.check(&s, now), Some(60));
+            assert_eq!(b.list(now)[0].kind, "waf_burst");
+
+            // B's detector extends it; A takes the later end, never an earlier one.
+            assert!(!b.block(&s, "waf_burst", now + 1, now + 2 * minute));
+            b.sync(&store, now + 1).await.unwrap();
+            a.sync(&store, now + 1).await.unwrap();
+            assert_eq!(a.check(&s, now), Some(120));
+            assert!(!a.block(&s, "waf_burst", now + 2, now + minute));
+            a.sync(&store, now + 2).await.unwrap();
+            assert_eq!(a.check(&s, now), Some(120));
+
+            // A principal B blocks reaches A once B has shared it, not before.
+            let p = principal("key:k-7");
+            assert!(b.block(&p, "bulk_regulated_reads", now + 3, now + minute));
+            a.sync(&store, now + 3).await.unwrap();
+            assert_eq!(a.check(&p, now + 3), None);
+            assert_eq!(b.check(&p, now + 3), Some(60));
+            b.sync(&store, now + 3).await.unwrap();
+            assert_eq!(b.check(&p, now + 3), Some(60));
+            a.sync(&store, now + 4).await.unwrap();
+            assert_eq!(a.check_principal("key:k-7", now + 4), Some(60));
+
+            // Lifted at A: gone from the database at once, and from B at its next sync.
+            assert!(a.lift_everywhere(&store, &s, now + 5).await.unwrap());
+            assert_eq!(a.check(&s, now + 5), None);
+            assert_eq!(b.check(&s, now + 5), Some(120));
+            b.sync(&store, now + 5).await.unwrap();
+            assert_eq!(b.check(&s, now + 5), None);
+            assert!(!b.lift_everywhere(&store, &s, now + 6).await.unwrap());
+
+            // A new edge (a restart) starts with the blocks in force; the ones that ran out
+            // are swept.
+            let c = Blocks::default();
+            c.sync(&store, now + 7).await.unwrap();
+            assert_eq!(c.list(now + 7).len(), 1);
+            c.sync(&store, now + 2 * minute).await.unwrap();
+            assert!(c.list(now + 2 * minute).is_empty());
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM guard_blocks")
+                .fetch_one(store.reader())
+                .await
+                .unwrap();
+            assert_eq!(left, 0);
+            db.cleanup().await;
+        }
     }
 }

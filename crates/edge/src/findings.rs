@@ -163,13 +163,17 @@ impl Findings {
         Ok((found, next))
     }
 
-    /// Flushes every [`FLUSH_EVERY`] until aborted (errors are logged and retried).
+    /// Flushes every [`FLUSH_EVERY`] until aborted, and shares the blocks with the other
+    /// replicas ([`crate::blocks::Blocks::sync`]); errors are logged and retried.
     pub async fn keep(self: Arc<Self>, gate: Arc<Gate>) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         loop {
             tick.tick().await;
             if let Err(e) = self.flush(&gate).await {
                 tracing::warn!(error = %e, "guard: cannot write the findings; trying again");
+            }
+            if let Err(e) = gate.blocks().sync(&self.store, store::sql::now_us()).await {
+                tracing::warn!(error = %e, "guard: cannot share the blocks; trying again");
             }
         }
     }

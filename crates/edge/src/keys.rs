@@ -64,6 +64,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             description: "guard findings",
             sql: include_str!("../migrations/0003_guard_findings.sql"),
         },
+        Migration {
+            version: 4,
+            description: "guard blocks",
+            sql: include_str!("../migrations/0004_guard_blocks.sql"),
+        },
     ],
 };
 

@@ -412,6 +412,56 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
 }
 
 #[tokio::test]
+async fn a_block_one_edge_puts_in_force_is_enforced_by_another_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, _, teller) = responding_gate(dir.path(), &[]).await;
+    // A second edge replica on the same database, with the same configuration.
+    let store = store::Store::open(&store::SqlConfig::Sqlite {
+        path: dir.path().join("edge.sqlite"),
+    })
+    .await
+    .unwrap();
+    let mut config = GateConfig::default();
+    config.response.enabled = true;
+    config.response.block_for = Duration::from_secs(60);
+    let two =
+        Arc::new(Gate::new(Arc::new(Keys::open(store).await.unwrap()), config, None).unwrap());
+    let (app_one, app_two) = (one.protect(router()), two.protect(router()));
+    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+    let benign = "/v1/ledger/accounts/1";
+
+    for _ in 0..5 {
+        assert_eq!(
+            from(&app_one, &teller, "198.51.100.7", attack).await.2,
+            "waf-blocked"
+        );
+    }
+    assert_eq!(from(&app_one, &teller, "198.51.100.7", benign).await.0, 403);
+    // The other edge saw none of it; once both have shared their blocks, it refuses too.
+    assert_eq!(from(&app_two, &teller, "198.51.100.7", benign).await.0, 200);
+    let now = store::sql::now_us();
+    one.blocks().sync(one.keys().store(), now).await.unwrap();
+    two.blocks().sync(two.keys().store(), now).await.unwrap();
+    let (status, retry, code) = from(&app_two, &teller, "198.51.100.7", benign).await;
+    assert_eq!((status, code.as_str()), (403, "temporarily_blocked"));
+    assert!(retry.is_some());
+
+    // Lifted at the second edge: the first lets the address in after its next sync.
+    assert!(
+        two.blocks()
+            .lift_everywhere(two.keys().store(), "address:198.51.100.7", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(from(&app_two, &teller, "198.51.100.7", benign).await.0, 200);
+    one.blocks()
+        .sync(one.keys().store(), store::sql::now_us())
+        .await
+        .unwrap();
+    assert_eq!(from(&app_one, &teller, "198.51.100.7", benign).await.0, 200);
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_blocked() {
     let dir = tempfile::tempdir().unwrap();
     let (gate, admin, teller) = responding_gate(dir.path(), &["10.0.0.0/8"]).await;
