@@ -35,6 +35,9 @@ use crate::Error;
 
 /// The key the services of this run send the edge (random, per launcher run, in memory).
 static SERVICE_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The secret the edge signs caller headers with and the services check (see
+/// `kernel::caller_key`): the services listen on local ports anyone on the machine can reach.
+static CALLER_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// How often the launcher checks its processes.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
@@ -355,6 +358,10 @@ fn start(name: &'static str, service: &'static str, config: PathBuf) -> Result<P
         .arg(&config)
         .env("GUREUM_SERVICE_KEY", service_key)
         .env("GUREUM_API_KEY", service_key)
+        .env(
+            kernel::caller_key::CALLER_KEY_ENV,
+            CALLER_KEY.get_or_init(customers::vault::random_password),
+        )
         .stdout(Stdio::piped());
     // SAFETY: prctl(2) in the child between fork and exec only sets its parent-death signal:
     // if the launcher dies, even by SIGKILL, the child gets SIGTERM and stops.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kernel::Problem;
@@ -98,6 +98,8 @@ struct Edge {
     contracts: Option<Arc<Upstream>>,
     lending: Option<Arc<Upstream>>,
     openapi: Arc<utoipa::openapi::OpenApi>,
+    /// Signs the caller headers for the services (`kernel::caller_key`), when set.
+    caller_key: Option<kernel::caller_key::CallerKey>,
 }
 
 /// Serves the edge at `listen`, behind the gate `door` opens, until SIGINT or SIGTERM.
@@ -123,7 +125,16 @@ pub async fn serve(
         .then(|| Upstream::new(contracts::SERVICE, &config.contracts));
     let lending =
         (!config.lending.is_empty()).then(|| Upstream::new(lending::SERVICE, &config.lending));
+    let caller_key = kernel::caller_key::CallerKey::from_env()?;
+    if caller_key.is_none() {
+        tracing::warn!(
+            "{} is not set: the services trust caller headers without a signature, so only \
+             the edge may be able to reach them",
+            kernel::caller_key::CALLER_KEY_ENV
+        );
+    }
     let edge = Edge {
+        caller_key,
         http,
         ledger: Upstream::new("ledger", &config.ledger),
         openapi: Arc::new(crate::server::openapi_document(crate::server::Served {
@@ -248,7 +259,32 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
         }
         // The services learn where a request came from: the address the gate settled on (it
         // dropped the client's own `X-Forwarded-For`).
-        outgoing = outgoing.header("x-forwarded-for", edge::gate::client_of(&parts.extensions));
+        let client = edge::gate::client_of(&parts.extensions);
+        if let Some(key) = &edge.caller_key {
+            let mut signed = HeaderMap::new();
+            for name in [
+                kernel::http::PRINCIPAL_HEADER,
+                kernel::http::PERMISSIONS_HEADER,
+                kernel::http::CUSTOMER_HEADER,
+            ] {
+                if let Some(value) = parts.headers.get(name) {
+                    signed.insert(name, value.clone());
+                }
+            }
+            if let Ok(value) = HeaderValue::from_str(&client) {
+                signed.insert("x-forwarded-for", value);
+            }
+            outgoing = outgoing.header(
+                kernel::caller_key::CALLER_SIGNATURE_HEADER,
+                key.sign(
+                    parts.method.as_str(),
+                    parts.uri.path(),
+                    kernel::caller_key::unix_now(),
+                    &signed,
+                ),
+            );
+        }
+        outgoing = outgoing.header("x-forwarded-for", client);
         match outgoing.body(body.clone()).send().await {
             Ok(answer) => {
                 let status = answer.status();

@@ -619,7 +619,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
             runtime.block_on(async {
                 let (stop, stopped) = tokio::sync::watch::channel(false);
                 let (services, relays) = sql.start(&stopped, None).await?;
-                let served = server::serve_app(server::app(services, None), config.listen).await;
+                let served = server::serve_app(
+                    server::caller_guard(server::app(services, None))?,
+                    config.listen,
+                )
+                .await;
                 let _ = stop.send(true);
                 for relaying in relays {
                     let _ = relaying.await;
@@ -726,7 +730,7 @@ fn serve_replicated_ledger(config: &Config, ledger: &LedgerConfig) -> Result<Exi
         println!("gureum listening on http://{local}");
         tracing::info!(%local, node = %replication.node, shard = replication.shard, "standby: following the journal");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let app = standby_app(active.clone());
+        let app = server::caller_guard(standby_app(active.clone()))?;
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

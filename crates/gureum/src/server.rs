@@ -560,13 +560,12 @@ pub fn run_ledger_with_file_journal(
         let (services, relays) = sql.start(&stopped, Some(engine.clone())).await?;
         let relaying = events.spawn(engine.clone(), stopped);
         let tls = entrance.as_ref().and_then(|e| e.tls.clone());
-        let served = serve(
-            app(services, entrance.as_ref()),
-            engine.clone(),
-            listen,
-            tls,
-        )
-        .await;
+        let router = match &entrance {
+            Some(entrance) => app(services, Some(entrance)),
+            // A ledger node of the split shape: only the edge's signed callers.
+            None => caller_guard(app(services, None))?,
+        };
+        let served = serve(router, engine.clone(), listen, tls).await;
         if let Some(entrance) = entrance {
             entrance.close().await;
         }
@@ -762,6 +761,19 @@ async fn serve(
 }
 
 /// Serves `app` at `listen` until SIGINT or SIGTERM, then lets in-flight requests finish.
+/// `router` of a service process of the split shape, refusing caller headers the edge did not
+/// sign when [`kernel::caller_key::CALLER_KEY_ENV`] holds the key it shares with the edge
+/// (see `kernel::caller_key`); as it is otherwise.
+pub fn caller_guard(router: Router) -> Result<Router, Error> {
+    Ok(match kernel::caller_key::CallerKey::from_env()? {
+        Some(key) => router.layer(axum::middleware::from_fn_with_state(
+            key,
+            kernel::caller_key::require_signed,
+        )),
+        None => router,
+    })
+}
+
 pub async fn serve_app(app: Router, listen: SocketAddr) -> Result<(), Error> {
     serve_door(app, listen, None).await
 }

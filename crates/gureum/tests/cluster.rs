@@ -53,11 +53,13 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
     // The launcher lists its processes on stderr: name, pid, URL.
     let mut err = BufReader::new(launcher.stderr.take().unwrap()).lines();
     let mut pids = Vec::new();
+    let mut urls = Vec::new();
     while pids.len() < 8 {
         let line = err.next().unwrap().unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
-        if let [name, "pid", pid, _url] = words[..] {
+        if let [name, "pid", pid, url] = words[..] {
             pids.push((name.to_owned(), pid.parse::<i32>().unwrap()));
+            urls.push((name.to_owned(), url.to_owned()));
         }
     }
     std::thread::spawn(move || err.for_each(drop));
@@ -89,6 +91,38 @@ async fn cluster_up_serves_like_up_survives_its_leader_and_stops_as_a_group() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    // The services listen on local ports anyone here can reach: a request the edge did not
+    // sign is refused there, whatever it claims — or if it claims nothing.
+    for service in ["customers", "ledger-a", "ledger-b"] {
+        let (_, direct) = urls.iter().find(|(n, _)| n == service).unwrap();
+        let forged = reqwest::Client::new()
+            .get(format!("{direct}/v1/customers?limit=1"))
+            .header("gureum-principal", "key:admin")
+            .header("gureum-permissions", "customers:read,ledger:read")
+            .header(
+                "gureum-caller-signature",
+                format!("{}.{}", 1, "0".repeat(64)),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "{service}");
+        let problem: Value = forged.json().await.unwrap();
+        assert_eq!(problem["code"], "unsigned_caller", "{service}");
+    }
+    let (_, customers) = urls.iter().find(|(n, _)| n == "customers").unwrap();
+    let anonymous = reqwest::Client::new()
+        .get(format!("{customers}/v1/customers?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let health = reqwest::Client::new()
+        .get(format!("{customers}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     let accounts =
         json!([{"id": "1", "ledger": 1, "code": 1}, {"id": "2", "ledger": 1, "code": 1}]);
     let created: Vec<Value> = http

@@ -9,6 +9,7 @@
 //!
 //! This crate must never do I/O of its own or depend on a service crate.
 
+pub mod caller_key;
 pub mod dates;
 pub mod decimal;
 pub mod event;
