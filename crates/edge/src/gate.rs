@@ -428,20 +428,25 @@ async fn admit(
     {
         return blocked_for_a_while(seconds);
     }
+    // An address that failed to authenticate too often waits before it may try again, whatever
+    // it sends: with a credential that checks out (told with the principal's budget below, one
+    // round trip for both when the budgets are in Redis), a wrong one or none.
+    const TOO_MANY_FAILURES: &str = "too many failed authentications from this address";
     let principal = match access {
         Access::Public => None,
         Access::Authenticated | Access::Permission(_) | Access::Own { .. } => {
-            // An address that failed to authenticate too often waits before it may try again.
-            if let Err(seconds) = gate.limits.failures.check(client, now_us).await {
-                return rate_limited(seconds, "too many failed authentications from this address");
-            }
             match authenticate(gate, request.headers()).await {
                 Ok(principal) => Some(principal),
                 Err(claimed) => {
                     seen.claimed = claimed;
                     // Only a credential that failed counts (guessing), not a missing one.
-                    if request.headers().contains_key(header::AUTHORIZATION) {
-                        let _ = gate.limits.failures.take(client, 1.0, now_us).await;
+                    let spent = if request.headers().contains_key(header::AUTHORIZATION) {
+                        gate.limits.failures.take(client, 1.0, now_us).await
+                    } else {
+                        gate.limits.failures.check(client, now_us).await
+                    };
+                    if let Err(seconds) = spent {
+                        return rate_limited(seconds, TOO_MANY_FAILURES);
                     }
                     return unauthenticated();
                 }
@@ -454,10 +459,16 @@ async fn admit(
     {
         return blocked_for_a_while(seconds);
     }
-    if let Some(principal) = &principal
-        && let Err(seconds) = gate.limits.principal.take(&principal.id, 1.0, now_us).await
-    {
-        return rate_limited(seconds, "this key sent more requests than its rate allows");
+    if let Some(principal) = &principal {
+        match gate.limits.admit(client, &principal.id, now_us).await {
+            Ok(()) => {}
+            Err(crate::limits::Refusal::Failures(seconds)) => {
+                return rate_limited(seconds, TOO_MANY_FAILURES);
+            }
+            Err(crate::limits::Refusal::Principal(seconds)) => {
+                return rate_limited(seconds, "this key sent more requests than its rate allows");
+            }
+        }
     }
     if let Some(principal) = &principal {
         let grant = access.grant(&principal.permissions, principal.customer.is_some());

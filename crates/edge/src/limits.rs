@@ -143,24 +143,35 @@ impl Default for LimitsConfig {
 /// How long the edge waits for Redis before using its own buckets for a request.
 pub const SHARED_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// GCRA over Redis: KEYS[1] the bucket; ARGV microseconds per token, the burst's worth of
-/// microseconds, the cost, `1` to take (else only look). Returns 0 (allowed) or the
-/// microseconds to wait.
+/// GCRA over Redis, over one bucket or several at once: KEYS[i] a bucket; for each, four ARGV
+/// — microseconds per token, the burst's worth of microseconds, the cost, `1` to take (else
+/// only look). Every bucket is looked at first; only when each allows are the takes written.
+/// Returns `{0, 0}` (allowed), or `{i, microseconds to wait}` for the first bucket that
+/// refuses. One round trip for all of a request's budgets (the keys must live on one Redis
+/// node: a single server or a primary with replicas, not a cluster's shards).
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local new_tat = tat + cost * interval
-local wait = new_tat - now - tolerance
-if wait > 0 then return math.ceil(wait) end
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+local next_tats = {}
+for i = 1, #KEYS do
+  local b = (i - 1) * 4
+  local interval = tonumber(ARGV[b + 1])
+  local tolerance = tonumber(ARGV[b + 2])
+  local cost = tonumber(ARGV[b + 3])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if not tat or tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local wait = new_tat - now - tolerance
+  if wait > 0 then return {i, math.ceil(wait)} end
+  next_tats[i] = new_tat
 end
-return 0
+for i = 1, #KEYS do
+  if ARGV[(i - 1) * 4 + 4] == '1' then
+    redis.call('SET', KEYS[i], string.format('%.0f', next_tats[i]), 'PX',
+      math.ceil((next_tats[i] - now) / 1000) + 1)
+  end
+end
+return {0, 0}
 "#;
 
 /// Budgets shared by every edge in Redis.
@@ -210,25 +221,46 @@ impl Shared {
         cost: f64,
         take: bool,
     ) -> Option<Result<(), u64>> {
-        if rate.per_second <= 0.0 {
+        self.spend_all(&[Spend {
+            bucket,
+            key,
+            rate,
+            cost,
+            take,
+        }])
+        .await
+        .map(|answer| answer.map_err(|(_, seconds)| seconds))
+    }
+
+    /// Every spend of `spends` in one script call, all or none: `Some(Ok)`, `Some(Err((index,
+    /// seconds)))` for the first that refused, `None` when Redis did not answer (or a rate is
+    /// not positive: the buckets in memory decide).
+    async fn spend_all(&self, spends: &[Spend<'_>]) -> Option<Result<(), (usize, u64)>> {
+        if spends.iter().any(|s| s.rate.per_second <= 0.0) {
             return None;
         }
-        let interval = 1e6 / rate.per_second;
         let mut connection = self.connection.clone();
-        let mut invocation = self.script.key(format!("{}{bucket}:{key}", self.prefix));
-        invocation
-            .arg(interval)
-            .arg(rate.burst * interval)
-            .arg(cost)
-            .arg(u8::from(take));
+        let mut invocation = self.script.prepare_invoke();
+        for s in spends {
+            let interval = 1e6 / s.rate.per_second;
+            invocation
+                .key(format!("{}{}:{}", self.prefix, s.bucket, s.key))
+                .arg(interval)
+                .arg(s.rate.burst * interval)
+                .arg(s.cost)
+                .arg(u8::from(s.take));
+        }
         let answer = tokio::time::timeout(
             SHARED_TIMEOUT,
-            invocation.invoke_async::<i64>(&mut connection),
+            invocation.invoke_async::<(i64, i64)>(&mut connection),
         )
         .await;
         match answer {
-            Ok(Ok(0)) => Some(Ok(())),
-            Ok(Ok(wait_us)) => Some(Err((wait_us.max(1) as u64).div_ceil(1_000_000))),
+            Ok(Ok((0, _))) => Some(Ok(())),
+            Ok(Ok((index, wait_us))) => Some(Err((
+                usize::try_from(index - 1).unwrap_or(0),
+                (wait_us.max(1) as u64).div_ceil(1_000_000),
+            ))),
             Ok(Err(e)) => {
                 self.fell_back(&e.to_string());
                 None
@@ -255,6 +287,15 @@ impl Shared {
             );
         }
     }
+}
+
+/// One bucket's spend in a [`Shared::spend_all`].
+struct Spend<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    rate: Rate,
+    cost: f64,
+    take: bool,
 }
 
 /// One budget: the buckets of this process, and the shared ones when there are.
@@ -297,6 +338,15 @@ impl Budget {
     }
 }
 
+/// Why [`Limits::admit`] refused, with the seconds to wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address failed to authenticate too often.
+    Failures(u64),
+    /// The principal sent more than its rate.
+    Principal(u64),
+}
+
 /// The gate's budgets.
 #[derive(Debug)]
 pub struct Limits {
@@ -313,6 +363,44 @@ impl Limits {
             principal: Budget::new("principal", config.principal),
             failures: Budget::new("failures", config.failures),
         }
+    }
+
+    /// An authenticated request of `principal` from `client`: the address must not have
+    /// spent its failed-authentication budget (nothing taken from it), and the principal's
+    /// budget pays one token — in one Redis round trip when shared.
+    pub async fn admit(&self, client: &str, principal: &str, now_us: i64) -> Result<(), Refusal> {
+        if let Some(shared) = &self.principal.shared {
+            let spends = [
+                Spend {
+                    bucket: self.failures.name,
+                    key: client,
+                    rate: self.failures.rate,
+                    cost: 1.0,
+                    take: false,
+                },
+                Spend {
+                    bucket: self.principal.name,
+                    key: principal,
+                    rate: self.principal.rate,
+                    cost: 1.0,
+                    take: true,
+                },
+            ];
+            match shared.spend_all(&spends).await {
+                Some(Ok(())) => return Ok(()),
+                Some(Err((0, seconds))) => return Err(Refusal::Failures(seconds)),
+                Some(Err((_, seconds))) => return Err(Refusal::Principal(seconds)),
+                None => {}
+            }
+        }
+        self.failures
+            .local
+            .check(client, now_us)
+            .map_err(Refusal::Failures)?;
+        self.principal
+            .local
+            .take(principal, 1.0, now_us)
+            .map_err(Refusal::Principal)
     }
 
     /// Keeps the budgets in `shared` (with this process's buckets when it does not answer).

@@ -606,6 +606,34 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
     assert_eq!(retry.as_deref(), Some("2"));
     assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 429);
 
+    // An address that failed to authenticate too often (20 at once by default) waits at every
+    // edge — with a good key too, whose budget is spent in the same script call.
+    let by = one.keys().authenticate(&key, store::sql::now_us()).unwrap();
+    let teller = one
+        .keys()
+        .create(&by, "teller", &["teller".to_owned()], None, None)
+        .await
+        .unwrap()
+        .key;
+    two.keys().refresh().await.unwrap();
+    assert_eq!(from(&b, &teller, "192.0.2.9", path).await.0, 200);
+    let wrong = format!("{}x", &teller[..teller.len() - 1]);
+    for _ in 0..20 {
+        assert_eq!(from(&a, &wrong, "192.0.2.9", path).await.0, 401);
+    }
+    assert_eq!(from(&b, &wrong, "192.0.2.9", path).await.0, 429);
+    let (status, _, body) = ask(&b, &teller, "192.0.2.9", None, path).await;
+    assert_eq!(status, 429);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many failed authentications"),
+        "{body}"
+    );
+    // From another address the good key goes on.
+    assert_eq!(from(&a, &teller, "192.0.2.10", path).await.0, 200);
+
     // Redis busy (a script spinning for ~400 ms): the edges answer from their own buckets
     // within the timeout instead of waiting — edge two has spent none of its own yet.
     let mut blocker = redis::Client::open(redis_url())

@@ -560,6 +560,8 @@ impl Config {
 pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     init_tracing();
     let config = Config::load(&args.config)?;
+    // A caller key too short to use stops the start here, before anything runs.
+    kernel::caller_key::CallerKey::from_env()?;
     match args.service {
         Service::Ledger => {
             let ledger = config
