@@ -335,13 +335,18 @@ async fn via(
     )
 }
 
-/// A gate whose findings block (for 60 s), trusting `proxies`; its admin key and a teller's.
-async fn responding_gate(dir: &std::path::Path, proxies: &[&str]) -> (Arc<Gate>, String, String) {
+/// A gate configuration whose findings block (for 60 s), trusting `proxies`.
+fn responding(proxies: &[&str]) -> GateConfig {
     let mut config = GateConfig::default();
     config.response.enabled = true;
     config.response.block_for = Duration::from_secs(60);
     config.trusted_proxies = edge::TrustedProxies::parse(proxies).unwrap();
-    let (gate, admin) = gate(dir, config).await;
+    config
+}
+
+/// A gate whose findings block (for 60 s), trusting `proxies`; its admin key and a teller's.
+async fn responding_gate(dir: &std::path::Path, proxies: &[&str]) -> (Arc<Gate>, String, String) {
+    let (gate, admin) = gate(dir, responding(proxies)).await;
     let by = gate
         .keys()
         .authenticate(&admin, store::sql::now_us())
@@ -421,11 +426,14 @@ async fn a_block_one_edge_puts_in_force_is_enforced_by_another_on_the_same_datab
     })
     .await
     .unwrap();
-    let mut config = GateConfig::default();
-    config.response.enabled = true;
-    config.response.block_for = Duration::from_secs(60);
-    let two =
-        Arc::new(Gate::new(Arc::new(Keys::open(store).await.unwrap()), config, None).unwrap());
+    let two = Arc::new(
+        Gate::new(
+            Arc::new(Keys::open(store).await.unwrap()),
+            responding(&[]),
+            None,
+        )
+        .unwrap(),
+    );
     let (app_one, app_two) = (one.protect(router()), two.protect(router()));
     let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
