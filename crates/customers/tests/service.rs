@@ -96,7 +96,12 @@ async fn raw_storage(fixture: &Fixture) -> Vec<u8> {
             .bind(since)
             .fetch_one(&mut conn)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!(
+                    "reading the WAL written since the fixture began (a segment recycled \
+                     meanwhile needs a larger wal_keep_size; .ci/run sets 2GB): {e}"
+                )
+            });
             assert!(
                 wal.len() > 4096,
                 "the test's own WAL records are scanned too"
