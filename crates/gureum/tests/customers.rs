@@ -128,6 +128,16 @@ fn gureum_up_onboards_unmasks_rotates_and_erases_a_customer() {
         ]
     );
     for (_, _, payload) in &messages {
+        // What the service wrote, without what is generated (ids, times): a time's microseconds
+        // or an id's hex may hold a secret's digits by chance.
+        let mut event: Value = serde_json::from_str(payload).unwrap();
+        for field in ["id", "time", "subject"] {
+            event.as_object_mut().unwrap().remove(field);
+        }
+        if let Some(data) = event["data"].as_object_mut() {
+            data.retain(|key, _| !key.ends_with("_id"));
+        }
+        let payload = event.to_string();
         for secret in [
             "1234568",
             "9876",
