@@ -694,8 +694,19 @@ async fn a_loan_from_application_to_payoff_stays_equal_to_its_ledger_books() {
             );
         }
         for e in &events {
+            // What the service wrote, without what is generated (ids, times): a time's
+            // microseconds or an id's hex may hold an amount's digits by chance.
+            let mut event: serde_json::Value = serde_json::from_str(e).unwrap();
+            for field in ["id", "time", "subject"] {
+                event.as_object_mut().unwrap().remove(field);
+            }
+            if let Some(data) = event["data"].as_object_mut() {
+                data.retain(|key, _| !key.ends_with("_id"));
+            }
+            let written = event.to_string();
+            assert!(written.contains("\"type\":\"lending."), "{written}");
             for secret in ["10000000", &plan[0].payment.to_string(), "0.050"] {
-                assert!(!e.contains(secret), "{secret} in {e}");
+                assert!(!written.contains(secret), "{secret} in {e}");
             }
         }
         // At rest: no amount in the loans table.
