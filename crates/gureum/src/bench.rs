@@ -612,7 +612,7 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
             (batch.len(), bytes::Bytes::from(body))
         })
         .collect();
-    let endpoint = format!("{url}/v1/ledger/transfers");
+    let endpoint = format!("{url}{TRANSFERS_PATH}");
     let content_type = match encoding {
         Encoding::Json => "application/json",
         Encoding::Binary => ledger::api::BINARY_CONTENT_TYPE,
@@ -639,7 +639,7 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
                         let connections = connections.clone();
                         async move {
                             let bytes = connections
-                                .post(client, "/v1/ledger/transfers", content_type, body)
+                                .post(client, TRANSFERS_PATH, content_type, body)
                                 .await?;
                             Ok(len.saturating_sub(count_ok(&bytes)) as u64)
                         }
@@ -678,10 +678,13 @@ async fn http(args: &LedgerBenchArgs) -> Result<Report, Error> {
     Ok(report)
 }
 
+/// Where the benchmark sends its transfers.
+const TRANSFERS_PATH: &str = "/v1/ledger/transfers";
+
 /// One HTTP/1.1 connection per benchmark client to a plain-HTTP server.
 struct Connections {
-    authority: hyper::header::HeaderValue,
-    authorization: Option<hyper::header::HeaderValue>,
+    /// What every request carries: `Host`, and the credential (`credentials::headers`).
+    headers: hyper::HeaderMap,
     senders: Vec<tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>>>,
 }
 
@@ -710,20 +713,13 @@ impl Connections {
             });
             senders.push(tokio::sync::Mutex::new(sender));
         }
-        let authorization = key
-            .map(|key| {
-                let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {key}"))
-                    .map_err(|_| "the API key holds characters a header cannot carry")?;
-                value.set_sensitive(true);
-                Ok::<_, Error>(value)
-            })
-            .transpose()?;
-        Ok(Some(Connections {
-            authority: hyper::header::HeaderValue::from_str(authority)
+        let mut headers = crate::credentials::headers(key)?;
+        headers.insert(
+            hyper::header::HOST,
+            hyper::header::HeaderValue::from_str(authority)
                 .map_err(|_| "the server's address is not a valid Host header")?,
-            authorization,
-            senders,
-        }))
+        );
+        Ok(Some(Connections { headers, senders }))
     }
 
     /// POSTs `body` to `path` on client `client`'s connection; the response body if the
@@ -735,15 +731,12 @@ impl Connections {
         content_type: &'static str,
         body: bytes::Bytes,
     ) -> Result<bytes::Bytes, Error> {
-        let mut request = hyper::Request::post(path)
-            .header(hyper::header::HOST, self.authority.clone())
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .body(Full::new(body))?;
-        if let Some(authorization) = &self.authorization {
-            request
-                .headers_mut()
-                .insert(hyper::header::AUTHORIZATION, authorization.clone());
-        }
+        let mut request = hyper::Request::post(path).body(Full::new(body))?;
+        *request.headers_mut() = self.headers.clone();
+        request.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(content_type),
+        );
         let mut sender = self.senders[client % self.senders.len()].lock().await;
         sender.ready().await?;
         let response = sender.send_request(request).await?;
