@@ -144,12 +144,11 @@ async fn bodies_past_the_limit_and_requests_past_the_time_are_refused() {
 #[tokio::test]
 async fn detect_only_lets_an_attack_through_and_block_mode_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let (gate, key) = gate(dir.path(), GateConfig::default()).await;
     let (status, problem) = send(
         &gate.protect(router()),
         "GET",
-        attack,
+        ATTACK,
         &key,
         &[],
         Vec::new(),
@@ -171,7 +170,7 @@ async fn detect_only_lets_an_attack_through_and_block_mode_stops_it() {
     let (status, _) = send(
         &gate.protect(router()),
         "GET",
-        attack,
+        ATTACK,
         &key,
         &[],
         Vec::new(),
@@ -335,6 +334,16 @@ async fn via(
     )
 }
 
+/// A request the firewall blocks at paranoia 1 (SQL injection in the query).
+const ATTACK: &str = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
+
+/// Five firewall blocks of `key`'s requests from `address`: a `waf_burst` finding.
+async fn waf_burst(app: &Router, key: &str, address: &str) {
+    for _ in 0..5 {
+        assert_eq!(from(app, key, address, ATTACK).await.2, "waf-blocked");
+    }
+}
+
 /// A gate configuration whose findings block (for 60 s), trusting `proxies`.
 fn responding(proxies: &[&str]) -> GateConfig {
     let mut config = GateConfig::default();
@@ -365,16 +374,10 @@ async fn with_the_response_on_findings_block_their_address_or_key_until_lifted()
     let dir = tempfile::tempdir().unwrap();
     let (gate, admin, teller) = responding_gate(dir.path(), &[]).await;
     let app = gate.protect(router());
-    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
 
     // Five firewall blocks from one address within a minute: a burst; the address waits.
-    for _ in 0..5 {
-        assert_eq!(
-            from(&app, &teller, "198.51.100.7", attack).await.2,
-            "waf-blocked"
-        );
-    }
+    waf_burst(&app, &teller, "198.51.100.7").await;
     let (status, retry, code) = from(&app, &teller, "198.51.100.7", benign).await;
     assert_eq!((status, code.as_str()), (403, "temporarily_blocked"));
     let retry: u64 = retry.unwrap().parse().unwrap();
@@ -435,15 +438,9 @@ async fn a_block_one_edge_puts_in_force_is_enforced_by_another_on_the_same_datab
         .unwrap(),
     );
     let (app_one, app_two) = (one.protect(router()), two.protect(router()));
-    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
 
-    for _ in 0..5 {
-        assert_eq!(
-            from(&app_one, &teller, "198.51.100.7", attack).await.2,
-            "waf-blocked"
-        );
-    }
+    waf_burst(&app_one, &teller, "198.51.100.7").await;
     assert_eq!(from(&app_one, &teller, "198.51.100.7", benign).await.0, 403);
     // The other edge saw none of it; once both have shared their blocks, it refuses too.
     assert_eq!(from(&app_two, &teller, "198.51.100.7", benign).await.0, 200);
@@ -474,7 +471,6 @@ async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_bl
     let dir = tempfile::tempdir().unwrap();
     let (gate, admin, teller) = responding_gate(dir.path(), &["10.0.0.0/8"]).await;
     let app = gate.protect(router());
-    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     let benign = "/v1/ledger/accounts/1";
 
     // The service sees the client the proxy named, not the proxy and not what the client
@@ -490,7 +486,7 @@ async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_bl
     assert_eq!(seen, (200, String::new(), Some("198.51.100.7".to_owned())));
     // A firewall burst from one client behind the proxy blocks that client alone.
     for _ in 0..5 {
-        let (_, code, _) = via(&app, &teller, "10.0.0.5", "198.51.100.7", attack).await;
+        let (_, code, _) = via(&app, &teller, "10.0.0.5", "198.51.100.7", ATTACK).await;
         assert_eq!(code, "waf-blocked");
     }
     let (status, code, _) = via(&app, &teller, "10.0.0.5", "198.51.100.7", benign).await;
@@ -513,7 +509,7 @@ async fn behind_a_trusted_proxy_each_client_is_told_apart_and_the_proxy_never_bl
     assert_eq!(seen, (200, String::new(), Some("203.0.113.9".to_owned())));
     // Attacks from the proxy itself (no client named) are findings, never a block of it.
     for _ in 0..6 {
-        let (_, code, _) = via(&app, &admin, "10.0.0.6", "10.0.0.6", attack).await;
+        let (_, code, _) = via(&app, &admin, "10.0.0.6", "10.0.0.6", ATTACK).await;
         assert_eq!(code, "waf-blocked");
     }
     assert!(
@@ -539,10 +535,9 @@ async fn with_the_response_off_findings_only_report() {
     let dir = tempfile::tempdir().unwrap();
     let (gate, admin) = gate(dir.path(), GateConfig::default()).await;
     let app = gate.protect(router());
-    let attack = "/v1/ledger/accounts/1?q=1%27%20UNION%20SELECT%20password%20FROM%20users--";
     for _ in 0..6 {
         assert_eq!(
-            from(&app, &admin, "198.51.100.7", attack).await.2,
+            from(&app, &admin, "198.51.100.7", ATTACK).await.2,
             "waf-blocked"
         );
     }
