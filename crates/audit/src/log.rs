@@ -300,6 +300,16 @@ impl AuditLog {
         &self,
         verifier: &mut Verifier,
     ) -> Result<Result<(), Broken>, AuditError> {
+        self.verify_more_each(verifier, |_| {}).await
+    }
+
+    /// [`AuditLog::verify_more`], handing each entry that checks out to `each`, in order
+    /// (the guard's detectors read the trail so in the split shape).
+    pub async fn verify_more_each(
+        &self,
+        verifier: &mut Verifier,
+        mut each: impl FnMut(&Stored),
+    ) -> Result<Result<(), Broken>, AuditError> {
         enum Stop {
             Broken(Broken),
             Failed(AuditError),
@@ -311,7 +321,11 @@ impl AuditLog {
         }
         let from = verifier.last_seq();
         match self
-            .scan_after(from, |e| verifier.check(e).map_err(Stop::Broken))
+            .scan_after(from, |e| {
+                verifier.check(e).map_err(Stop::Broken)?;
+                each(e);
+                Ok(())
+            })
             .await
         {
             Ok(()) => {}

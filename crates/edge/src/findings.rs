@@ -4,7 +4,9 @@
 //! The gate's detectors stay in memory (they run on every request); what they opened or
 //! updated is written here every [`FLUSH_EVERY`] (an upsert per finding, by an id derived
 //! from its kind, principal, address and first event), and before each listing, so a listing
-//! shows what this edge found up to the moment it was asked.
+//! shows what this edge found up to the moment it was asked. Replicas whose detectors read
+//! the shared trail find the same findings under the same ids; an upsert never takes a
+//! finding's count or last sighting back (a replica that started later counted less).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,8 +101,13 @@ impl Findings {
             sqlx::query(
                 "INSERT INTO guard_findings (id, kind, severity, principal, address, evidence, \
                  first_seen_us, last_seen_us, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (id) DO UPDATE SET evidence = excluded.evidence, \
-                 last_seen_us = excluded.last_seen_us, count = excluded.count",
+                 ON CONFLICT (id) DO UPDATE SET \
+                 evidence = CASE WHEN excluded.count >= guard_findings.count \
+                   THEN excluded.evidence ELSE guard_findings.evidence END, \
+                 last_seen_us = CASE WHEN excluded.last_seen_us > guard_findings.last_seen_us \
+                   THEN excluded.last_seen_us ELSE guard_findings.last_seen_us END, \
+                 count = CASE WHEN excluded.count > guard_findings.count \
+                   THEN excluded.count ELSE guard_findings.count END",
             )
             .bind(&f.id)
             .bind(&f.kind)

@@ -50,6 +50,21 @@ pub struct GateConfig {
     pub response: crate::blocks::ResponseConfig,
     /// The proxies in front whose `X-Forwarded-For` names the client (see `proxies`).
     pub trusted_proxies: crate::proxies::TrustedProxies,
+    /// What the threat detectors read.
+    pub detectors: Detectors,
+}
+
+/// What the threat detectors read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detectors {
+    /// Each request as it passes this gate: at once, and only this gate's (one edge).
+    #[default]
+    EachRequest,
+    /// The audit trail every edge appends to, as [`Gate::watch_chain`] reads it: every
+    /// replica's requests, a moment after they are committed — so an attack spread over
+    /// replicas behind a load balancer counts whole at each (the split shape on a shared
+    /// database).
+    SharedTrail,
 }
 
 impl Default for GateConfig {
@@ -62,6 +77,7 @@ impl Default for GateConfig {
             limits: crate::limits::LimitsConfig::default(),
             response: crate::blocks::ResponseConfig::default(),
             trusted_proxies: crate::proxies::TrustedProxies::default(),
+            detectors: Detectors::EachRequest,
         }
     }
 }
@@ -152,7 +168,8 @@ impl Gate {
     /// Watches the audit trail `log` as it grows: every `every`, the entries appended since
     /// are checked against the chain (from its head when the watch began), and that none went
     /// missing from its end. The first break becomes an `audit_chain_broken` finding
-    /// (critical) and the watch stops: `gureum audit verify` says the rest.
+    /// (critical) and the watch stops: `gureum audit verify` says the rest. With
+    /// [`Detectors::SharedTrail`], each entry that checks out goes to the detectors too.
     pub async fn watch_chain(self: Arc<Self>, log: audit::log::AuditLog, every: Duration) {
         let mut verifier = loop {
             match log.head().await {
@@ -167,7 +184,15 @@ impl Gate {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            match log.verify_more(&mut verifier).await {
+            let from_trail = self.config.detectors == Detectors::SharedTrail;
+            let checked = log
+                .verify_more_each(&mut verifier, |stored| {
+                    if from_trail {
+                        self.watch_stored(stored);
+                    }
+                })
+                .await;
+            match checked {
                 Ok(Ok(())) => {}
                 Ok(Err(broken)) => {
                     let now = store::sql::now_us();
@@ -185,6 +210,19 @@ impl Gate {
                 }
                 Err(e) => tracing::warn!(error = %e, "audit: cannot read the trail to watch it"),
             }
+        }
+    }
+
+    /// Hands an entry read from the trail to the detectors. Its hash checked out, so its body
+    /// is what the gate wrote; one that does not parse (a newer version's fields) is skipped.
+    fn watch_stored(&self, stored: &audit::Stored) {
+        match serde_json::from_str::<audit::Record>(&stored.body) {
+            Ok(record) => watch(self, &record),
+            Err(e) => tracing::warn!(
+                seq = stored.seq,
+                error = %e,
+                "guard: an audit entry does not read as a record; the detectors skip it"
+            ),
         }
     }
 
@@ -280,7 +318,9 @@ pub async fn pass(State(gate): State<Arc<Gate>>, mut request: Request, next: Nex
             trace_id,
             incident: seen.incident,
         };
-        watch(&gate, &record);
+        if gate.config.detectors == Detectors::EachRequest {
+            watch(&gate, &record);
+        }
         if let Some(auditor) = &gate.audit {
             auditor.record(record).await;
         }
@@ -431,22 +471,30 @@ async fn admit(
     // An address that failed to authenticate too often waits before it may try again, whatever
     // it sends: with a credential that checks out (told with the principal's budget below, one
     // round trip for both when the budgets are in Redis), a wrong one or none.
-    const TOO_MANY_FAILURES: &str = "too many failed authentications from this address";
     let principal = match access {
-        Access::Public => None,
+        Access::Public => {
+            if let Err(refusal) = gate
+                .limits
+                .anonymous(client, crate::limits::Failure::None, now_us)
+                .await
+            {
+                return refused(refusal);
+            }
+            None
+        }
         Access::Authenticated | Access::Permission(_) | Access::Own { .. } => {
             match authenticate(gate, request.headers()).await {
                 Ok(principal) => Some(principal),
                 Err(claimed) => {
                     seen.claimed = claimed;
                     // Only a credential that failed counts (guessing), not a missing one.
-                    let spent = if request.headers().contains_key(header::AUTHORIZATION) {
-                        gate.limits.failures.take(client, 1.0, now_us).await
+                    let failure = if request.headers().contains_key(header::AUTHORIZATION) {
+                        crate::limits::Failure::Spent
                     } else {
-                        gate.limits.failures.check(client, now_us).await
+                        crate::limits::Failure::Looked
                     };
-                    if let Err(seconds) = spent {
-                        return rate_limited(seconds, TOO_MANY_FAILURES);
+                    if let Err(refusal) = gate.limits.anonymous(client, failure, now_us).await {
+                        return refused(refusal);
                     }
                     return unauthenticated();
                 }
@@ -459,16 +507,10 @@ async fn admit(
     {
         return blocked_for_a_while(seconds);
     }
-    if let Some(principal) = &principal {
-        match gate.limits.admit(client, &principal.id, now_us).await {
-            Ok(()) => {}
-            Err(crate::limits::Refusal::Failures(seconds)) => {
-                return rate_limited(seconds, TOO_MANY_FAILURES);
-            }
-            Err(crate::limits::Refusal::Principal(seconds)) => {
-                return rate_limited(seconds, "this key sent more requests than its rate allows");
-            }
-        }
+    if let Some(principal) = &principal
+        && let Err(refusal) = gate.limits.admit(client, &principal.id, now_us).await
+    {
+        return refused(refusal);
     }
     if let Some(principal) = &principal {
         let grant = access.grant(&principal.permissions, principal.customer.is_some());
@@ -600,6 +642,23 @@ fn inspect(engine: &waf::Engine, parts: &axum::http::request::Parts, body: &[u8]
 }
 
 /// 429 `rate_limited` with `Retry-After`.
+/// 429 for what a budget refused (see [`crate::limits`]).
+fn refused(refusal: crate::limits::Refusal) -> Response {
+    use crate::limits::Refusal;
+    match refusal {
+        Refusal::Failures(seconds) => {
+            rate_limited(seconds, "too many failed authentications from this address")
+        }
+        Refusal::Address(seconds) => rate_limited(
+            seconds,
+            "this address sent more requests than its rate allows",
+        ),
+        Refusal::Principal(seconds) => {
+            rate_limited(seconds, "this key sent more requests than its rate allows")
+        }
+    }
+}
+
 fn rate_limited(seconds: u64, why: &str) -> Response {
     let seconds = seconds.min(RETRY_AFTER_MAX_SECONDS);
     retry_after(

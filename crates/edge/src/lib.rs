@@ -30,7 +30,7 @@ pub mod oidc;
 pub mod proxies;
 
 pub use access::{Access, Grant, Role};
-pub use gate::{Gate, GateConfig};
+pub use gate::{Detectors, Gate, GateConfig};
 pub use keys::{Bootstrapped, Keys, Principal};
 pub use oidc::{JwksSource, Oidc, OidcConfig};
 pub use proxies::TrustedProxies;

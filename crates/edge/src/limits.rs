@@ -1,9 +1,12 @@
 //! Rate limits: token buckets, in memory (`gureum up`: one process) or shared by every edge
 //! replica in Redis (the split shape: [`Shared`]).
 //!
-//! Two budgets: each principal's requests ([`Limits::principal`]), and each client address's
-//! failed authentications ([`Limits::failures`]) — a brute-force or credential-stuffing source
-//! runs out of the second and is refused (`429`) before any credential of it is checked again.
+//! Three budgets: each principal's requests ([`Limits::principal`]); each client address's
+//! requests, whoever sends them and whether they authenticate ([`Limits::address`]) — a
+//! ceiling on what one source may take of the edge, with any number of keys or none; and each
+//! client address's failed authentications ([`Limits::failures`]) — a brute-force or
+//! credential-stuffing source runs out of it and is refused (`429`) before any credential of
+//! it is checked again.
 //!
 //! In Redis a budget is one key per principal or address holding a GCRA "theoretical arrival
 //! time" (the same token bucket: a rate and a burst), updated by one Lua script that reads
@@ -89,6 +92,15 @@ impl Buckets {
         }
     }
 
+    /// Gives back `cost` tokens [`Buckets::take`] took from `key` (a later budget of the same
+    /// request refused it), up to the burst.
+    pub fn refund(&self, key: &str, cost: f64) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + cost).min(self.rate.burst);
+        }
+    }
+
     /// Whether `key` has at least one token at `now_us` (takes nothing): `Err(seconds)` if not.
     pub fn check(&self, key: &str, now_us: i64) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -118,19 +130,27 @@ impl Buckets {
 pub struct LimitsConfig {
     /// Requests per principal.
     pub principal: Rate,
+    /// Requests per client address, authenticated or not.
+    pub address: Rate,
     /// Failed authentications per client address.
     pub failures: Rate,
 }
 
 impl Default for LimitsConfig {
     /// A principal: 20,000 requests a second, 40,000 at once (a payment gateway's key
-    /// included; lower it per deployment). An address: 5 failed authentications a second, 20
-    /// at once.
+    /// included; lower it per deployment). An address: 50,000 requests a second, 100,000 at
+    /// once — one address may be a carrier's NAT in front of many thousands of phones, or a
+    /// payment gateway using several keys, so only a ceiling — and 5 failed authentications
+    /// a second, 20 at once.
     fn default() -> Self {
         LimitsConfig {
             principal: Rate {
                 per_second: 20_000.0,
                 burst: 40_000.0,
+            },
+            address: Rate {
+                per_second: 50_000.0,
+                burst: 100_000.0,
             },
             failures: Rate {
                 per_second: 5.0,
@@ -338,13 +358,26 @@ impl Budget {
     }
 }
 
-/// Why [`Limits::admit`] refused, with the seconds to wait.
+/// Why [`Limits`] refused a request, with the seconds to wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The address failed to authenticate too often.
     Failures(u64),
+    /// The address sent more than its rate.
+    Address(u64),
     /// The principal sent more than its rate.
     Principal(u64),
+}
+
+/// How a request that did not authenticate counts against its address's failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A public route: failures are not looked at.
+    None,
+    /// No credential: not a guess, but refused while the address is over its failures.
+    Looked,
+    /// A credential that did not check out: a guess, paid from the failures.
+    Spent,
 }
 
 /// The gate's budgets.
@@ -352,6 +385,8 @@ pub enum Refusal {
 pub struct Limits {
     /// Requests per principal.
     pub principal: Budget,
+    /// Requests per client address.
+    pub address: Budget,
     /// Failed authentications per client address.
     pub failures: Budget,
 }
@@ -361,51 +396,107 @@ impl Limits {
     pub fn new(config: LimitsConfig) -> Limits {
         Limits {
             principal: Budget::new("principal", config.principal),
+            address: Budget::new("address", config.address),
             failures: Budget::new("failures", config.failures),
         }
     }
 
     /// An authenticated request of `principal` from `client`: the address must not have
-    /// spent its failed-authentication budget (nothing taken from it), and the principal's
-    /// budget pays one token — in one Redis round trip when shared.
+    /// spent its failed-authentication budget (nothing taken from it), and the address's and
+    /// the principal's budgets pay one token each — all or nothing, in one Redis round trip
+    /// when shared.
     pub async fn admit(&self, client: &str, principal: &str, now_us: i64) -> Result<(), Refusal> {
-        if let Some(shared) = &self.principal.shared {
-            let spends = [
-                Spend {
+        self.spend(client, Failure::Looked, Some(principal), now_us)
+            .await
+    }
+
+    /// A request from `client` that did not authenticate (or a public route's): the address
+    /// pays one token, and `failure` says what its failures budget does.
+    pub async fn anonymous(
+        &self,
+        client: &str,
+        failure: Failure,
+        now_us: i64,
+    ) -> Result<(), Refusal> {
+        self.spend(client, failure, None, now_us).await
+    }
+
+    async fn spend(
+        &self,
+        client: &str,
+        failure: Failure,
+        principal: Option<&str>,
+        now_us: i64,
+    ) -> Result<(), Refusal> {
+        if let Some(shared) = &self.address.shared {
+            let mut spends = Vec::with_capacity(3);
+            let mut refusals: Vec<fn(u64) -> Refusal> = Vec::with_capacity(3);
+            if failure != Failure::None {
+                spends.push(Spend {
                     bucket: self.failures.name,
                     key: client,
                     rate: self.failures.rate,
                     cost: 1.0,
-                    take: false,
-                },
-                Spend {
+                    take: failure == Failure::Spent,
+                });
+                refusals.push(Refusal::Failures);
+            }
+            spends.push(Spend {
+                bucket: self.address.name,
+                key: client,
+                rate: self.address.rate,
+                cost: 1.0,
+                take: true,
+            });
+            refusals.push(Refusal::Address);
+            if let Some(principal) = principal {
+                spends.push(Spend {
                     bucket: self.principal.name,
                     key: principal,
                     rate: self.principal.rate,
                     cost: 1.0,
                     take: true,
-                },
-            ];
+                });
+                refusals.push(Refusal::Principal);
+            }
             match shared.spend_all(&spends).await {
                 Some(Ok(())) => return Ok(()),
-                Some(Err((0, seconds))) => return Err(Refusal::Failures(seconds)),
-                Some(Err((_, seconds))) => return Err(Refusal::Principal(seconds)),
+                Some(Err((index, seconds))) => {
+                    return Err(refusals[index.min(refusals.len() - 1)](seconds));
+                }
                 None => {}
             }
         }
-        self.failures
+        match failure {
+            Failure::None => {}
+            Failure::Looked => self
+                .failures
+                .local
+                .check(client, now_us)
+                .map_err(Refusal::Failures)?,
+            Failure::Spent => self
+                .failures
+                .local
+                .take(client, 1.0, now_us)
+                .map_err(Refusal::Failures)?,
+        }
+        self.address
             .local
-            .check(client, now_us)
-            .map_err(Refusal::Failures)?;
-        self.principal
-            .local
-            .take(principal, 1.0, now_us)
-            .map_err(Refusal::Principal)
+            .take(client, 1.0, now_us)
+            .map_err(Refusal::Address)?;
+        if let Some(principal) = principal
+            && let Err(seconds) = self.principal.local.take(principal, 1.0, now_us)
+        {
+            self.address.local.refund(client, 1.0);
+            return Err(Refusal::Principal(seconds));
+        }
+        Ok(())
     }
 
     /// Keeps the budgets in `shared` (with this process's buckets when it does not answer).
     pub fn share(&mut self, shared: Shared) {
         self.principal.shared = Some(shared.clone());
+        self.address.shared = Some(shared.clone());
         self.failures.shared = Some(shared);
     }
 }

@@ -232,6 +232,7 @@ async fn a_key_past_its_rate_and_an_address_that_keeps_failing_wait() {
                 per_second: 0.1,
                 burst: 2.0,
             },
+            ..edge::limits::LimitsConfig::default()
         },
         ..GateConfig::default()
     };
@@ -277,6 +278,45 @@ async fn a_key_past_its_rate_and_an_address_that_keeps_failing_wait() {
     assert_eq!(get(wrong.clone()).await.0, 401);
     assert_eq!(get(wrong).await, (429, Some("10".to_owned())));
     assert_eq!(get(key).await, (429, Some("10".to_owned())));
+}
+
+#[tokio::test]
+async fn an_address_past_its_rate_waits_whatever_keys_it_uses_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GateConfig {
+        limits: edge::limits::LimitsConfig {
+            address: edge::limits::Rate {
+                per_second: 0.1,
+                burst: 4.0,
+            },
+            ..edge::limits::LimitsConfig::default()
+        },
+        ..GateConfig::default()
+    };
+    let (gate, admin, teller) = gate_with_teller(dir.path(), config).await;
+    let app = gate.protect(router());
+    let benign = "/v1/ledger/accounts/1";
+    let address = "198.51.100.7";
+    // Four requests from one address, with two keys and with none (a public path): its burst.
+    assert_eq!(from(&app, &admin, address, benign).await.0, 200);
+    assert_eq!(from(&app, &teller, address, benign).await.0, 200);
+    assert_eq!(from(&app, "", address, "/healthz").await.0, 404);
+    assert_eq!(from(&app, &teller, address, benign).await.0, 200);
+    // The fifth waits, whichever key it carries and whether it carries one.
+    for key in [admin.as_str(), teller.as_str()] {
+        assert_eq!(
+            from(&app, key, address, benign).await,
+            (429, Some("10".to_owned()), "rate_limited".to_owned())
+        );
+    }
+    assert_eq!(from(&app, "", address, "/healthz").await.0, 429);
+    let (_, _, body) = ask(&app, &teller, address, None, benign).await;
+    assert_eq!(
+        body["detail"],
+        "this address sent more requests than its rate allows; retry after 10 s"
+    );
+    // Another address has its own budget.
+    assert_eq!(from(&app, &teller, "198.51.100.8", benign).await.0, 200);
 }
 
 /// GET `path` with `key` from the peer `peer`, with `X-Forwarded-For: forwarded` if given;
@@ -355,18 +395,26 @@ fn responding(proxies: &[&str]) -> GateConfig {
 
 /// A gate whose findings block (for 60 s), trusting `proxies`; its admin key and a teller's.
 async fn responding_gate(dir: &std::path::Path, proxies: &[&str]) -> (Arc<Gate>, String, String) {
-    let (gate, admin) = gate(dir, responding(proxies)).await;
-    let by = gate
-        .keys()
-        .authenticate(&admin, store::sql::now_us())
-        .unwrap();
-    let teller = gate
-        .keys()
-        .create(&by, "teller", &["teller".to_owned()], None, None)
+    gate_with_teller(dir, responding(proxies)).await
+}
+
+/// A gate configured so; its admin key and a teller's.
+async fn gate_with_teller(
+    dir: &std::path::Path,
+    config: GateConfig,
+) -> (Arc<Gate>, String, String) {
+    let (gate, admin) = gate(dir, config).await;
+    let teller = teller_key(gate.keys(), &admin).await;
+    (gate, admin, teller)
+}
+
+/// A new teller's key, made by the admin key `admin`.
+async fn teller_key(keys: &Keys, admin: &str) -> String {
+    let by = keys.authenticate(admin, store::sql::now_us()).unwrap();
+    keys.create(&by, "teller", &["teller".to_owned()], None, None)
         .await
         .unwrap()
-        .key;
-    (gate, admin, teller)
+        .key
 }
 
 #[tokio::test]
@@ -575,6 +623,10 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
                 per_second: 0.5,
                 burst: 3.0,
             },
+            address: edge::limits::Rate {
+                per_second: 0.1,
+                burst: 30.0,
+            },
             ..edge::limits::LimitsConfig::default()
         },
         ..GateConfig::default()
@@ -604,20 +656,21 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
     assert_eq!(from(&b, &key, "192.0.2.1", path).await.0, 200);
     assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 200);
     // Three spent between them: the burst. A fourth, at either edge, waits for the refill.
-    let (status, retry, code) = from(&b, &key, "192.0.2.1", path).await;
-    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    let (status, retry, body) = ask(&b, &key, "192.0.2.1", None, path).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &serde_json::json!("rate_limited"))
+    );
     assert_eq!(retry.as_deref(), Some("2"));
+    assert_eq!(
+        body["detail"],
+        "this key sent more requests than its rate allows; retry after 2 s"
+    );
     assert_eq!(from(&a, &key, "192.0.2.1", path).await.0, 429);
 
     // An address that failed to authenticate too often (20 at once by default) waits at every
     // edge — with a good key too, whose budget is spent in the same script call.
-    let by = one.keys().authenticate(&key, store::sql::now_us()).unwrap();
-    let teller = one
-        .keys()
-        .create(&by, "teller", &["teller".to_owned()], None, None)
-        .await
-        .unwrap()
-        .key;
+    let teller = teller_key(one.keys(), &key).await;
     two.keys().refresh().await.unwrap();
     assert_eq!(from(&b, &teller, "192.0.2.9", path).await.0, 200);
     let wrong = format!("{}x", &teller[..teller.len() - 1]);
@@ -636,6 +689,20 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
     );
     // From another address the good key goes on.
     assert_eq!(from(&a, &teller, "192.0.2.10", path).await.0, 200);
+
+    // One address's requests, with no key (a public path), spend one budget at every edge:
+    // thirty between them, then it waits at either.
+    for n in 0..30 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(from(app, "", "192.0.2.20", "/healthz").await.0, 404);
+    }
+    let (status, retry, body) = ask(&a, "", "192.0.2.20", None, "/healthz").await;
+    assert_eq!((status, retry.as_deref()), (429, Some("10")));
+    assert_eq!(
+        body["detail"],
+        "this address sent more requests than its rate allows; retry after 10 s"
+    );
+    assert_eq!(from(&b, &key, "192.0.2.20", path).await.0, 429);
 
     // Redis busy (a script spinning for ~400 ms): the edges answer from their own buckets
     // within the timeout instead of waiting — edge two has spent none of its own yet.
@@ -786,6 +853,99 @@ async fn findings_of_two_edges_are_kept_updated_and_listed_together_on_both_back
             .map(|f| (f.kind.as_str(), f.count, f.last_seen_us))
             .collect();
         assert_eq!(kinds, vec![("waf_burst", 9, 19), ("enumeration", 30, 50)]);
+        // The other edge, which began counting later, found less of the same: nothing is
+        // taken back.
+        two.report(finding("waf_burst", 10, 7));
+        kept_two.flush(&two).await.unwrap();
+        let (all, _) = kept_one.list(None, 1000).await.unwrap();
+        assert_eq!(
+            (all[0].count, all[0].last_seen_us, all[0].evidence.as_str()),
+            (9, 19, "9 seen")
+        );
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn edges_reading_the_shared_trail_count_an_attack_spread_over_them_whole() {
+    let db = store::testing::TestDb::new(store::Backend::Postgres).await;
+    let admin_secret = "k2Jq8vX0nY4tR7wB1cZ5mA9sD3fG6hL2pQ";
+    let mut config = GateConfig {
+        detectors: edge::Detectors::SharedTrail,
+        ..GateConfig::default()
+    };
+    // The bootstrap key's every use is a finding; the test's calls use a teller's key.
+    config.response.enabled = false;
+    let edge = || async {
+        let store = db.open().await;
+        let keys = Arc::new(Keys::open(store.clone()).await.unwrap());
+        keys.bootstrap(None, Some(admin_secret)).await.unwrap();
+        let log = audit::log::AuditLog::open(store).await.unwrap();
+        let (auditor, writer) = audit::writer::Auditor::start(log.clone());
+        let gate = Arc::new(Gate::new(keys, config.clone(), Some(auditor)).unwrap());
+        (gate, log, writer)
+    };
+    let (one, log_one, _writer_one) = edge().await;
+    let (two, log_two, _writer_two) = edge().await;
+    let teller = teller_key(one.keys(), admin_secret).await;
+    two.keys().refresh().await.unwrap();
+    let watching = [
+        tokio::spawn(one.clone().watch_chain(log_one, Duration::from_millis(20))),
+        tokio::spawn(two.clone().watch_chain(log_two, Duration::from_millis(20))),
+    ];
+    // Let both watches read the trail's head before the attack.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (app_one, app_two) = (one.protect(router()), two.protect(router()));
+    // Five firewall blocks from one address within the minute make a burst: three reach one
+    // edge and two the other. Neither saw five itself.
+    for _ in 0..3 {
+        assert_eq!(
+            from(&app_one, &teller, "198.51.100.7", ATTACK).await.2,
+            "waf-blocked"
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            from(&app_two, &teller, "198.51.100.7", ATTACK).await.2,
+            "waf-blocked"
+        );
+    }
+    let bursts = |gate: &Gate| {
+        gate.findings()
+            .into_iter()
+            .filter(|f| f.kind == "waf_burst")
+            .map(|f| (f.address, f.count))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![(Some("198.51.100.7".to_owned()), 5)];
+    for _ in 0..250 {
+        if bursts(&one) == expected && bursts(&two) == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        bursts(&one),
+        expected,
+        "the first edge counts both edges' blocks"
+    );
+    assert_eq!(bursts(&two), expected, "so does the second");
+    // Both keep it under one id: listed once, with its count.
+    let kept = edge::findings::Findings::new(one.keys().store().clone());
+    kept.flush(&one).await.unwrap();
+    edge::findings::Findings::new(two.keys().store().clone())
+        .flush(&two)
+        .await
+        .unwrap();
+    let (listed, _) = kept.list(None, 1000).await.unwrap();
+    let listed: Vec<(&str, Option<&str>, i64)> = listed
+        .iter()
+        .filter(|f| f.kind == "waf_burst")
+        .map(|f| (f.kind.as_str(), f.address.as_deref(), f.count))
+        .collect();
+    assert_eq!(listed, vec![("waf_burst", Some("198.51.100.7"), 5)]);
+    for watch in watching {
+        watch.abort();
+    }
+    db.cleanup().await;
 }

@@ -70,7 +70,8 @@
 //! address or key for `block_minutes`, default 15, after a finding of a blocking kind; see
 //! docs/SECURITY.md), and
 //! `[edge.limits]`: `redis_url` (every replica's buckets in one Redis; `GUREUM_REDIS_URL`
-//! wins), `principal_per_second`, `principal_burst`, `failures_per_second`, `failures_burst`.
+//! wins), `principal_per_second`, `principal_burst`, `address_per_second`, `address_burst`,
+//! `failures_per_second`, `failures_burst`.
 //!
 //! Secrets never go in these files: `GUREUM_ADMIN_KEY` and `GUREUM_SERVICE_KEY` (the edge),
 //! `GUREUM_API_KEY` (a service's key for the edge: the service key), database passwords in
@@ -354,6 +355,10 @@ pub struct LimitsSection {
     pub principal_per_second: Option<f64>,
     /// Requests a principal may save up (default 40,000).
     pub principal_burst: Option<f64>,
+    /// Requests a second per client address, authenticated or not (default 50,000).
+    pub address_per_second: Option<f64>,
+    /// Requests an address may save up (default 100,000).
+    pub address_burst: Option<f64>,
     /// Failed authentications a second per address (default 5).
     pub failures_per_second: Option<f64>,
     /// Failed authentications an address may save up (default 20).
@@ -663,6 +668,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
                 &mut limits.principal.per_second,
             );
             set(edge.limits.principal_burst, &mut limits.principal.burst);
+            set(
+                edge.limits.address_per_second,
+                &mut limits.address.per_second,
+            );
+            set(edge.limits.address_burst, &mut limits.address.burst);
             set(
                 edge.limits.failures_per_second,
                 &mut limits.failures.per_second,

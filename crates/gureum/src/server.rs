@@ -214,6 +214,9 @@ impl Entrance {
 
 /// How often the audit trail's newest entries are checked against the chain.
 const CHAIN_WATCH: Duration = Duration::from_secs(10);
+/// How often the detectors read the shared trail (edges on PostgreSQL): how late a finding
+/// may come, beyond the audit writer's own batching.
+const TRAIL_WATCH: Duration = Duration::from_millis(500);
 
 /// The start of every rate-limit key in Redis.
 const SHARED_LIMITS_PREFIX: &str = "gureum:limits:";
@@ -328,10 +331,16 @@ impl Door {
         // The trail's writer answers before its records are synced anyway (see
         // docs/SECURITY.md); relaxed commits keep its syncs out of the ledger journal's way.
         let trail = store::Store::open_with(&self.audit, store::Durability::Relaxed).await?;
+        // Edges sharing a database append one trail: their detectors read it, so each counts
+        // every replica's requests.
+        let shared_trail = trail.backend() == store::Backend::Postgres;
         let audit = audit::log::AuditLog::open(trail).await?;
         let (auditor, writer) = audit::writer::Auditor::start(audit.clone());
         let mut config = self.gate.clone();
         config.tls = tls.is_some();
+        if shared_trail {
+            config.detectors = edge::Detectors::SharedTrail;
+        }
         let mut gate = edge::Gate::new(keys, config, Some(auditor))?;
         if let Some(url) = &self.shared_limits {
             let shared = edge::limits::Shared::connect(url, SHARED_LIMITS_PREFIX)
@@ -360,7 +369,12 @@ impl Door {
             }
         };
         let gate = Arc::new(gate);
-        let watching = tokio::spawn(gate.clone().watch_chain(audit.clone(), CHAIN_WATCH));
+        let every = if shared_trail {
+            TRAIL_WATCH
+        } else {
+            CHAIN_WATCH
+        };
+        let watching = tokio::spawn(gate.clone().watch_chain(audit.clone(), every));
         let findings = Arc::new(edge::findings::Findings::new(gate.keys().store().clone()));
         let keeping = tokio::spawn(findings.clone().keep(gate.clone()));
         Ok(Entrance {
