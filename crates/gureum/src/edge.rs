@@ -248,10 +248,15 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
     let first = upstream.preferred.load(Ordering::Relaxed);
     for i in 0..count {
         let index = (first + i) % count;
-        let mut outgoing = edge.http.request(
-            parts.method.clone(),
-            format!("{}{path_and_query}", upstream.nodes[index]),
-        );
+        let target = format!("{}{path_and_query}", upstream.nodes[index]);
+        // Parsed here, as the client would, so the query signed is the query sent.
+        let Ok(target) = reqwest::Url::parse(&target) else {
+            return Problem::new(400, "bad_target", "The request target cannot be passed on")
+                .into_response();
+        };
+        let (target_path, target_query) =
+            (target.path().to_owned(), target.query().map(str::to_owned));
+        let mut outgoing = edge.http.request(parts.method.clone(), target);
         for name in &FORWARDED {
             if let Some(value) = parts.headers.get(name) {
                 outgoing = outgoing.header(name, value);
@@ -278,7 +283,8 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
                 kernel::caller_key::CALLER_SIGNATURE_HEADER,
                 key.sign(
                     parts.method.as_str(),
-                    parts.uri.path(),
+                    &target_path,
+                    target_query.as_deref(),
                     kernel::caller_key::unix_now(),
                     &signed,
                 ),

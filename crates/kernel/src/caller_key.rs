@@ -5,16 +5,18 @@
 //! something other than the edge can reach a service (the local processes of
 //! `gureum cluster up`, a cluster without network policies), the edge and the services share a
 //! secret ([`CALLER_KEY_ENV`]): the edge signs what it sets, with the method, the path
-//! (percent-decoded: an HTTP client may encode it differently on the way) and the time
-//! ([`CALLER_SIGNATURE_HEADER`], HMAC-SHA256) on every request it passes on, and a service
+//! (percent-decoded: an HTTP client may encode it differently on the way), the query (as sent:
+//! the edge signs the target it hands its HTTP client, after that client's own encoding) and
+//! the time ([`CALLER_SIGNATURE_HEADER`], HMAC-SHA256) on every request it passes on, and a service
 //! holding the key refuses any request whose signature is missing, made for another request
 //! or older than [`SIGNATURE_MAX_AGE_SECONDS`] (`401 unsigned_caller`) — anonymous ones too:
 //! not every route of a service checks a permission itself (the edge's route table does).
 //! Only `/healthz` and `/readyz` answer unsigned.
 //!
-//! What it does not cover: the query and the body (a process that can read the traffic between
-//! edge and service could reuse a signature on the same path within the minute — on one
-//! machine, such a process can read the key too).
+//! What it does not cover: the body (a process that can read the traffic between edge and
+//! service could send another body under a signature it saw, to the same path and query within
+//! the minute — on one machine, such a process can read the key too; across machines, TLS
+//! between them closes it).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -69,15 +71,26 @@ impl CallerKey {
         }
     }
 
-    fn mac(&self, method: &str, path: &str, at: i64, headers: &HeaderMap) -> HmacSha256 {
+    fn mac(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        at: i64,
+        headers: &HeaderMap,
+    ) -> HmacSha256 {
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC takes a key of any length");
-        mac.update(b"gureum-caller-v1\n");
+        mac.update(b"gureum-caller-v2\n");
         let path: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
         for part in [method.as_bytes(), &path, at.to_string().as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
+        // `?` with nothing after it and no `?` at all are one request to a service.
+        let query = query.unwrap_or("").as_bytes();
+        mac.update(&(query.len() as u64).to_be_bytes());
+        mac.update(query);
         for name in SIGNED {
             // Each value with its length, so no two header sets sign alike.
             let value = headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
@@ -89,11 +102,18 @@ impl CallerKey {
         mac
     }
 
-    /// The signature of `headers`' caller headers for `method` `target` (path and query) at
-    /// `at` (unix seconds).
-    pub fn sign(&self, method: &str, target: &str, at: i64, headers: &HeaderMap) -> HeaderValue {
+    /// The signature of `headers`' caller headers for `method` `path` `?query` at `at` (unix
+    /// seconds). `query` must be exactly what the request will carry.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        at: i64,
+        headers: &HeaderMap,
+    ) -> HeaderValue {
         let tag = self
-            .mac(method, target, at, headers)
+            .mac(method, path, query, at, headers)
             .finalize()
             .into_bytes();
         HeaderValue::from_str(&format!("{at}.{}", crate::hex(&tag)))
@@ -101,8 +121,15 @@ impl CallerKey {
     }
 
     /// Whether `headers` carry this key's signature of their caller headers for `method`
-    /// `path`, made within [`SIGNATURE_MAX_AGE_SECONDS`] of `now` (unix seconds).
-    pub fn verify(&self, method: &str, path: &str, now: i64, headers: &HeaderMap) -> bool {
+    /// `path` `?query`, made within [`SIGNATURE_MAX_AGE_SECONDS`] of `now` (unix seconds).
+    pub fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        now: i64,
+        headers: &HeaderMap,
+    ) -> bool {
         let Some((at, tag)) = headers
             .get(CALLER_SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -116,7 +143,7 @@ impl CallerKey {
         if (now - at).abs() > SIGNATURE_MAX_AGE_SECONDS {
             return false;
         }
-        self.mac(method, path, at, headers)
+        self.mac(method, path, query, at, headers)
             .verify_slice(&tag)
             .is_ok()
     }
@@ -160,6 +187,7 @@ pub async fn require_signed(
         && !key.verify(
             request.method().as_str(),
             path,
+            request.uri().query(),
             unix_now(),
             request.headers(),
         )
@@ -201,23 +229,40 @@ mod tests {
         let at = 1_800_000_000;
         h.insert(
             CALLER_SIGNATURE_HEADER,
-            key.sign("POST", "/v1/ledger/transfers", at, &h),
+            key.sign("POST", "/v1/ledger/transfers", None, at, &h),
         );
-        assert!(key.verify("POST", "/v1/ledger/transfers", at, &h));
-        assert!(key.verify("POST", "/v1/ledger/transfers", at + 60, &h));
-        assert!(key.verify("POST", "/v1/ledger/transfers", at - 60, &h));
-        assert!(!key.verify("POST", "/v1/ledger/transfers", at + 61, &h));
-        assert!(!key.verify("GET", "/v1/ledger/transfers", at, &h));
-        assert!(!key.verify("POST", "/v1/ledger/accounts", at, &h));
-        assert!(!key.verify("POST", "/v1/ledger/transfers/1", at, &h));
+        assert!(key.verify("POST", "/v1/ledger/transfers", None, at, &h));
+        assert!(key.verify("POST", "/v1/ledger/transfers", None, at + 60, &h));
+        assert!(key.verify("POST", "/v1/ledger/transfers", None, at - 60, &h));
+        assert!(!key.verify("POST", "/v1/ledger/transfers", None, at + 61, &h));
+        assert!(!key.verify("GET", "/v1/ledger/transfers", None, at, &h));
+        assert!(!key.verify("POST", "/v1/ledger/accounts", None, at, &h));
+        assert!(!key.verify("POST", "/v1/ledger/transfers/1", None, at, &h));
+        // The query is signed as sent: another query, or one added, is another request.
+        let mut q = caller();
+        q.insert(
+            CALLER_SIGNATURE_HEADER,
+            key.sign("GET", "/v1/customers/c-1", Some("unmask=name"), at, &q),
+        );
+        assert!(key.verify("GET", "/v1/customers/c-1", Some("unmask=name"), at, &q));
+        for other in [None, Some("unmask=rrn"), Some("unmask=name&unmask=rrn")] {
+            assert!(
+                !key.verify("GET", "/v1/customers/c-1", other, at, &q),
+                "{other:?}"
+            );
+        }
+        // A bare `?` is no query.
+        assert!(key.verify("POST", "/v1/ledger/transfers", Some(""), at, &h));
         // The path as signed, however the client on the way encoded it.
-        assert!(key.verify("POST", "/v1/ledger/%74ransfers", at, &h));
+        assert!(key.verify("POST", "/v1/ledger/%74ransfers", None, at, &h));
         // Another key, or any signed header changed, added or removed: refused.
-        assert!(
-            !CallerKey::new(&[8; 32])
-                .unwrap()
-                .verify("POST", "/v1/ledger/transfers", at, &h)
-        );
+        assert!(!CallerKey::new(&[8; 32]).unwrap().verify(
+            "POST",
+            "/v1/ledger/transfers",
+            None,
+            at,
+            &h
+        ));
         for (name, value) in [
             (PRINCIPAL_HEADER, "key:k-2"),
             (PERMISSIONS_HEADER, "ledger:read,ledger:write,audit:read"),
@@ -227,19 +272,19 @@ mod tests {
             let mut changed = h.clone();
             changed.insert(name, HeaderValue::from_static(value));
             assert!(
-                !key.verify("POST", "/v1/ledger/transfers", at, &changed),
+                !key.verify("POST", "/v1/ledger/transfers", None, at, &changed),
                 "{name}"
             );
         }
         let mut removed = h.clone();
         removed.remove("x-forwarded-for");
-        assert!(!key.verify("POST", "/v1/ledger/transfers", at, &removed));
+        assert!(!key.verify("POST", "/v1/ledger/transfers", None, at, &removed));
         // Malformed signatures.
         for bad in ["", "1800000000", "x.00", "1800000000.zz", "1800000000.00"] {
             let mut forged = h.clone();
             forged.insert(CALLER_SIGNATURE_HEADER, HeaderValue::from_static(bad));
             assert!(
-                !key.verify("POST", "/v1/ledger/transfers", at, &forged),
+                !key.verify("POST", "/v1/ledger/transfers", None, at, &forged),
                 "{bad:?}"
             );
         }
