@@ -282,9 +282,11 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
             outgoing = outgoing.header(
                 kernel::caller_key::CALLER_SIGNATURE_HEADER,
                 key.sign(
-                    parts.method.as_str(),
-                    &target_path,
-                    target_query.as_deref(),
+                    &kernel::caller_key::Target {
+                        method: parts.method.as_str(),
+                        path: &target_path,
+                        query: target_query.as_deref(),
+                    },
                     kernel::caller_key::unix_now(),
                     &signed,
                 ),

@@ -71,24 +71,17 @@ impl CallerKey {
         }
     }
 
-    fn mac(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        at: i64,
-        headers: &HeaderMap,
-    ) -> HmacSha256 {
+    fn mac(&self, target: &Target<'_>, at: i64, headers: &HeaderMap) -> HmacSha256 {
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC takes a key of any length");
         mac.update(b"gureum-caller-v2\n");
-        let path: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
-        for part in [method.as_bytes(), &path, at.to_string().as_bytes()] {
+        let path: Vec<u8> = percent_encoding::percent_decode_str(target.path).collect();
+        for part in [target.method.as_bytes(), &path, at.to_string().as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
         // `?` with nothing after it and no `?` at all are one request to a service.
-        let query = query.unwrap_or("").as_bytes();
+        let query = target.query.unwrap_or("").as_bytes();
         mac.update(&(query.len() as u64).to_be_bytes());
         mac.update(query);
         for name in SIGNED {
@@ -102,34 +95,16 @@ impl CallerKey {
         mac
     }
 
-    /// The signature of `headers`' caller headers for `method` `path` `?query` at `at` (unix
-    /// seconds). `query` must be exactly what the request will carry.
-    pub fn sign(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        at: i64,
-        headers: &HeaderMap,
-    ) -> HeaderValue {
-        let tag = self
-            .mac(method, path, query, at, headers)
-            .finalize()
-            .into_bytes();
+    /// The signature of `headers`' caller headers for `target` at `at` (unix seconds).
+    pub fn sign(&self, target: &Target<'_>, at: i64, headers: &HeaderMap) -> HeaderValue {
+        let tag = self.mac(target, at, headers).finalize().into_bytes();
         HeaderValue::from_str(&format!("{at}.{}", crate::hex(&tag)))
             .expect("digits, a dot and hex make a header value")
     }
 
-    /// Whether `headers` carry this key's signature of their caller headers for `method`
-    /// `path` `?query`, made within [`SIGNATURE_MAX_AGE_SECONDS`] of `now` (unix seconds).
-    pub fn verify(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        now: i64,
-        headers: &HeaderMap,
-    ) -> bool {
+    /// Whether `headers` carry this key's signature of their caller headers for `target`,
+    /// made within [`SIGNATURE_MAX_AGE_SECONDS`] of `now` (unix seconds).
+    pub fn verify(&self, target: &Target<'_>, now: i64, headers: &HeaderMap) -> bool {
         let Some((at, tag)) = headers
             .get(CALLER_SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -143,10 +118,19 @@ impl CallerKey {
         if (now - at).abs() > SIGNATURE_MAX_AGE_SECONDS {
             return false;
         }
-        self.mac(method, path, query, at, headers)
-            .verify_slice(&tag)
-            .is_ok()
+        self.mac(target, at, headers).verify_slice(&tag).is_ok()
     }
+}
+
+/// What a signature is for: one request's method, path and query.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// The path (compared percent-decoded).
+    pub path: &'a str,
+    /// The query, exactly as the request carries it (no `?`; a bare `?` is none).
+    pub query: Option<&'a str>,
 }
 
 /// The headers signed, in this order.
@@ -185,9 +169,11 @@ pub async fn require_signed(
     let open = matches!(path, "/healthz" | "/readyz");
     if !open
         && !key.verify(
-            request.method().as_str(),
-            path,
-            request.uri().query(),
+            &Target {
+                method: request.method().as_str(),
+                path,
+                query: request.uri().query(),
+            },
             unix_now(),
             request.headers(),
         )
@@ -211,6 +197,14 @@ pub async fn require_signed(
 mod tests {
     use super::*;
 
+    fn t<'a>(method: &'a str, path: &'a str, query: Option<&'a str>) -> Target<'a> {
+        Target {
+            method,
+            path,
+            query,
+        }
+    }
+
     fn caller() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(PRINCIPAL_HEADER, HeaderValue::from_static("key:k-1"));
@@ -229,37 +223,35 @@ mod tests {
         let at = 1_800_000_000;
         h.insert(
             CALLER_SIGNATURE_HEADER,
-            key.sign("POST", "/v1/ledger/transfers", None, at, &h),
+            key.sign(&t("POST", "/v1/ledger/transfers", None), at, &h),
         );
-        assert!(key.verify("POST", "/v1/ledger/transfers", None, at, &h));
-        assert!(key.verify("POST", "/v1/ledger/transfers", None, at + 60, &h));
-        assert!(key.verify("POST", "/v1/ledger/transfers", None, at - 60, &h));
-        assert!(!key.verify("POST", "/v1/ledger/transfers", None, at + 61, &h));
-        assert!(!key.verify("GET", "/v1/ledger/transfers", None, at, &h));
-        assert!(!key.verify("POST", "/v1/ledger/accounts", None, at, &h));
-        assert!(!key.verify("POST", "/v1/ledger/transfers/1", None, at, &h));
+        assert!(key.verify(&t("POST", "/v1/ledger/transfers", None), at, &h));
+        assert!(key.verify(&t("POST", "/v1/ledger/transfers", None), at + 60, &h));
+        assert!(key.verify(&t("POST", "/v1/ledger/transfers", None), at - 60, &h));
+        assert!(!key.verify(&t("POST", "/v1/ledger/transfers", None), at + 61, &h));
+        assert!(!key.verify(&t("GET", "/v1/ledger/transfers", None), at, &h));
+        assert!(!key.verify(&t("POST", "/v1/ledger/accounts", None), at, &h));
+        assert!(!key.verify(&t("POST", "/v1/ledger/transfers/1", None), at, &h));
         // The query is signed as sent: another query, or one added, is another request.
         let mut q = caller();
         q.insert(
             CALLER_SIGNATURE_HEADER,
-            key.sign("GET", "/v1/customers/c-1", Some("unmask=name"), at, &q),
+            key.sign(&t("GET", "/v1/customers/c-1", Some("unmask=name")), at, &q),
         );
-        assert!(key.verify("GET", "/v1/customers/c-1", Some("unmask=name"), at, &q));
+        assert!(key.verify(&t("GET", "/v1/customers/c-1", Some("unmask=name")), at, &q));
         for other in [None, Some("unmask=rrn"), Some("unmask=name&unmask=rrn")] {
             assert!(
-                !key.verify("GET", "/v1/customers/c-1", other, at, &q),
+                !key.verify(&t("GET", "/v1/customers/c-1", other), at, &q),
                 "{other:?}"
             );
         }
         // A bare `?` is no query.
-        assert!(key.verify("POST", "/v1/ledger/transfers", Some(""), at, &h));
+        assert!(key.verify(&t("POST", "/v1/ledger/transfers", Some("")), at, &h));
         // The path as signed, however the client on the way encoded it.
-        assert!(key.verify("POST", "/v1/ledger/%74ransfers", None, at, &h));
+        assert!(key.verify(&t("POST", "/v1/ledger/%74ransfers", None), at, &h));
         // Another key, or any signed header changed, added or removed: refused.
         assert!(!CallerKey::new(&[8; 32]).unwrap().verify(
-            "POST",
-            "/v1/ledger/transfers",
-            None,
+            &t("POST", "/v1/ledger/transfers", None),
             at,
             &h
         ));
@@ -272,19 +264,19 @@ mod tests {
             let mut changed = h.clone();
             changed.insert(name, HeaderValue::from_static(value));
             assert!(
-                !key.verify("POST", "/v1/ledger/transfers", None, at, &changed),
+                !key.verify(&t("POST", "/v1/ledger/transfers", None), at, &changed),
                 "{name}"
             );
         }
         let mut removed = h.clone();
         removed.remove("x-forwarded-for");
-        assert!(!key.verify("POST", "/v1/ledger/transfers", None, at, &removed));
+        assert!(!key.verify(&t("POST", "/v1/ledger/transfers", None), at, &removed));
         // Malformed signatures.
         for bad in ["", "1800000000", "x.00", "1800000000.zz", "1800000000.00"] {
             let mut forged = h.clone();
             forged.insert(CALLER_SIGNATURE_HEADER, HeaderValue::from_static(bad));
             assert!(
-                !key.verify("POST", "/v1/ledger/transfers", None, at, &forged),
+                !key.verify(&t("POST", "/v1/ledger/transfers", None), at, &forged),
                 "{bad:?}"
             );
         }
