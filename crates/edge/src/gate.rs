@@ -469,8 +469,9 @@ async fn admit(
         return blocked_for_a_while(seconds);
     }
     // An address that failed to authenticate too often waits before it may try again, whatever
-    // it sends: with a credential that checks out (told with the principal's budget below, one
-    // round trip for both when the budgets are in Redis), a wrong one or none.
+    // it sends: with a credential that checks out (told with the address's and the principal's
+    // budgets below, one round trip for all when the budgets are in Redis), a wrong one or
+    // none. Every request spends from its address's budget.
     let principal = match access {
         Access::Public => {
             if let Err(refusal) = gate

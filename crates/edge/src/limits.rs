@@ -232,26 +232,6 @@ impl Shared {
         })
     }
 
-    /// `Some(Ok)` / `Some(Err(seconds))` from Redis, `None` when it did not answer.
-    async fn spend(
-        &self,
-        bucket: &str,
-        key: &str,
-        rate: Rate,
-        cost: f64,
-        take: bool,
-    ) -> Option<Result<(), u64>> {
-        self.spend_all(&[Spend {
-            bucket,
-            key,
-            rate,
-            cost,
-            take,
-        }])
-        .await
-        .map(|answer| answer.map_err(|(_, seconds)| seconds))
-    }
-
     /// Every spend of `spends` in one script call, all or none: `Some(Ok)`, `Some(Err((index,
     /// seconds)))` for the first that refused, `None` when Redis did not answer (or a rate is
     /// not positive: the buckets in memory decide).
@@ -318,13 +298,12 @@ struct Spend<'a> {
     take: bool,
 }
 
-/// One budget: the buckets of this process, and the shared ones when there are.
+/// One budget: its name in Redis, its rate, and this process's buckets.
 #[derive(Debug)]
 pub struct Budget {
     name: &'static str,
     rate: Rate,
     local: Buckets,
-    shared: Option<Shared>,
 }
 
 impl Budget {
@@ -333,28 +312,7 @@ impl Budget {
             name,
             rate,
             local: Buckets::new(rate),
-            shared: None,
         }
-    }
-
-    /// Takes `cost` tokens from `key`'s bucket: `Ok`, or `Err(seconds)` to wait.
-    pub async fn take(&self, key: &str, cost: f64, now_us: i64) -> Result<(), u64> {
-        if let Some(shared) = &self.shared
-            && let Some(answer) = shared.spend(self.name, key, self.rate, cost, true).await
-        {
-            return answer;
-        }
-        self.local.take(key, cost, now_us)
-    }
-
-    /// Whether `key` has a token (takes nothing): `Err(seconds)` if not.
-    pub async fn check(&self, key: &str, now_us: i64) -> Result<(), u64> {
-        if let Some(shared) = &self.shared
-            && let Some(answer) = shared.spend(self.name, key, self.rate, 1.0, false).await
-        {
-            return answer;
-        }
-        self.local.check(key, now_us)
     }
 }
 
@@ -389,6 +347,8 @@ pub struct Limits {
     pub address: Budget,
     /// Failed authentications per client address.
     pub failures: Budget,
+    /// Redis, when the budgets are shared by every edge.
+    shared: Option<Shared>,
 }
 
 impl Limits {
@@ -398,6 +358,7 @@ impl Limits {
             principal: Budget::new("principal", config.principal),
             address: Budget::new("address", config.address),
             failures: Budget::new("failures", config.failures),
+            shared: None,
         }
     }
 
@@ -428,7 +389,7 @@ impl Limits {
         principal: Option<&str>,
         now_us: i64,
     ) -> Result<(), Refusal> {
-        if let Some(shared) = &self.address.shared {
+        if let Some(shared) = &self.shared {
             let mut spends = Vec::with_capacity(3);
             let mut refusals: Vec<fn(u64) -> Refusal> = Vec::with_capacity(3);
             if failure != Failure::None {
@@ -495,9 +456,7 @@ impl Limits {
 
     /// Keeps the budgets in `shared` (with this process's buckets when it does not answer).
     pub fn share(&mut self, shared: Shared) {
-        self.principal.shared = Some(shared.clone());
-        self.address.shared = Some(shared.clone());
-        self.failures.shared = Some(shared);
+        self.shared = Some(shared);
     }
 }
 
