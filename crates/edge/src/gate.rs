@@ -168,8 +168,10 @@ impl Gate {
     /// Watches the audit trail `log` as it grows: every `every`, the entries appended since
     /// are checked against the chain (from its head when the watch began), and that none went
     /// missing from its end. The first break becomes an `audit_chain_broken` finding
-    /// (critical) and the watch stops: `gureum audit verify` says the rest. With
-    /// [`Detectors::SharedTrail`], each entry that checks out goes to the detectors too.
+    /// (critical) and the checking stops: `gureum audit verify` says the rest. With
+    /// [`Detectors::SharedTrail`], each entry that checks out goes to the detectors too — and
+    /// after a break the entries still go to them, unchecked: whoever broke the chain must not
+    /// have turned the detectors off as well.
     pub async fn watch_chain(self: Arc<Self>, log: audit::log::AuditLog, every: Duration) {
         let mut verifier = loop {
             match log.head().await {
@@ -206,9 +208,40 @@ impl Gate {
                         last_seen_us: now,
                         count: 1,
                     });
+                    if from_trail {
+                        self.detect_unchecked(&log, verifier.last_seq(), tick).await;
+                    }
                     return;
                 }
                 Err(e) => tracing::warn!(error = %e, "audit: cannot read the trail to watch it"),
+            }
+        }
+    }
+
+    /// Hands the trail's entries after `after` to the detectors at every `tick`, without
+    /// checking the chain (it is broken). If the trail was cut short, goes on from its new end.
+    async fn detect_unchecked(
+        &self,
+        log: &audit::log::AuditLog,
+        after: i64,
+        mut tick: tokio::time::Interval,
+    ) {
+        let mut cursor = match log.head().await {
+            Ok(Some((head, _))) => after.min(head),
+            Ok(None) => 0,
+            Err(_) => after,
+        };
+        loop {
+            tick.tick().await;
+            let read = log
+                .scan_after(cursor, |stored| -> Result<(), audit::log::AuditError> {
+                    cursor = stored.seq;
+                    self.watch_stored(stored);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = read {
+                tracing::warn!(error = %e, "guard: cannot read the trail; trying again");
             }
         }
     }

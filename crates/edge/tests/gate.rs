@@ -732,17 +732,10 @@ async fn two_edges_sharing_redis_spend_one_budget_and_fall_back_when_it_stalls()
     spin.await.unwrap();
 }
 
-#[tokio::test]
-async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
-    let dir = tempfile::tempdir().unwrap();
-    let (gate, _) = gate(dir.path(), GateConfig::default()).await;
-    let store = store::Store::open(&store::SqlConfig::Sqlite {
-        path: dir.path().join("audit.sqlite"),
-    })
-    .await
-    .unwrap();
-    let log = audit::log::AuditLog::open(store.clone()).await.unwrap();
-    let record = |n: i64| audit::Record {
+/// The `n`th request of a teller's key from 198.51.100.7, answered `outcome`; with an
+/// incident id when `blocked` (the firewall's).
+fn trail_record(n: i64, outcome: u16, blocked: bool) -> audit::Record {
+    audit::Record {
         at_us: store::sql::now_us() + n,
         kind: audit::Kind::Request,
         principal: "key:0123456789abcdef".to_owned(),
@@ -750,12 +743,45 @@ async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
         roles: vec!["teller".to_owned()],
         action: "GET /v1/ledger/accounts/{id}".to_owned(),
         resource: format!("/v1/ledger/accounts/{n}"),
-        outcome: 200,
+        outcome,
         client: "198.51.100.7".to_owned(),
         user_agent: None,
         trace_id: None,
-        incident: None,
-    };
+        incident: blocked.then(|| format!("incident-{n}")),
+    }
+}
+
+/// The trail of the test gate in `dir` (SQLite) and its store.
+async fn trail(dir: &std::path::Path) -> (store::Store, audit::log::AuditLog) {
+    let store = store::Store::open(&store::SqlConfig::Sqlite {
+        path: dir.join("audit.sqlite"),
+    })
+    .await
+    .unwrap();
+    let log = audit::log::AuditLog::open(store.clone()).await.unwrap();
+    (store, log)
+}
+
+/// Writes entry `seq` into the trail's table past the appender: it cannot carry the chain's
+/// hashes.
+async fn forge_entry(store: &store::Store, seq: i64) {
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at_us, principal, action, outcome, kind, body, \
+         prev_hash, hash) VALUES ($1, 1, 'key:x', 'GET /', 200, 'request', '{}', $2, $2)",
+    )
+    .bind(seq)
+    .bind(vec![0u8; 32])
+    .execute(store.writer())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, _) = gate(dir.path(), GateConfig::default()).await;
+    let (store, log) = trail(dir.path()).await;
+    let record = |n: i64| trail_record(n, 200, false);
     log.append(&[record(1), record(2)]).await.unwrap();
     let watching = tokio::spawn(
         gate.clone()
@@ -770,16 +796,8 @@ async fn the_chain_watch_reports_an_entry_written_around_the_appender() {
     log.append(&[record(3), record(4)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(broken().is_empty(), "an intact chain is quiet");
-    // Someone writes an entry of their own into the table, past the appender: it cannot
-    // carry the chain's hashes.
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at_us, principal, action, outcome, kind, body, \
-         prev_hash, hash) VALUES (5, 1, 'key:x', 'GET /', 200, 'request', '{}', $1, $1)",
-    )
-    .bind(vec![0u8; 32])
-    .execute(store.writer())
-    .await
-    .unwrap();
+    // Someone writes an entry of their own into the table, past the appender.
+    forge_entry(&store, 5).await;
     for _ in 0..100 {
         if !broken().is_empty() {
             break;
@@ -948,4 +966,53 @@ async fn edges_reading_the_shared_trail_count_an_attack_spread_over_them_whole()
         watch.abort();
     }
     db.cleanup().await;
+}
+
+#[tokio::test]
+async fn detectors_reading_the_trail_keep_reading_it_after_the_chain_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GateConfig {
+        detectors: edge::Detectors::SharedTrail,
+        ..GateConfig::default()
+    };
+    let (gate, _) = gate(dir.path(), config).await;
+    let (store, log) = trail(dir.path()).await;
+    let blocked = |n: i64| trail_record(n, 403, true);
+    log.append(&[blocked(1)]).await.unwrap();
+    let watching = tokio::spawn(
+        gate.clone()
+            .watch_chain(log.clone(), Duration::from_millis(20)),
+    );
+    let found = |kind: &str| gate.findings().iter().filter(|f| f.kind == kind).count();
+    // Two blocked requests read from the trail, checked.
+    log.append(&[blocked(2), blocked(3)]).await.unwrap();
+    // Then someone writes an entry of their own past the appender, breaking the chain.
+    forge_entry(&store, 4).await;
+    for _ in 0..100 {
+        if found("audit_chain_broken") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(found("audit_chain_broken"), 1);
+    assert_eq!(found("waf_burst"), 0, "two blocks are not a burst");
+    // Three more blocks from the same address: the detectors still read them, unchecked.
+    log.append(&[blocked(5), blocked(6), blocked(7)])
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if found("waf_burst") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bursts: Vec<(Option<String>, usize)> = gate
+        .findings()
+        .into_iter()
+        .filter(|f| f.kind == "waf_burst")
+        .map(|f| (f.address, f.count))
+        .collect();
+    assert_eq!(bursts, vec![(Some("198.51.100.7".to_owned()), 5)]);
+    assert!(!watching.is_finished(), "the watch goes on");
+    watching.abort();
 }
