@@ -82,12 +82,55 @@ pub struct DoorArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// Requests a second one key or token may send (default 20,000).
+    #[arg(long, env = "GUREUM_PRINCIPAL_RATE")]
+    principal_rate: Option<f64>,
+    /// Requests one key or token may save up and send at once (default 40,000).
+    #[arg(long, env = "GUREUM_PRINCIPAL_BURST")]
+    principal_burst: Option<f64>,
+    /// Requests a second one client address may send, with any key or none (default 50,000).
+    #[arg(long, env = "GUREUM_ADDRESS_RATE")]
+    address_rate: Option<f64>,
+    /// Requests one client address may save up and send at once (default 100,000).
+    #[arg(long, env = "GUREUM_ADDRESS_BURST")]
+    address_burst: Option<f64>,
 }
 
 impl DoorArgs {
-    /// Puts the options on `door`; fails on a trusted proxy that is no address or network.
+    /// Puts the options on `door`; fails on a trusted proxy that is no address or network,
+    /// or a rate that is not a positive number.
     fn apply(self, door: &mut Door) -> Result<(), Error> {
         door.gate.trusted_proxies = edge::TrustedProxies::parse(&self.trusted_proxies)?;
+        let limits = &mut door.gate.limits;
+        for (name, value, slot) in [
+            (
+                "--principal-rate",
+                self.principal_rate,
+                &mut limits.principal.per_second,
+            ),
+            (
+                "--principal-burst",
+                self.principal_burst,
+                &mut limits.principal.burst,
+            ),
+            (
+                "--address-rate",
+                self.address_rate,
+                &mut limits.address.per_second,
+            ),
+            (
+                "--address-burst",
+                self.address_burst,
+                &mut limits.address.burst,
+            ),
+        ] {
+            if let Some(value) = value {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(format!("{name} must be a positive number, not {value}").into());
+                }
+                *slot = value;
+            }
+        }
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             door.tls = Some(crate::tls::TlsFiles { cert, key });
         }

@@ -635,17 +635,77 @@ fn https_with_the_given_certificate_and_openid_connect_tokens_beside_keys() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn plain_http_off_loopback_is_refused_unless_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
+/// `gureum up` with `args` on the data folder `dir` fails to start; what it said.
+fn up_refused(dir: &std::path::Path, args: &[&str]) -> String {
     let output = support::gureum()
-        .args(["up", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
+        .arg("up")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
         .env("GUREUM_LOG", "warn")
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_rates_of_a_key_and_of_an_address_are_set_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = up_refused(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--principal-rate", "0"],
+    );
+    assert!(
+        stderr.contains("--principal-rate must be a positive number, not 0"),
+        "{stderr}"
+    );
+    let args: Vec<&std::ffi::OsStr> = [
+        "--principal-rate",
+        "0.1",
+        "--principal-burst",
+        "3",
+        "--address-rate",
+        "0.1",
+        "--address-burst",
+        "5",
+    ]
+    .iter()
+    .map(std::ffi::OsStr::new)
+    .collect();
+    let server = Server::start_with(dir.path(), &args);
+    let http = server.http();
+    for _ in 0..3 {
+        assert_eq!(
+            http.call(Method::GET, "/v1/ledger/accounts/1", &[], None).0,
+            404
+        );
+    }
+    let (status, problem) = http.call(Method::GET, "/v1/ledger/accounts/1", &[], None);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        problem["detail"],
+        "this key sent more requests than its rate allows; retry after 10 s"
+    );
+    // The refused request spent nothing of the address's five: two more, on a public route.
+    for _ in 0..2 {
+        assert_eq!(http.call(Method::GET, "/healthz", &[], None).0, 200);
+    }
+    let (status, problem) = http.call(Method::GET, "/healthz", &[], None);
+    assert_eq!(status, 429);
+    assert_eq!(
+        problem["detail"],
+        "this address sent more requests than its rate allows; retry after 10 s"
+    );
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = up_refused(dir.path(), &["--listen", "0.0.0.0:0"]);
     assert!(stderr.contains("is not a loopback address"), "{stderr}");
     assert!(
         !dir.path().join("admin.key").exists(),
