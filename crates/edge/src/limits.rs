@@ -441,10 +441,13 @@ impl Limits {
                 .take(client, 1.0, now_us)
                 .map_err(Refusal::Failures)?,
         }
-        self.address
-            .local
-            .take(client, 1.0, now_us)
-            .map_err(Refusal::Address)?;
+        if let Err(seconds) = self.address.local.take(client, 1.0, now_us) {
+            // All or nothing, as in Redis.
+            if failure == Failure::Spent {
+                self.failures.local.refund(client, 1.0);
+            }
+            return Err(Refusal::Address(seconds));
+        }
         if let Some(principal) = principal
             && let Err(seconds) = self.principal.local.take(principal, 1.0, now_us)
         {
@@ -490,6 +493,36 @@ mod tests {
         // check takes nothing.
         assert_eq!(buckets.check("fresh", t0), Ok(()));
         assert_eq!(buckets.check("k", t0 + 3_600_000_000), Err(1));
+    }
+
+    #[tokio::test]
+    async fn a_request_a_later_budget_refuses_spends_nothing_of_the_earlier_ones() {
+        let rate = |burst: f64| Rate {
+            per_second: 0.001,
+            burst,
+        };
+        let limits = Limits::new(LimitsConfig {
+            principal: rate(1.0),
+            address: rate(2.0),
+            failures: rate(2.0),
+        });
+        let t = 1_000_000_000;
+        assert_eq!(limits.admit("a", "p", t).await, Ok(()));
+        // The principal's budget is spent: refused, and the address keeps its token.
+        assert!(matches!(
+            limits.admit("a", "p", t).await,
+            Err(Refusal::Principal(_))
+        ));
+        // A wrong credential from the address: one failure and the address's last token.
+        assert_eq!(limits.anonymous("a", Failure::Spent, t).await, Ok(()));
+        // The next is refused for the address's rate, and its failure is not counted.
+        assert!(matches!(
+            limits.anonymous("a", Failure::Spent, t).await,
+            Err(Refusal::Address(_))
+        ));
+        assert_eq!(limits.failures.local.check("a", t), Ok(()));
+        assert_eq!(limits.failures.local.take("a", 1.0, t), Ok(()));
+        assert!(limits.failures.local.check("a", t).is_err());
     }
 
     #[test]
