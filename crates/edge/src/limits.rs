@@ -390,8 +390,8 @@ impl Limits {
         now_us: i64,
     ) -> Result<(), Refusal> {
         if let Some(shared) = &self.shared {
+            // In this order: failures (unless a public route), address, principal (if any).
             let mut spends = Vec::with_capacity(3);
-            let mut refusals: Vec<fn(u64) -> Refusal> = Vec::with_capacity(3);
             if failure != Failure::None {
                 spends.push(Spend {
                     bucket: self.failures.name,
@@ -400,7 +400,6 @@ impl Limits {
                     cost: 1.0,
                     take: failure == Failure::Spent,
                 });
-                refusals.push(Refusal::Failures);
             }
             spends.push(Spend {
                 bucket: self.address.name,
@@ -409,7 +408,6 @@ impl Limits {
                 cost: 1.0,
                 take: true,
             });
-            refusals.push(Refusal::Address);
             if let Some(principal) = principal {
                 spends.push(Spend {
                     bucket: self.principal.name,
@@ -418,12 +416,16 @@ impl Limits {
                     cost: 1.0,
                     take: true,
                 });
-                refusals.push(Refusal::Principal);
             }
             match shared.spend_all(&spends).await {
                 Some(Ok(())) => return Ok(()),
                 Some(Err((index, seconds))) => {
-                    return Err(refusals[index.min(refusals.len() - 1)](seconds));
+                    let skipped = usize::from(failure == Failure::None);
+                    return Err(match index + skipped {
+                        0 => Refusal::Failures(seconds),
+                        1 => Refusal::Address(seconds),
+                        _ => Refusal::Principal(seconds),
+                    });
                 }
                 None => {}
             }
