@@ -244,6 +244,26 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_owned();
+    // The services learn where a request came from: the address the gate settled on (it
+    // dropped the client's own `X-Forwarded-For`).
+    let client = edge::gate::client_of(&parts.extensions);
+    // What the edge vouches for, signed for each node's target below.
+    let signed = edge.caller_key.as_ref().map(|key| {
+        let mut signed = HeaderMap::new();
+        for name in [
+            kernel::http::PRINCIPAL_HEADER,
+            kernel::http::PERMISSIONS_HEADER,
+            kernel::http::CUSTOMER_HEADER,
+        ] {
+            if let Some(value) = parts.headers.get(name) {
+                signed.insert(name, value.clone());
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&client) {
+            signed.insert("x-forwarded-for", value);
+        }
+        (key, signed)
+    });
     let count = upstream.nodes.len();
     let first = upstream.preferred.load(Ordering::Relaxed);
     for i in 0..count {
@@ -254,45 +274,27 @@ async fn route(State(edge): State<Edge>, request: Request) -> Response {
             return Problem::new(400, "bad_target", "The request target cannot be passed on")
                 .into_response();
         };
-        let (target_path, target_query) =
-            (target.path().to_owned(), target.query().map(str::to_owned));
+        let signature = signed.as_ref().map(|(key, signed)| {
+            key.sign(
+                &kernel::caller_key::Target {
+                    method: parts.method.as_str(),
+                    path: target.path(),
+                    query: target.query(),
+                },
+                kernel::caller_key::unix_now(),
+                signed,
+            )
+        });
         let mut outgoing = edge.http.request(parts.method.clone(), target);
         for name in &FORWARDED {
             if let Some(value) = parts.headers.get(name) {
                 outgoing = outgoing.header(name, value);
             }
         }
-        // The services learn where a request came from: the address the gate settled on (it
-        // dropped the client's own `X-Forwarded-For`).
-        let client = edge::gate::client_of(&parts.extensions);
-        if let Some(key) = &edge.caller_key {
-            let mut signed = HeaderMap::new();
-            for name in [
-                kernel::http::PRINCIPAL_HEADER,
-                kernel::http::PERMISSIONS_HEADER,
-                kernel::http::CUSTOMER_HEADER,
-            ] {
-                if let Some(value) = parts.headers.get(name) {
-                    signed.insert(name, value.clone());
-                }
-            }
-            if let Ok(value) = HeaderValue::from_str(&client) {
-                signed.insert("x-forwarded-for", value);
-            }
-            outgoing = outgoing.header(
-                kernel::caller_key::CALLER_SIGNATURE_HEADER,
-                key.sign(
-                    &kernel::caller_key::Target {
-                        method: parts.method.as_str(),
-                        path: &target_path,
-                        query: target_query.as_deref(),
-                    },
-                    kernel::caller_key::unix_now(),
-                    &signed,
-                ),
-            );
+        if let Some(signature) = signature {
+            outgoing = outgoing.header(kernel::caller_key::CALLER_SIGNATURE_HEADER, signature);
         }
-        outgoing = outgoing.header("x-forwarded-for", client);
+        outgoing = outgoing.header("x-forwarded-for", client.as_str());
         match outgoing.body(body.clone()).send().await {
             Ok(answer) => {
                 let status = answer.status();
