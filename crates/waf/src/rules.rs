@@ -400,6 +400,11 @@ impl Compiled {
         }
         let applies = |i: usize| RULES[i].kinds.contains(&kind);
         let mut scan = |set: &Set, text: &str| {
+            // Most values match nothing: a plain search says so without the overlapping
+            // search and the per-call table of every pattern that `matches` builds.
+            if !set.set.is_match(text.as_bytes()) {
+                return;
+            }
             for m in set.set.matches(text.as_bytes()).iter() {
                 if applies(set.rules[m]) {
                     emit(set.rules[m]);
