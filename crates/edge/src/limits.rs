@@ -314,6 +314,17 @@ impl Budget {
             local: Buckets::new(rate),
         }
     }
+
+    /// One token of `key`'s bucket in Redis: taken, or only looked at.
+    fn spend<'a>(&'a self, key: &'a str, take: bool) -> Spend<'a> {
+        Spend {
+            bucket: self.name,
+            key,
+            rate: self.rate,
+            cost: 1.0,
+            take,
+        }
+    }
 }
 
 /// Why [`Limits`] refused a request, with the seconds to wait.
@@ -393,29 +404,11 @@ impl Limits {
             // In this order: failures (unless a public route), address, principal (if any).
             let mut spends = Vec::with_capacity(3);
             if failure != Failure::None {
-                spends.push(Spend {
-                    bucket: self.failures.name,
-                    key: client,
-                    rate: self.failures.rate,
-                    cost: 1.0,
-                    take: failure == Failure::Spent,
-                });
+                spends.push(self.failures.spend(client, failure == Failure::Spent));
             }
-            spends.push(Spend {
-                bucket: self.address.name,
-                key: client,
-                rate: self.address.rate,
-                cost: 1.0,
-                take: true,
-            });
+            spends.push(self.address.spend(client, true));
             if let Some(principal) = principal {
-                spends.push(Spend {
-                    bucket: self.principal.name,
-                    key: principal,
-                    rate: self.principal.rate,
-                    cost: 1.0,
-                    take: true,
-                });
+                spends.push(self.principal.spend(principal, true));
             }
             match shared.spend_all(&spends).await {
                 Some(Ok(())) => return Ok(()),
